@@ -1,0 +1,116 @@
+"Labels, the PETS folder resolution, the file scan and the DataBlock."
+import io, os, shutil, subprocess, sys
+from pathlib import Path
+import numpy as np, pytest
+from PIL import Image
+from pet_breeds.core import BREEDS, CAT_BREEDS, DOG_BREEDS, breed_label, species_label, DataNotFound, BadImage
+from pet_breeds.data import pets_images_path, scan_images, pets_dataloaders, pets_datablock, ENV_VAR
+
+def test_all_37_breeds_parse_from_file_names():
+    assert len(BREEDS) == 37 and len(set(BREEDS)) == 37
+    for b in BREEDS:
+        for n in (1, 12, 200):
+            assert breed_label(f'{b}_{n}.jpg') == b
+            assert breed_label(Path('/x/images')/f'{b}_{n}.jpg') == b
+    for multi in ('american_pit_bull_terrier', 'Egyptian_Mau', 'British_Shorthair', 'staffordshire_bull_terrier'):
+        assert breed_label(f'{multi}_191.jpg') == multi
+
+def test_species_from_capitalisation():
+    assert {species_label(f'{b}_3.jpg') for b in CAT_BREEDS} == {'cat'}
+    assert {species_label(f'{b}_3.jpg') for b in DOG_BREEDS} == {'dog'}
+
+def test_names_outside_the_pattern_are_rejected_by_name():
+    with pytest.raises(BadImage, match='holiday.png'): breed_label('holiday.png')
+
+def test_datablock_defaults_are_the_seed_recipe():
+    from fastai.vision.all import get_image_files, RandomSplitter, RandomResizedCropGPU
+    db = pets_datablock()
+    assert db.get_items is get_image_files
+    assert db.splitter(range(50)) == RandomSplitter(valid_pct=0.2, seed=42)(range(50))
+    assert db.item_tfms[-1].size == (460, 460)
+    rrc = [t for t in db.batch_tfms if isinstance(t, RandomResizedCropGPU)][0]
+    assert rrc.size == (224, 224) and rrc.min_scale == 0.75
+
+def test_same_seed_same_split(synthetic_pets):
+    a = pets_dataloaders(synthetic_pets, bs=8, item_size=48, size=32, num_workers=0)
+    b = pets_dataloaders(synthetic_pets, bs=8, item_size=48, size=32, num_workers=0)
+    c = pets_dataloaders(synthetic_pets, bs=8, item_size=48, size=32, num_workers=0, seed=7)
+    assert [p.name for p in a.valid_ds.items] == [p.name for p in b.valid_ds.items]
+    assert [p.name for p in a.valid_ds.items] != [p.name for p in c.valid_ds.items]
+    assert len(a.valid_ds) == round(0.2 * 96)
+
+def test_split_does_not_depend_on_directory_order(tmp_path, synthetic_pets):
+    "A copy made in reverse order (so listdir order differs) splits identically: the files are sorted."
+    other = tmp_path/'reversed'; other.mkdir()
+    for f in sorted(synthetic_pets.iterdir(), reverse=True): shutil.copy(f, other/f.name)
+    a = pets_dataloaders(synthetic_pets, bs=8, item_size=48, size=32, num_workers=0)
+    b = pets_dataloaders(other, bs=8, item_size=48, size=32, num_workers=0)
+    assert [p.name for p in a.valid_ds.items] == [p.name for p in b.valid_ds.items]
+
+def _save(img, path, fmt): img.save(path, format=fmt)
+
+@pytest.fixture
+def odd_folder(synthetic_pets):
+    "The oddities of the real PETS folder, made by hand."
+    d = synthetic_pets
+    _save(Image.new('RGBA', (40, 40), (255, 0, 0, 128)), d/'Bengal_900.jpg', 'PNG')      # PNG under .jpg
+    _save(Image.new('P', (40, 40)), d/'Bengal_901.jpg', 'GIF')                         # GIF under .jpg
+    _save(Image.new('L', (40, 40), 128), d/'beagle_900.jpg', 'JPEG')                    # grayscale
+    _save(Image.new('CMYK', (40, 40), (0, 50, 100, 0)), d/'beagle_901.jpg', 'JPEG')     # CMYK
+    good = (d/'pug_1.jpg').read_bytes()
+    (d/'pug_900.jpg').write_bytes(good[:len(good)//3])                                 # corrupt (truncated) JPEG
+    (d/'pug_901.jpg').write_bytes(b'\xff\xd8\xff' + os.urandom(500))                   # garbage after a JPEG marker
+    (d/'Sphynx_900.mat').write_bytes(b'MATLAB 5.0 MAT-file')                          # annotation file
+    return d
+
+def test_scan_reports_every_odd_file(odd_folder):
+    rep = scan_images(odd_folder)
+    skipped = {Path(o['file']).name: o['reason'] for o in rep.skipped}
+    assert set(skipped) == {'pug_900.jpg', 'pug_901.jpg', 'Sphynx_900.mat'}
+    assert 'not an image file' in skipped['Sphynx_900.mat']
+    assert all(skipped[f].startswith('unreadable image') for f in ('pug_900.jpg', 'pug_901.jpg'))
+    converted = {Path(o['file']).name: o['format'] for o in rep.converted}
+    assert converted == {'Bengal_900.jpg': 'PNG RGBA', 'Bengal_901.jpg': 'GIF P',
+                         'beagle_900.jpg': 'JPEG L', 'beagle_901.jpg': 'JPEG CMYK'}
+    assert len(rep.images) == 96 + 4
+
+def test_training_on_odd_files_does_not_crash_and_reports_them(odd_folder, tmp_path):
+    from pet_breeds.cli import train_pets
+    m = train_pets(odd_folder, tmp_path/'run', arch='resnet18', pretrained=False, freeze_epochs=1, epochs=1,
+                   lr=1e-3, size=32, item_size=48, bs=16, num_workers=0)
+    assert m['data_report']['images'] == 100
+    assert {o['file'] for o in m['data_report']['skipped']} == {'pug_900.jpg', 'pug_901.jpg', 'Sphynx_900.mat'}
+    assert all(o['reason'] for o in m['data_report']['skipped'])
+    assert len(m['epochs']) == 2
+
+def test_real_sample_oddities(sample_dir):
+    rep = scan_images(sample_dir)
+    assert len(rep.images) == 300
+    assert sorted(Path(o['file']).suffix for o in rep.skipped) == ['.mat'] * 3
+    fmts = {Path(o['file']).name: o['format'] for o in rep.converted}
+    assert fmts['Abyssinian_34.jpg'] == 'GIF P' and fmts['Abyssinian_5.jpg'] == 'PNG RGBA'
+    dls = pets_dataloaders(sample_dir, bs=16, item_size=96, size=64, num_workers=0)
+    # the GIF and the RGBA PNG load as 3-channel images
+    for name in ('Abyssinian_34.jpg', 'Abyssinian_5.jpg'):
+        i = [p.name for p in dls.train_ds.items + dls.valid_ds.items].index(name)
+        ds = dls.train_ds if i < len(dls.train_ds) else dls.valid_ds
+        img, _ = ds[i if i < len(dls.train_ds) else i - len(dls.train_ds)]
+        assert img.mode == 'RGB'
+
+def test_path_resolution_order(tmp_path, sample_dir, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, str(sample_dir.parent))
+    assert pets_images_path() == sample_dir                       # env var, dataset root form
+    assert pets_images_path(tmp_path) == tmp_path                 # an explicit path wins over the env var
+    monkeypatch.setenv(ENV_VAR, str(tmp_path/'nope'))
+    with pytest.raises(DataNotFound, match=ENV_VAR): pets_images_path()
+
+def test_offline_without_data_names_the_three_ways(tmp_path):
+    "No path, no env var, an empty fastai cache and no network: one clear error, no traceback."
+    env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
+    env['FASTAI_HOME'] = str(tmp_path/'fastai')
+    r = subprocess.run([str(Path(sys.executable).parent/'pet_breeds_train'), '--out', str(tmp_path/'out')],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode != 0
+    assert 'Traceback' not in r.stderr
+    for needle in ('--data DIR', ENV_VAR, 'untar_data(URLs.PETS)', 'oxford-iiit-pet.tgz', str(tmp_path/'fastai')):
+        assert needle in r.stderr, (needle, r.stderr)

@@ -1,0 +1,106 @@
+"Export/load without pickle, prediction, and the pet_breeds_train / pet_breeds_predict commands."
+import json, shutil, subprocess, sys
+from pathlib import Path
+import pytest, torch
+from conftest import run_cli
+from pet_breeds.data import pets_dataloaders
+from pet_breeds.learner import pets_learner
+from pet_breeds.train import train_two_stage
+from pet_breeds.inference import export_model, load_model
+
+def test_export_then_load_in_a_fresh_process_gives_the_same_probabilities(sample_dir, tmp_path):
+    dls = pets_dataloaders(sample_dir, bs=16, item_size=96, size=64, num_workers=0)
+    learn = pets_learner(dls, 'efficientnet_lite0', pretrained=True)
+    with learn.no_bar(), learn.no_logging(): train_two_stage(learn, freeze_epochs=1, epochs=0, lr=3e-3)
+    files = [str(f) for f in dls.valid_ds.items[:12]]
+    expected, _ = learn.get_preds(dl=dls.test_dl(files))
+    export_model(learn, tmp_path/'model')
+    assert sorted(p.name for p in (tmp_path/'model').iterdir()) == ['model.json', 'model.safetensors']
+    code = ("import json, sys; from pet_breeds.inference import load_model; from pet_breeds.core import open_image\n"
+            "m = load_model(sys.argv[1]); p = m.probs([open_image(f) for f in sys.argv[2:]])\n"
+            "print(json.dumps({'vocab': m.vocab, 'probs': p.tolist()}))")
+    r = subprocess.run([sys.executable, '-c', code, str(tmp_path/'model'), *files], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got['vocab'] == list(dls.vocab)
+    torch.testing.assert_close(torch.tensor(got['probs']), expected, atol=1e-4, rtol=0)
+    assert not (expected.argmax(1) == expected.argmax(1)[0]).all(), "a degenerate model would make this test vacuous"
+
+def test_loading_never_unpickles(tiny_model, tmp_path, monkeypatch):
+    import pickle
+    def boom(*a, **k): raise AssertionError('unpickling during load')
+    monkeypatch.setattr(pickle, 'load', boom); monkeypatch.setattr(pickle, 'loads', boom)
+    monkeypatch.setattr(torch, 'load', boom)
+    m = load_model(tiny_model[0])
+    assert m.vocab == ['Abyssinian', 'Bengal', 'american_bulldog']
+
+def test_predict_accepts_path_bytes_and_pil(tiny_model, sample_dir):
+    from PIL import Image
+    m = load_model(tiny_model[0])
+    f = sample_dir/'Bengal_10.jpg'
+    a, b, c = m.predict(f, k=3), m.predict(f.read_bytes(), k=3), m.predict(Image.open(f), k=3)
+    assert [l for l, _ in a] == [l for l, _ in b] == [l for l, _ in c]
+    assert sorted(l for l, _ in a) == sorted(m.vocab)
+    assert abs(sum(p for _, p in a) - 1) < 1e-4
+    assert a[0][1] >= a[1][1] >= a[2][1]
+
+@pytest.fixture(scope='module')
+def cli_run(tmp_path_factory, sample_dir):
+    """The issue's smoke run through the real command, on the sample minus held-out images the model
+    never sees (not in training, not in validation)."""
+    root = tmp_path_factory.mktemp('cli')
+    data, held = root/'images', root/'held_out'
+    data.mkdir(); held.mkdir()
+    names = sorted(p.name for p in sample_dir.iterdir())
+    held_names = [n for n in names if n.endswith(('_1.jpg', '_2.jpg', '_3.jpg'))]
+    for n in names: shutil.copy(sample_dir/n, (held if n in held_names else data)/n)
+    out = root/'OUT'
+    r = run_cli('pet_breeds_train', '--data', data, '--out', out, '--arch', 'resnet18', '--no_pretrained',
+                '--freeze_epochs', '1', '--epochs', '1', '--size', '64', '--item_size', '96', '--lr_find_its', '30')
+    return r, out, held
+
+def test_train_cli_writes_every_output(cli_run):
+    r, out, held = cli_run
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert {p.name for p in out.iterdir()} == {'model', 'metrics.json', 'lr_find.png', 'loss.png'}
+    for png in ('lr_find.png', 'loss.png'): assert (out/png).read_bytes()[:4] == b'\x89PNG'
+    m = json.loads((out/'metrics.json').read_text())
+    assert [(e['stage'], e['epoch']) for e in m['epochs']] == [(1, 0), (2, 0)]
+    for e in m['epochs']:
+        assert set(e) >= {'stage', 'epoch', 'train_loss', 'valid_loss', 'error_rate', 'accuracy', 'seconds'}
+        assert abs(e['error_rate'] + e['accuracy'] - 1) < 1e-6
+    assert set(m['lr_find']) == {'valley', 'minimum', 'steep'} and m['lr'] == m['lr_find']['valley']
+    assert m['data_report']['images'] == 300 - len(list(held.iterdir()))
+    assert sorted(o['file'] for o in m['data_report']['skipped']) == ['Abyssinian_100.mat', 'Abyssinian_101.mat', 'Abyssinian_102.mat']
+    assert m['vocab'] == ['Abyssinian', 'Bengal', 'american_bulldog']
+    assert m['total_seconds'] > 0
+    assert 'epoch' in r.stdout or 'epoch' in r.stderr   # fastprogress's table/bars were shown
+
+def test_predict_cli_on_unseen_images(cli_run):
+    _, out, held = cli_run
+    files = sorted(held.iterdir())
+    r = run_cli('pet_breeds_predict', out/'model', *files, '--k', '2', '--json')
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(l) for l in r.stdout.splitlines()]
+    assert [row['file'] for row in rows] == [str(f) for f in files]
+    vocab = json.loads((out/'model'/'model.json').read_text())['vocab']
+    for row in rows:
+        assert len(row['top']) == 2 and all(label in vocab for label, _ in row['top'])
+    plain = run_cli('pet_breeds_predict', out/'model', files[0])
+    assert plain.returncode == 0 and plain.stdout.startswith(f'{files[0]}: ') and '%' in plain.stdout
+
+def test_predict_cli_reports_bad_files_and_carries_on(cli_run, tmp_path):
+    _, out, held = cli_run
+    bad = tmp_path/'notes.jpg'; bad.write_text('not an image')
+    good = sorted(held.iterdir())[0]
+    r = run_cli('pet_breeds_predict', out/'model', bad, tmp_path/'missing.jpg', good, '--json')
+    assert r.returncode == 1
+    rows = [json.loads(l) for l in r.stdout.splitlines()]
+    assert 'error' in rows[0] and 'notes.jpg' in rows[0]['error']
+    assert 'no such file' in rows[1]['error']
+    assert 'top' in rows[2]
+
+def test_predict_cli_on_a_folder_that_is_not_a_model(tmp_path):
+    r = run_cli('pet_breeds_predict', tmp_path, tmp_path/'x.jpg')
+    assert r.returncode != 0 and 'not an exported pet_breeds model' in r.stderr and 'Traceback' not in r.stderr
