@@ -63,8 +63,8 @@ def cli_run(tmp_path_factory, sample_dir):
 def test_train_cli_writes_every_output(cli_run):
     r, out, held = cli_run
     assert r.returncode == 0, r.stderr[-3000:]
-    assert {p.name for p in out.iterdir()} == {'model', 'metrics.json', 'lr_find.png', 'loss.png'}
-    for png in ('lr_find.png', 'loss.png'): assert (out/png).read_bytes()[:4] == b'\x89PNG'
+    assert {p.name for p in out.iterdir()} == {'model', 'metrics.json', 'lr_find.png', 'loss.png', 'confusion.png'}
+    for png in ('lr_find.png', 'loss.png', 'confusion.png'): assert (out/png).read_bytes()[:4] == b'\x89PNG'
     m = json.loads((out/'metrics.json').read_text())
     assert [(e['stage'], e['epoch']) for e in m['epochs']] == [(1, 0), (2, 0)]
     for e in m['epochs']:
@@ -75,6 +75,9 @@ def test_train_cli_writes_every_output(cli_run):
     assert sorted(o['file'] for o in m['data_report']['skipped']) == ['Abyssinian_100.mat', 'Abyssinian_101.mat', 'Abyssinian_102.mat']
     assert m['vocab'] == ['Abyssinian', 'Bengal', 'american_bulldog']
     assert m['total_seconds'] > 0
+    cm = m['confusion']['matrix']
+    assert m['confusion']['labels'] == m['vocab'] and sum(map(sum, cm)) == round(0.2 * m['data_report']['images'])
+    assert abs(1 - sum(cm[i][i] for i in range(3)) / sum(map(sum, cm)) - m['epochs'][-1]['error_rate']) < 1e-6
     assert 'epoch' in r.stdout or 'epoch' in r.stderr   # fastprogress's table/bars were shown
 
 def test_predict_cli_on_unseen_images(cli_run):

@@ -1,0 +1,48 @@
+"The notebooks are the source: the library, the notebooks' cleanliness and the README must agree with them."
+import filecmp, shutil, subprocess, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+def _copy_project(dest:Path) -> Path:
+    for name in ('settings.ini', 'setup.py', 'README.md'): shutil.copy(ROOT/name, dest/name)
+    shutil.copytree(ROOT/'nbs', dest/'nbs')
+    shutil.copytree(ROOT/'pet_breeds', dest/'pet_breeds', ignore=shutil.ignore_patterns('__pycache__'))
+    return dest
+
+def _diff(a:Path, b:Path, pattern:str) -> list:
+    names = sorted({p.name for p in a.glob(pattern)} | {p.name for p in b.glob(pattern)})
+    return [n for n in names if not ((a/n).exists() and (b/n).exists() and filecmp.cmp(a/n, b/n, shallow=False))]
+
+def test_nbdev_export_leaves_no_diff(tmp_path):
+    proj = _copy_project(tmp_path)
+    r = subprocess.run([str(BIN/'nbdev_export')], cwd=proj, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert _diff(ROOT/'pet_breeds', proj/'pet_breeds', '*.py') == [], "run nbdev_export and commit pet_breeds/"
+
+def test_nbdev_clean_leaves_no_diff(tmp_path):
+    proj = _copy_project(tmp_path)
+    r = subprocess.run([str(BIN/'nbdev_clean')], cwd=proj, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert _diff(ROOT/'nbs', proj/'nbs', '*.ipynb') == [], "run nbdev_clean and commit nbs/"
+
+def test_readme_and_docs_are_built_from_the_notebooks():
+    r = subprocess.run([sys.executable, str(ROOT/'docs'/'build.py'), '--check'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+def test_readme_holds_the_two_commands():
+    text = (ROOT/'README.md').read_text()
+    assert 'pip install -e . && .venv/bin/pet_breeds_train --out runs/pets' in text
+    assert 'bash tests/run.sh' in text
+    assert 'bash tests/run.sh' in (ROOT/'.ci'/'run').read_text()
+
+def test_every_console_script_is_importable():
+    from configparser import ConfigParser
+    import importlib
+    cfg = ConfigParser(delimiters=['=']); cfg.read(ROOT/'settings.ini')
+    for spec in cfg['DEFAULT']['console_scripts'].split():
+        name, target = spec.split('=')
+        mod, fn = target.split(':')
+        assert callable(getattr(importlib.import_module(mod), fn)), name
