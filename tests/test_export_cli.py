@@ -107,3 +107,17 @@ def test_predict_cli_reports_bad_files_and_carries_on(cli_run, tmp_path):
 def test_predict_cli_on_a_folder_that_is_not_a_model(tmp_path):
     r = run_cli('pet_breeds_predict', tmp_path, tmp_path/'x.jpg')
     assert r.returncode != 0 and 'not an exported pet_breeds model' in r.stderr and 'Traceback' not in r.stderr
+
+def test_cat_versus_dog_from_the_command_line(sample_dir, tmp_path):
+    "The seed's binary task: --label species trains cat/dog and reports its 2x2 confusion matrix."
+    r = run_cli('pet_breeds_train', '--data', sample_dir, '--out', tmp_path/'sp', '--arch', 'efficientnet_lite0',
+                '--label', 'species', '--freeze_epochs', '1', '--epochs', '0', '--lr', '3e-3', '--size', '128',
+                '--item_size', '160', '--bs', '32')
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((tmp_path/'sp'/'metrics.json').read_text())
+    assert m['vocab'] == ['cat', 'dog'] and m['lr_find'] is None
+    cm = m['confusion']['matrix']
+    assert len(cm) == 2 and sum(map(sum, cm)) == 60
+    assert (tmp_path/'sp'/'confusion.png').exists()
+    assert m['epochs'][-1]['error_rate'] < 0.2      # pretrained features tell cats from bulldogs easily
+    assert not (tmp_path/'sp'/'lr_find.png').exists()
