@@ -15,6 +15,7 @@ from fastcore.script import call_parse, Param, store_true
 import pet_breeds
 from .data import pets_transforms
 from .learner import get_arch
+from .cut import cut_model
 
 # %% auto #0
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'export_model', 'read_meta', 'PetModel', 'load_model', 'format_top', 'predict_main']
@@ -51,6 +52,8 @@ def export_model(learn:Learner, dest, extra:dict=None) -> Path:
 
 # %% ../nbs/04_inference.ipynb #bc2b847f
 def _build_model(meta:dict) -> nn.Module:
+    "The untrained network `meta` describes: a cut model (`mode='cut'`), else `create_vision_model`'s (also `mode='features'`)."
+    if meta.get('mode') == 'cut': return cut_model(meta['arch'], meta['cut_layer'], meta['n_out'], pretrained=False)
     arch = get_arch(meta['arch'])
     head = meta.get('head', {})
     if arch.source == 'timm': return create_timm_model(arch.model, meta['n_out'], pretrained=False, **head)[0]

@@ -14,8 +14,8 @@ from fastai.vision.all import *
 
 # %% auto #0
 __all__ = ['LITE_STATS', 'INCEPTION_STATS', 'ARCHS', 'HEAD_KWARGS', 'LiteBlocks', 'EfficientNetLiteBody', 'efficientnet_lite0',
-           'efficientnet_lite1', 'efficientnet_lite2', 'inception_body', 'Arch', 'get_arch', 'hub_checkpoints',
-           'ensure_weights', 'default_learner_path', 'pets_learner']
+           'efficientnet_lite1', 'efficientnet_lite2', 'inception_body', 'Arch', 'get_arch', 'arch_stats',
+           'hub_checkpoints', 'ensure_weights', 'default_learner_path', 'pets_learner']
 
 # %% ../nbs/02_learner.ipynb #b977bfdf
 LITE_STATS = ([127/255]*3, [128/255]*3)
@@ -102,6 +102,15 @@ def get_arch(name:str) -> Arch:
     if name not in ARCHS: raise ValueError(f"unknown architecture {name!r}; choose one of: {', '.join(ARCHS)}")
     return ARCHS[name]
 
+def arch_stats(arch) -> tuple:
+    "The `(mean, std)` the body of `arch` expects its `[0, 1]` pixels normalised with."
+    arch = get_arch(arch)
+    if arch.source == 'timm':
+        import timm
+        cfg = timm.models.get_pretrained_cfg(arch.model)
+        return list(cfg.mean), list(cfg.std)
+    return model_meta.get(arch.model, {}).get('stats', imagenet_stats)
+
 # %% ../nbs/02_learner.ipynb #548fd517
 def hub_checkpoints() -> Path: return Path(torch.hub.get_dir())/'checkpoints'
 
@@ -129,14 +138,27 @@ def ensure_weights(arch) -> Path|None:
         raise _missing(arch, f"{dest.name} (from {w.url}) in {dest.parent}/", e) from None
     return dest
 
+def _timm_hint(arch:Arch) -> str:
+    "Where to put a timm model's weights so that timm finds them offline (the error's 'Put ...')."
+    import timm
+    cfg, local = timm.models.get_pretrained_cfg(arch.model), _timm_overlay_file(arch)
+    if cfg.hf_hub_id: return f"the model.safetensors of https://huggingface.co/{cfg.hf_hub_id} as {local}"
+    # weights hosted at a URL (legacy_xception's are on GitHub): timm caches them in the torch hub folder
+    return f"{Path(cfg.url).name} (from {cfg.url}) in {hub_checkpoints()}/, or a safetensors state dict as {local}"
+
+def _timm_url_file(arch:Arch) -> Path|None:
+    import timm
+    url = timm.models.get_pretrained_cfg(arch.model).url
+    return hub_checkpoints()/Path(url).name if url else None
+
 def _ensure_timm_weights(arch:Arch) -> Path|None:
     import timm
-    local = _timm_overlay_file(arch)
-    if local.exists(): return local
+    for f in (_timm_overlay_file(arch), _timm_url_file(arch)):
+        if f is not None and f.exists(): return f
     try: timm.create_model(arch.model, pretrained=True, num_classes=0)  # the Hugging Face hub cache or a download
-    except Exception as e:
-        cfg = timm.models.get_pretrained_cfg(arch.model)
-        raise _missing(arch, f"the model.safetensors of https://huggingface.co/{cfg.hf_hub_id} as {local}", e) from None
+    except Exception as e: raise _missing(arch, _timm_hint(arch), e) from None
+    url_file = _timm_url_file(arch)
+    return url_file if url_file is not None and url_file.exists() else None
 
 # %% ../nbs/02_learner.ipynb #9a29723d
 HEAD_KWARGS = ('concat_pool', 'lin_ftrs', 'ps', 'first_bn', 'bn_final', 'lin_first', 'pool')
