@@ -11,4 +11,4 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 export MPLBACKEND=Agg
 .venv/bin/nbdev_test --n_workers 2
-.venv/bin/pytest tests -q -p no:cacheprovider "$@"
+.venv/bin/pytest tests -q -p no:cacheprovider --durations=15 "$@"
