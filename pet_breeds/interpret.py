@@ -13,10 +13,11 @@ from fastai.vision.all import *
 from fastcore.script import call_parse, Param
 from .data import pets_datablock, pets_images_path, scan_images
 from .inference import load_model, PetModel
+from .train import plot_losses
 
 # %% auto #0
 __all__ = ['per_class_scores', 'most_confused_pairs', 'PetInterpretation', 'confusion_layout', 'plot_confusion',
-           'plot_top_losses_grid', 'interpret_model', 'write_report', 'interpret_main']
+           'plot_top_losses_grid', 'interpret_model', 'write_report', 'plot_run', 'interpret_main']
 
 # %% ../nbs/05_interpret.ipynb #2d3ee108
 def per_class_scores(cm, vocab) -> pd.DataFrame:
@@ -150,6 +151,16 @@ def write_report(interp:PetInterpretation, out, k:int=9) -> dict:
     cm = interp.confusion_matrix()
     return {'images': int(cm.sum()), 'error_rate': float(1 - np.trace(cm) / max(cm.sum(), 1)),
             'confusion': {'labels': list(map(str, interp.vocab)), 'matrix': cm.tolist()}}
+
+# %% ../nbs/05_interpret.ipynb #57e6af92
+def plot_run(run, fname=None):
+    "Training and validation loss curves of a run: a `train_pets` output folder, its `metrics.json`, or the dict."
+    if not isinstance(run, dict):
+        p = Path(run)
+        p = p/'metrics.json' if p.is_dir() else p
+        if not p.exists(): raise PetBreedsError(f"{p}: no such metrics file (pet_breeds_train writes metrics.json into --out)")
+        run = json.loads(p.read_text())
+    return plot_losses(run, fname)
 
 # %% ../nbs/05_interpret.ipynb #cd885d1f
 @call_parse
