@@ -7,7 +7,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
-from json import dumps
 from typing import Callable
 from .core import *
 import torch, torchvision
@@ -16,7 +15,7 @@ from torchvision import transforms as T
 from fastai.vision.all import *
 from fastcore.script import call_parse, Param, store_true
 from .learner import ARCHS, get_arch, ensure_weights, LITE_STATS
-from .inference import format_top
+from .inference import print_results, topk_in_batches, format_top
 
 # %% auto #0
 __all__ = ['IMAGENET_CLASSES', 'DOMESTIC_CAT_CLASSES', 'DOG_CLASSES', 'ImagenetClassifier', 'imagenet_classifier',
@@ -83,17 +82,8 @@ def imagenet_topk(img, arch:str='efficientnet_lite0', k:int=3) -> list:
 
 def imagenet_topk_many(items, arch:str='efficientnet_lite0', k:int=3, bs:int=32, names=None) -> list:
     "One dict per item, in batches: `{'file', 'top'}`, or `{'file', 'error'}` for an unreadable one."
-    clf, items = _classifier(arch), list(items)
-    names = list(names) if names is not None else [str(o) if isinstance(o, (str, Path)) else f'item {i}' for i, o in enumerate(items)]
-    res = []
-    for i in range(0, len(items), bs):
-        chunk, good, imgs = [], [], []
-        for name, item in zip(names[i:i+bs], items[i:i+bs]):
-            try: imgs.append(open_image(item, name)); good.append(len(chunk)); chunk.append({'file': name})
-            except BadImage as e: chunk.append({'file': name, 'error': str(e)})
-        for j, p in zip(good, clf.probs(imgs, bs)): chunk[j]['top'] = clf.topk(p, k)
-        res += chunk
-    return res
+    clf = _classifier(arch)
+    return topk_in_batches(items, clf.probs, clf.topk, k, bs, names)
 
 # %% ../nbs/08_imagenet.ipynb #98370a3d
 @call_parse
@@ -105,10 +95,4 @@ def imagenet_main(images:Param("image files", str, nargs='+'),
     "Print the top-k ImageNet classes of each image, from the pretrained network as it is."
     try: _classifier(arch)
     except (PetBreedsError, ValueError) as e: sys.exit(f"pet_breeds_imagenet: {e}")
-    failed = False
-    for r in imagenet_topk_many(images, arch, k, bs):
-        failed |= 'error' in r
-        if json: print(dumps(r), flush=True)
-        elif 'error' in r: print(f"{r['file']}: ERROR {r['error']}", flush=True)
-        else: print(f"{r['file']}: {format_top(r['top'])}", flush=True)
-    if failed: sys.exit(1)
+    if not print_results(imagenet_topk_many(images, arch, k, bs), json): sys.exit(1)

@@ -18,7 +18,8 @@ from .learner import get_arch
 from .cut import cut_model
 
 # %% auto #0
-__all__ = ['FORMAT', 'FORMAT_VERSION', 'export_model', 'read_meta', 'PetModel', 'load_model', 'format_top', 'predict_main']
+__all__ = ['FORMAT', 'FORMAT_VERSION', 'export_model', 'read_meta', 'topk_in_batches', 'PetModel', 'load_model', 'format_top',
+           'print_results', 'predict_main']
 
 # %% ../nbs/04_inference.ipynb #9d64413f
 FORMAT = 'pet_breeds-model'
@@ -71,6 +72,22 @@ def read_meta(path) -> dict:
         raise PetBreedsError(f"{fn}: format version {meta['format_version']} is newer than this pet_breeds reads; upgrade pet_breeds")
     return meta
 
+def _item_name(i:int, o) -> str: return str(o) if isinstance(o, (str, Path)) else f'item {i}'
+
+def topk_in_batches(items, probs, topk, k:int=3, bs:int=64, names=None) -> list:
+    "Open `items` in chunks of `bs`, run `probs` on the readable ones, and return `{'file', 'top'}` or `{'file', 'error'}` per item."
+    items = list(items)
+    names = list(names) if names is not None else [_item_name(i, o) for i, o in enumerate(items)]
+    res = []
+    for i in range(0, len(items), bs):
+        chunk, good, imgs = [], [], []
+        for name, item in zip(names[i:i+bs], items[i:i+bs]):
+            try: imgs.append(open_image(item, name)); good.append(len(chunk)); chunk.append({'file': name})
+            except BadImage as e: chunk.append({'file': name, 'error': str(e)})
+        for j, p in zip(good, probs(imgs, bs)): chunk[j]['top'] = topk(p, k)
+        res += chunk
+    return res
+
 class PetModel:
     "An exported model, ready to predict: the network, the vocab and the validation-time transforms."
     def __init__(self, model:nn.Module, meta:dict, device=None):
@@ -118,17 +135,7 @@ class PetModel:
 
     def predict_many(self, items, k:int=3, bs:int=64, names=None) -> list:
         "One dict per item, in batches: `{'file', 'top'}` or `{'file', 'error'}` for an unreadable one."
-        items = list(items)
-        names = list(names) if names is not None else [str(o) if isinstance(o, (str, Path)) else f'item {i}' for i, o in enumerate(items)]
-        res = []
-        for i in range(0, len(items), bs):
-            chunk, good, imgs = [], [], []
-            for name, item in zip(names[i:i+bs], items[i:i+bs]):
-                try: imgs.append(open_image(item, name)); good.append(len(chunk)); chunk.append({'file': name})
-                except BadImage as e: chunk.append({'file': name, 'error': str(e)})
-            for j, p in zip(good, self.probs(imgs, bs)): chunk[j]['top'] = self.topk(p, k)
-            res += chunk
-        return res
+        return topk_in_batches(items, self.probs, self.topk, k, bs, names)
 
 def load_model(path, device=None) -> PetModel:
     "Load an exported pet_breeds model folder (see `export_model`)."
@@ -136,6 +143,16 @@ def load_model(path, device=None) -> PetModel:
 
 # %% ../nbs/04_inference.ipynb #a1a8f9e2
 def format_top(top) -> str: return ', '.join(f'{label} {p:.1%}' for label, p in top)
+
+def print_results(results, as_json:bool=False) -> bool:
+    "Print one line per result (JSON or text) as it comes; `False` if any file failed."
+    ok = True
+    for r in results:
+        ok &= 'error' not in r
+        if as_json: print(dumps(r), flush=True)
+        elif 'error' in r: print(f"{r['file']}: ERROR {r['error']}", flush=True)
+        else: print(f"{r['file']}: {format_top(r['top'])}", flush=True)
+    return ok
 
 @call_parse
 def predict_main(model:Param("exported model folder", str),
@@ -146,10 +163,4 @@ def predict_main(model:Param("exported model folder", str),
     "Print the top-k breeds for each image."
     try: pm = load_model(model)
     except PetBreedsError as e: sys.exit(f"pet_breeds_predict: {e}")
-    failed = False
-    for r in pm.predict_many(images, k=k, bs=bs):
-        failed |= 'error' in r
-        if json: print(dumps(r), flush=True)
-        elif 'error' in r: print(f"{r['file']}: ERROR {r['error']}", flush=True)
-        else: print(f"{r['file']}: {format_top(r['top'])}", flush=True)
-    if failed: sys.exit(1)
+    if not print_results(pm.predict_many(images, k=k, bs=bs), json): sys.exit(1)
