@@ -13,7 +13,7 @@ from fastai.vision.all import *
 from fastcore.script import call_parse, Param
 from .data import pets_datablock, pets_images_path, scan_images
 from .inference import load_model, PetModel
-from .train import plot_losses
+from .train import plot_losses, save_figure
 
 # %% auto #0
 __all__ = ['per_class_scores', 'most_confused_pairs', 'PetInterpretation', 'confusion_layout', 'plot_confusion',
@@ -70,12 +70,6 @@ def confusion_layout(n_classes:int) -> dict:
     return {'figsize': (side, side), 'label_size': float(np.clip(14 - 0.2 * n_classes, 7, 12)),
             'cell_size': float(np.clip(13 - 0.22 * n_classes, 5, 12)), 'show_counts': n_classes <= 40}
 
-def _save(fig, fname):
-    if fname is None: return fig
-    fig.savefig(fname, dpi=100, bbox_inches='tight')
-    if 'inline' not in matplotlib.get_backend(): plt.close(fig)
-    return fig
-
 def plot_confusion(interp:ClassificationInterpretation, fname=None, normalize:bool=False, title='Confusion matrix'):
     "The confusion matrix, sized for the class count; saved to `fname` if given."
     cm, vocab = interp.confusion_matrix(), list(map(str, interp.vocab))
@@ -93,14 +87,14 @@ def plot_confusion(interp:ClassificationInterpretation, fname=None, normalize:bo
             ax.text(j, i, txt, ha='center', va='center', fontsize=lay['cell_size'],
                     color='white' if shown[i, j] > thresh else 'black')
     ax.set_xlabel('Predicted'); ax.set_ylabel('Actual'); ax.set_title(title)
-    return _save(fig, fname)
+    return save_figure(fig, fname)
 
 def plot_top_losses_grid(interp:ClassificationInterpretation, k:int=9, fname=None):
     "fastai's top-losses grid (prediction/actual/loss/probability over each image); saved to `fname` if given."
     k = min(k, len(interp.losses))
     ncols = int(np.ceil(np.sqrt(k)))
     interp.plot_top_losses(k, nrows=int(np.ceil(k / ncols)), figsize=(3.2 * ncols, 3.4 * np.ceil(k / ncols)))
-    return _save(plt.gcf(), fname)
+    return save_figure(plt.gcf(), fname)
 
 # %% ../nbs/05_interpret.ipynb #b733681f
 def _eval_files(meta:dict, data=None, test=None) -> list:

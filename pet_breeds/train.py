@@ -12,7 +12,7 @@ from .core import *
 from fastai.vision.all import *
 
 # %% auto #0
-__all__ = ['RunLog', 'find_lr', 'train_two_stage', 'plot_losses']
+__all__ = ['RunLog', 'find_lr', 'save_figure', 'train_two_stage', 'plot_losses']
 
 # %% ../nbs/03_train.ipynb #9fa61238
 class RunLog(Callback):
@@ -33,12 +33,15 @@ class RunLog(Callback):
 def find_lr(learn:Learner, fname=None, num_it:int=100) -> dict:
     "Run `lr_find`; return `{valley, minimum, steep}` and save the plot to `fname` if given."
     sugg = learn.lr_find(suggest_funcs=(valley, minimum, steep), num_it=num_it, show_plot=fname is not None)
-    if fname is not None:
-        plt.gcf().savefig(fname, dpi=100, bbox_inches='tight')
-        if not _inline_backend(): plt.close(plt.gcf())
+    if fname is not None: save_figure(plt.gcf(), fname)
     return {k: float(v) for k, v in sugg._asdict().items()}
 
-def _inline_backend() -> bool: return 'inline' in matplotlib.get_backend()
+def save_figure(fig, fname=None):
+    "Save `fig` to `fname` (if given) and close it, unless a notebook will show it inline; return `fig`."
+    if fname is None: return fig
+    fig.savefig(fname, dpi=100, bbox_inches='tight')
+    if 'inline' not in matplotlib.get_backend(): plt.close(fig)
+    return fig
 
 # %% ../nbs/03_train.ipynb #88596afb
 def train_two_stage(learn:Learner, freeze_epochs:int=3, epochs:int=10, lr:float=None,
@@ -71,7 +74,4 @@ def plot_losses(run:dict, fname=None, figsize=(8, 4.5)):
     stage2 = [i for i, r in enumerate(run['epochs']) if r['stage'] == 2]
     if stage2 and stage2[0] > 0: ax.axvline(per_epoch*stage2[0], color='grey', ls='--', label='unfreeze')
     ax.set_xlabel('batches'); ax.set_ylabel('loss'); ax.legend(); ax.set_title('Training and validation loss')
-    if fname is not None:
-        fig.savefig(fname, dpi=100, bbox_inches='tight')
-        if not _inline_backend(): plt.close(fig)
-    return fig
+    return save_figure(fig, fname)
