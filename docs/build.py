@@ -1,52 +1,387 @@
-"""Build README.md and docs/*.md from the notebooks, without Quarto (which cannot be installed here).
+"""Build README.md and the HTML documentation site in docs/ from the notebooks, the nbdev way, without Quarto
+(which cannot be installed here). Run it with the project's venv:
 
-nbdev's directives decide what readers see, as nbdev_docs would: `#| hide` cells are left out and
-`#|` lines are dropped from the cells that stay. Outputs stored in a notebook are kept. Run:
-    python docs/build.py           # write README.md and docs/<notebook>.md
-    python docs/build.py --check   # exit 1 if any of them is out of date
+    .venv/bin/python docs/build.py              # write README.md and the site in docs/
+    .venv/bin/python docs/build.py --check      # exit 1 if README.md or the site is out of date (tests/test_repo.py)
+    .venv/bin/python docs/build.py --out DIR    # write DIR/README.md and DIR/docs/ instead (tests/test_docs.py)
+
+The pages are `nbs/index.ipynb` and every `nbs/[0-9]*.ipynb`, found when the build runs. The site:
+`docs/index.html` (from index.ipynb), `docs/NN_name.html` per numbered notebook, `docs/style.css`, and
+`docs/figures/` with the images stored in the notebooks' outputs (plots), extracted as they are. Every
+page has a sidebar that links every page, a title and description (from the notebook's `# title` and
+`> description`), and the notebook as readers should see it.
+
+Each notebook goes through nbdev's own processors (`nbdev.processors.FilterDefaults().procs()`, run by
+`nbdev.process.NBProcessor`, as `nbdev_proc_nbs` does before Quarto renders): `FrontmatterProc`,
+`add_show_docs` + `exec_show_docs` (each exported definition is shown as `show_doc`: signature and
+docstring, not its source), `rm_export`, `hide_`, `hide_line`, `filter_stream_`, `strip_ansi`,
+`clean_show_doc`, `clean_magics`, `add_links` (backticked names link to their `show_doc`) and the rest.
+One change to nbdev's pipeline: `exec_show_docs` re-runs every visible cell that contains an import,
+replacing the outputs stored in it (or failing, when the cell uses a name an earlier cell made). Here
+such a cell keeps its stored outputs and only its import statements run; exported and `show_doc` cells
+run as in nbdev. What Quarto would then do with the cell options the processors leave (`echo: false`,
+`output: asis`, `include`, `output`, `code-fold`) is done here, and nbconvert's HTMLExporter (template
+`basic`) converts each notebook; links to `NN_name.ipynb` become `NN_name.html`, nbdev's doc links point
+at these pages, and files a notebook links to under docs/ (the README's `docs/images/widget.png`) are
+linked relative to the site. README.md is the same processed index.ipynb, as markdown.
+
+The output is deterministic (no timestamps or random ids; hash randomisation is turned off), so
+`--check` compares bytes. `docs/images/` is not generated: `docs/images/widget.png` is the widget's
+screenshot, which tests/test_browser.py writes only when asked to:
+
+    PET_BREEDS_UPDATE_SCREENSHOT=1 .venv/bin/pytest tests/test_browser.py
 """
-import sys
+import argparse, ast, copy, functools, hashlib, html, os, re, shutil, sys, warnings
 from pathlib import Path
-import nbformat
-from nbconvert import MarkdownExporter
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS, DOCS = ROOT/'nbs', ROOT/'docs'
+FIGURES = 'figures'  # the site's folder for images from the notebooks' outputs: all of it is generated
+NOTE = 'generated from nbs/{} by docs/build.py: edit the notebook, not this file'
 
-def _directives(src:str) -> set:
-    return {l[3:].strip().split()[0] for l in src.splitlines() if l.startswith('#|') and l[3:].strip()}
+from execnb.nbio import nb2dict, read_nb
+from nbdev.config import get_config
+from nbdev.process import NBProcessor
+from nbdev.processors import FilterDefaults, exec_show_docs, insert_warning, _do_eval, _is_showdoc
 
-def reader_view(nb):
-    "The notebook as nbdev's docs show it: hidden cells out, directive lines out, empty cells out."
-    cells = []
+# ---------------------------------------------------------------------------------------------- nbdev
+class exec_show_docs_keep(exec_show_docs):
+    """nbdev's `exec_show_docs`, except that a cell that is neither exported nor a `show_doc` keeps the outputs
+    stored in the notebook and runs only its import statements (nbdev would re-run all of it for the docs)."""
+    def __call__(self, cell):
+        if cell.cell_type != 'code' or not getattr(self.nb, 'has_docs_', None) or not hasattr(self, 'k'): return
+        if _is_showdoc(cell) or cell.directives_.keys() & {'export', 'exports', 'exporti', 'exec_doc'}:
+            return super().__call__(cell)
+        if not _do_eval(cell): return
+        imports = [ast.unparse(o) for o in cell.parsed_() if isinstance(o, (ast.Import, ast.ImportFrom))]
+        if not imports: return
+        self.k.run('\n'.join(imports))
+        if self.k.exc: raise Exception(f"Error in cell {cell.idx_} (its imports):\n{cell.source}") from self.k.exc
+
+def nbdev_process(path:Path):
+    "The notebook at `path` after nbdev's processors, as `nbdev_proc_nbs` leaves it for Quarto."
+    procs = [exec_show_docs_keep if p is exec_show_docs else p for p in FilterDefaults().procs()]
+    nb = read_nb(path)
+    os.environ['IN_TEST'] = '1'  # as nbdev's serve_drv sets it
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message='Found cells containing imports')  # handled above
+            NBProcessor(nb=nb, procs=procs).process()
+    finally: del os.environ['IN_TEST']
+    nb.metadata.pop('widgets', None)  # the build's own widget state: random ids, and nothing a page shows
+    return nb
+
+# --------------------------------------------------------------------------------------------- quarto
+_re_opt = re.compile(r'^\s*#\|\s*([\w-]+)\s*:\s*(.*?)\s*$')
+# pandoc's link attributes, as show_doc writes them: [source](url){target="_blank" style="..."}
+_re_attr_link = re.compile(r'\[([^\]\n]*)\]\(([^)\s]+)\)\{([^}\n]*)\}')
+_re_address = re.compile(r' at 0x[0-9a-fA-F]+')
+
+def _attr_links(md:str) -> str:
+    return _re_attr_link.sub(lambda m: f'<a href="{html.escape(m[2])}" {m[3]}>{m[1]}</a>', md)
+
+def _is_false(v) -> bool: return str(v).strip().strip('"\'').lower() == 'false'
+
+def quarto_view(nb):
+    "What Quarto does with the cells nbdev's processors leave: cell options applied, front matter taken out."
+    cells, nb.summaries_ = [], []  # code-fold summaries, in the order of the folded cells
     for c in nb.cells:
-        if c.cell_type == 'code':
-            if {'hide', 'default_exp'} & _directives(c.source): continue
-            c.source = '\n'.join(l for l in c.source.splitlines() if not l.startswith('#|')).strip()
-            if not c.source: continue
-        cells.append(c)
+        if c.cell_type == 'raw': continue  # the front matter FrontmatterProc inserted; nb.frontmatter_ has it
+        if c.cell_type == 'markdown':
+            if c.source.strip() == insert_warning.content: continue  # the page and README say so in their own words
+            c.source = _attr_links(c.source)
+            if c.source.strip(): cells.append(c)
+            continue
+        lines, opts = c.source.splitlines(), {}
+        while lines and _re_opt.match(lines[0]):
+            k, v = _re_opt.match(lines.pop(0)).groups()
+            opts[k] = v
+        c.source = '\n'.join(lines).strip('\n')
+        if _is_false(opts.get('include')): continue
+        if _is_false(opts.get('output')): c.outputs = []
+        for o in c.get('outputs', []):
+            data = o.get('data', {})
+            if 'text/markdown' in data:
+                md = ''.join(data['text/markdown'])
+                if getattr(c, 'has_sd', False): md = _re_address.sub('', md)  # built here: no memory addresses
+                data['text/markdown'] = _attr_links(md)
+        if _is_false(opts.get('echo')) or not c.source.strip():
+            c.metadata['transient'] = {'remove_source': True}
+        if opts.get('code-fold', 'false').lower() in ('true', 'show') and c.source.strip():
+            c.metadata['tags'] = [*c.metadata.get('tags', []), 'pb-fold' + ('-open' if opts['code-fold'] == 'show' else '')]
+            nb.summaries_.append(opts.get('code-summary', 'Code').strip('"\''))
+        if getattr(c, 'has_sd', False): c.metadata['tags'] = [*c.metadata.get('tags', []), 'pb-showdoc']
+        if c.source.strip() or c.get('outputs'): cells.append(c)
     nb.cells = cells
     return nb
 
-def render(nb_path:Path) -> str:
-    nb = reader_view(nbformat.read(nb_path, as_version=4))
-    body, _ = MarkdownExporter().from_notebook_node(nb)
-    note = f'<!-- generated from nbs/{nb_path.name} by docs/build.py: edit the notebook, not this file -->\n\n'
-    return note + body.strip() + '\n'
+def to_nbformat(nb):
+    import json, nbformat
+    d = nb2dict(nb)
+    for c in d['cells']: c.pop('id', None)  # not shown, and cells the processors made have none: nbformat
+    d['nbformat'], d['nbformat_minor'] = 4, 4  # 4.5 would give them random ones
+    d['metadata'].setdefault('language_info', {'name': 'python'})  # jupytext-made notebooks lack it: code fences need it
+    return nbformat.reads(json.dumps(d), as_version=4)
 
-def targets() -> dict:
-    "Output file -> rendered text, for the README and every numbered notebook."
-    res = {ROOT/'README.md': render(NBS/'index.ipynb')}
-    for nb in sorted(NBS.glob('[0-9]*.ipynb')): res[DOCS/f'{nb.stem}.md'] = render(nb)
+# ----------------------------------------------------------------------------------------- converters
+_PRIORITY = ['text/html', 'text/markdown', 'image/svg+xml', 'text/latex', 'image/png', 'image/jpeg', 'text/plain']
+_EXTRACT = {'image/png', 'image/jpeg', 'image/svg+xml', 'image/gif'}
+
+def _config(**kw):
+    from traitlets.config import Config
+    return Config({'NbConvertBase': {'display_data_priority': _PRIORITY},
+                   'ExtractOutputPreprocessor': {'enabled': True, 'extract_output_types': _EXTRACT}, **kw})
+
+@functools.lru_cache(None)
+def exporter(cls, **kw):
+    "One nbconvert exporter of each kind for the whole build (making one costs a second)."
+    from nbconvert.preprocessors import ExtractOutputPreprocessor
+    exp = cls(config=_config(), **kw)
+    if not any(isinstance(p, ExtractOutputPreprocessor) for p in exp._preprocessors):
+        exp.register_preprocessor(ExtractOutputPreprocessor, enabled=True)
+    return exp
+
+def convert(nbn, exporter_cls, key:str, **kw):
+    "Text and `{figures/file: bytes}` of the notebook `nbn` converted by nbconvert's `exporter_cls`."
+    exp = exporter(exporter_cls, **kw)
+    text, res = exp.from_notebook_node(copy.deepcopy(nbn), resources={'unique_key': key, 'output_files_dir': FIGURES})
+    figures = {}
+    for name, data in sorted(res.get('outputs', {}).items(), key=lambda o: -len(o[0])):
+        # named by content: the same plot shown twice is one file, and a cell added above leaves the names alone
+        new = f'{FIGURES}/{key}_{hashlib.sha1(data).hexdigest()[:12]}{Path(name).suffix}'
+        text, figures[new] = text.replace(name, new), data
+    return text, figures
+
+def md_inline(s:str) -> str:
+    "Markdown of one line (a description) as inline HTML."
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+    res = markdown2html_mistune(s).strip()
+    return res[3:-4] if res.startswith('<p>') and res.endswith('</p>') else res
+
+def doc_prefix() -> str:
+    "Where nbdev's doc links point: https://HOST/BASEURL/."
+    cfg = get_config()
+    return cfg.doc_host.rstrip('/') + '/' + cfg.doc_baseurl.strip('/') + '/'
+
+def nbdev_html_name(stem:str) -> str:
+    "The page name nbdev's doc links use for notebook `stem` (`00_core` -> `core.html`)."
+    return re.sub(r'^\d+[a-zA-Z0-9]*_', '', stem.lower()) + '.html'
+
+# ------------------------------------------------------------------------------------------------ html
+def slug(text:str) -> str:
+    "Pandoc's (and so Quarto's and nbdev's doc links') identifier for a heading."
+    s = re.sub(r'[^\w\s.-]', '', text.strip().lower(), flags=re.UNICODE)
+    s = re.sub(r'\s+', '-', s)
+    s = re.sub(r'^[^a-z]+', '', s)
+    return s or 'section'
+
+CSS = """\
+*{box-sizing:border-box}
+body{margin:0;font:16px/1.55 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#212529;background:#fff}
+a{color:#2761e3;text-decoration:none}a:hover{text-decoration:underline}
+.sidebar{position:fixed;top:0;left:0;bottom:0;width:230px;overflow-y:auto;padding:1.2rem 1rem;background:#f8f9fa;border-right:1px solid #dee2e6}
+.sidebar .brand{display:block;font-weight:600;font-size:1.2rem;color:#212529;margin-bottom:1rem}
+.sidebar ul{list-style:none;margin:0;padding:0}.sidebar li a{display:block;padding:.25rem .5rem;border-radius:4px;color:#495057}
+.sidebar li a.active{background:#e7eefc;color:#2761e3;font-weight:600}
+main{margin-left:230px;padding:1.5rem 2.5rem 4rem;max-width:1060px}
+.title{margin:.2rem 0 .3rem;font-size:2.2rem}.description{font-size:1.15rem;color:#6c757d;margin:0 0 1.5rem}
+h2{margin-top:2.2rem;padding-bottom:.2rem;border-bottom:1px solid #dee2e6}
+.anchor-link{visibility:hidden;margin-left:.3rem;color:#adb5bd}h1:hover .anchor-link,h2:hover .anchor-link,h3:hover .anchor-link,h4:hover .anchor-link{visibility:visible}
+code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.88em;background:#f1f3f5;padding:.05em .25em;border-radius:3px}
+pre{overflow-x:auto;padding:.6rem .8rem;margin:.4rem 0;background:#f8f9fa;border-radius:4px;font-size:.86rem;line-height:1.45}
+pre code{background:none;padding:0}
+.input_area pre{background:#f6f8fa;border-left:3px solid #c5d3ee}
+.output_area pre{background:none;border-left:3px solid #e9ecef}
+.output_stderr pre{background:#fff5f5}
+.output_area img{max-width:100%;height:auto}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.92rem}th,td{border:1px solid #dee2e6;padding:.25rem .6rem}th{background:#f8f9fa}
+blockquote{margin:.5rem 0;padding:.1rem 1rem;border-left:4px solid #dee2e6;color:#495057}
+.celltag_pb-showdoc{margin:1rem 0;padding:0 1rem .4rem;border:1px solid #dee2e6;border-radius:6px;box-shadow:0 1px 2px rgba(0,0,0,.05)}
+.celltag_pb-showdoc hr{display:none}.celltag_pb-showdoc h3{margin:.7rem 0 .4rem;font-family:ui-monospace,Menlo,Consolas,monospace}
+details>summary{cursor:pointer;color:#6c757d;font-size:.9rem}
+.highlight .c,.highlight .c1,.highlight .cm,.highlight .ch,.highlight .cs{color:#6a737d;font-style:italic}
+.highlight .k,.highlight .kn,.highlight .kc,.highlight .kd,.highlight .kr,.highlight .ow{color:#d73a49}
+.highlight .s,.highlight .s1,.highlight .s2,.highlight .sa,.highlight .sd,.highlight .si,.highlight .se{color:#032f62}
+.highlight .m,.highlight .mi,.highlight .mf{color:#005cc5}.highlight .nf,.highlight .nc{color:#6f42c1}
+.highlight .nb,.highlight .bp{color:#005cc5}.highlight .nd{color:#e36209}
+.ansi-red-fg{color:#c62828}.ansi-green-fg{color:#2e7d32}.ansi-yellow-fg{color:#9a6700}.ansi-blue-fg{color:#1565c0}
+.ansi-cyan-fg{color:#00838f}.ansi-bold{font-weight:bold}
+@media (max-width:800px){.sidebar{position:static;width:auto;border-right:0;border-bottom:1px solid #dee2e6}main{margin-left:0;padding:1rem}}
+"""
+
+PAGE = """\
+<!DOCTYPE html>
+<!-- {note} -->
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} – {site}</title>
+<link rel="stylesheet" href="style.css">
+</head>
+<body>
+<nav class="sidebar" aria-label="Pages">
+<a class="brand" href="index.html">{site}</a>
+<ul>
+{nav}
+</ul>
+</nav>
+<main>
+<header>
+<h1 class="title">{title}</h1>
+{description}</header>
+{body}
+</main>
+</body>
+</html>
+"""
+
+class Page:
+    "One notebook's page: its processed notebook, name, title and HTML (a BeautifulSoup tree until written)."
+    def __init__(self, nb_path:Path):
+        self.src, self.name = nb_path, f'{nb_path.stem}.html'
+        self.nb = nbdev_process(nb_path)
+        fm = self.nb.frontmatter_ or {}
+        self.title, self.description = str(fm.get('title') or nb_path.stem), str(fm.get('description') or '')
+        self.nbn = to_nbformat(quarto_view(self.nb))
+        self.summaries = self.nb.summaries_
+
+    def render(self):
+        from bs4 import BeautifulSoup
+        from nbconvert import HTMLExporter
+        body, self.figures = convert(self.nbn, HTMLExporter, self.src.stem, template_name='basic',
+                                     exclude_input_prompt=True, exclude_output_prompt=True)
+        soup = BeautifulSoup(body, 'html.parser')
+        seen = {'title'}
+        for h in soup.find_all(re.compile('^h[1-6]$')):
+            a = h.find('a', class_='anchor-link')
+            if a: a.extract()
+            hid = base = slug(h.get_text())
+            n = 0
+            while hid in seen: n += 1; hid = f'{base}-{n}'
+            seen.add(hid)
+            h['id'] = hid
+            if a: a['href'] = f'#{hid}'; h.append(a)
+        for cell, summary in zip(soup.select('.celltag_pb-fold, .celltag_pb-fold-open'), self.summaries):
+            inp = cell.find('div', class_='input')
+            if inp is None: continue
+            det = soup.new_tag('details', attrs={'open': ''} if 'celltag_pb-fold-open' in cell['class'] else {})
+            summ = soup.new_tag('summary'); summ.string = summary
+            inp.wrap(det); det.insert(0, summ)
+        self.soup, self.ids = soup, seen
+        return self
+
+    def html(self, pages:list) -> str:
+        nav = '\n'.join(f'<li><a href="{p.name}"' + (' class="active" aria-current="page"' if p is self else '')
+                        + f'>{html.escape(p.title)}</a></li>' for p in pages)
+        desc = f'<p class="description">{md_inline(self.description)}</p>\n' if self.description else ''
+        return PAGE.format(note=NOTE.format(self.src.name), title=html.escape(self.title), site=html.escape(pages[0].title),
+                           nav=nav, description=desc, body=str(self.soup).strip())
+
+def _resolve_local(ref:str, nbs:Path):
+    "The file a relative link in a notebook means: next to the notebook, else from the repository root (README's view)."
+    for base in (nbs, ROOT):
+        p = (base/ref).resolve()
+        if p.exists(): return p
+    return None
+
+def fix_links(page:Page, pages:list, nbs:Path, extra:dict):
+    "Links and images as the site needs them. `extra` collects files copied into the site ({figures/name: bytes})."
+    by_name = {p.name: p for p in pages}
+    nbdev_names = {nbdev_html_name(p.src.stem): p for p in pages[1:]}
+    nbdev_names['index.html'] = pages[0]
+    prefix, cfg = doc_prefix(), get_config()
+    for tag, attr in (('a', 'href'), ('img', 'src')):
+        for el in page.soup.find_all(tag):
+            url = el.get(attr)
+            if not url: continue
+            if url.startswith(prefix):  # nbdev's doc link: this site's page for that notebook
+                path, _, frag = url[len(prefix):].partition('#')
+                target = nbdev_names.get(path)
+                if target is None or (frag and frag not in target.ids):  # a name with no show_doc: keep the text
+                    el.unwrap(); continue
+                el[attr] = (target.name if target is not page else '') + (f'#{frag}' if frag else '')
+                continue
+            parts = urlsplit(url)
+            if parts.scheme or parts.netloc or url.startswith('#') or not parts.path: continue
+            path, frag = parts.path, f'#{parts.fragment}' if parts.fragment else ''
+            if path.endswith('.ipynb'): el[attr] = Path(path).stem + '.html' + frag; continue
+            if path in by_name or path.startswith(FIGURES + '/'): continue
+            local = _resolve_local(path, nbs)
+            if local is None: continue  # broken: tests/test_docs.py reports it
+            if local.is_relative_to(DOCS): el[attr] = local.relative_to(DOCS).as_posix() + frag
+            elif tag == 'img':
+                name = f'{FIGURES}/{local.name}'
+                extra[name] = local.read_bytes()
+                el[attr] = name
+            elif local.is_relative_to(ROOT):
+                el[attr] = f"{cfg.git_url.rstrip('/')}/blob/{cfg.branch}/{local.relative_to(ROOT).as_posix()}{frag}"
+
+# ---------------------------------------------------------------------------------------------- readme
+def readme(index:Page, nbs:Path) -> str:
+    "README.md: the processed index notebook as markdown, with nbdev's doc links as plain names."
+    from nbconvert import MarkdownExporter
+    body, _ = convert(index.nbn, MarkdownExporter, index.src.stem)
+    prefix = re.escape(doc_prefix())
+    body = re.sub(rf'\[(`[^`\n]+`)\]\({prefix}[^)\s]*\)', r'\1', body)
+    body = re.sub(rf'(\]\(|src=")({FIGURES}/)', r'\1docs/\2', body)
+    body = re.sub(r'\]\(([\w.-]+\.ipynb)', lambda m: f']({(nbs/m[1]).relative_to(ROOT).as_posix()}'
+                  if (nbs/m[1]).is_relative_to(ROOT) else m[0], body)
+    body = re.sub(r'\n{3,}', '\n\n', body)
+    head = f'# {index.title}\n\n' + (f'> {index.description}\n\n' if index.description else '')
+    return f'<!-- {NOTE.format(index.src.name)} -->\n\n' + head + body.strip() + '\n'
+
+# ----------------------------------------------------------------------------------------------- build
+def notebooks(nbs:Path=NBS) -> list:
+    "index.ipynb first, then every numbered notebook, as the build finds them."
+    return [nbs/'index.ipynb', *sorted(nbs.glob('[0-9]*.ipynb'))]
+
+def targets(nbs:Path=NBS) -> dict:
+    "Relative output path -> bytes: README.md and everything under docs/ that the build makes."
+    os.chdir(ROOT)  # nbdev reads settings.ini from here
+    pages = []
+    for p in notebooks(nbs):
+        try: pages.append(Page(p).render())
+        except Exception as e:
+            cause = f'\n{type(e.__cause__).__name__}: {e.__cause__}' if e.__cause__ else ''
+            raise SystemExit(f'docs/build.py: {p.relative_to(ROOT) if p.is_relative_to(ROOT) else p}: {e}{cause}') from e
+    res, extra = {'README.md': readme(pages[0], nbs).encode()}, {}
+    for page in pages: fix_links(page, pages, nbs, extra)
+    for page in pages:
+        res[f'docs/{page.name}'] = page.html(pages).encode()
+        res.update({f'docs/{k}': v for k, v in page.figures.items()})
+    res.update({f'docs/{k}': v for k, v in extra.items()})
+    res['docs/style.css'] = CSS.encode()
     return res
 
-def main(check:bool=False) -> int:
-    stale = []
-    for path, text in targets().items():
-        if check:
-            if not path.exists() or path.read_text() != text: stale.append(path.relative_to(ROOT))
-        else: path.write_text(text)
-    if stale: print('out of date (run python docs/build.py):', *stale, sep='\n  ')
-    return 1 if stale else 0
+def stale(root:Path, res:dict) -> list:
+    "Generated files under `root`/docs that this build no longer makes (old pages, figures, the old docs/*.md)."
+    d = root/'docs'
+    found = [*d.glob('*.md'), *d.glob('*.html'), *(d/FIGURES).glob('**/*')]
+    return sorted(p.relative_to(root).as_posix() for p in found if p.is_file() and p.relative_to(root).as_posix() not in res)
 
-if __name__ == '__main__': sys.exit(main('--check' in sys.argv))
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--check', action='store_true', help='exit 1 if README.md or docs/ is out of date; write nothing')
+    ap.add_argument('--out', type=Path, help='write OUT/README.md and OUT/docs/ (with docs/images) instead of the tree')
+    ap.add_argument('--nbs', type=Path, default=NBS, help='the notebooks folder (default: nbs/)')
+    a = ap.parse_args(argv)
+    res = targets(a.nbs.resolve())
+    out = a.out.resolve() if a.out else ROOT
+    if a.check:
+        bad = [k for k, v in res.items() if not (out/k).is_file() or (out/k).read_bytes() != v] + stale(out, res)
+        if bad: print('out of date (run .venv/bin/python docs/build.py):', *bad, sep='\n  ')
+        return 1 if bad else 0
+    for k in stale(out, res): (out/k).unlink()
+    for k, v in res.items():
+        (out/k).parent.mkdir(parents=True, exist_ok=True)
+        if not (out/k).is_file() or (out/k).read_bytes() != v: (out/k).write_bytes(v)
+    if out != ROOT and (DOCS/'images').is_dir(): shutil.copytree(DOCS/'images', out/'docs'/'images', dirs_exist_ok=True)
+    print(f'wrote README.md and {sum(k.startswith("docs/") for k in res)} files in docs/ under {out}')
+    return 0
+
+if __name__ == '__main__':
+    if os.environ.get('PYTHONHASHSEED') != '0':  # set reprs in signatures must not change from run to run
+        os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]], {**os.environ, 'PYTHONHASHSEED': '0'})
+    sys.exit(main())

@@ -4,59 +4,70 @@
 
 # %% ../nbs/09_cli.ipynb #7989e34b
 from __future__ import annotations
-import json, sys, time
+import json, time
 from pathlib import Path
 from .core import *
 from fastai.vision.all import *
-from fastcore.script import call_parse, Param, store_true
+from fastcore.script import call_parse
 from .data import pets_dataloaders
-from .learner import pets_learner, get_arch, ARCHS
-from .train import train_two_stage, plot_losses
+from .learner import get_arch
+from .train import TrainSpec, get_trainer, plot_losses
 from .inference import export_model
 from .interpret import PetInterpretation, plot_confusion
-from .features import train_features
-from .cut import train_cut
 
 # %% auto #0
-__all__ = ['MODES', 'train_pets', 'main']
+__all__ = ['train_pets', 'main']
 
 # %% ../nbs/09_cli.ipynb #8361b987
-MODES = ('finetune', 'features', 'cut')
+def _check_options(mode:str, pretrained:bool, valid_pct:float):
+    if not 0 < valid_pct < 1: raise BadOptions(f"valid_pct must be between 0 and 1 (exclusive), not {valid_pct}")
+    if mode == 'features' and not pretrained:
+        raise BadOptions("--mode features needs pretrained weights: a random body's features carry nothing to transfer; "
+                         "to train from scratch use --mode finetune --no-pretrained")
 
-def _train(mode, dls, spec, pretrained, freeze_epochs, epochs, lr, lr_max, lr_find_fname, lr_find_its, cut_layer, cache_dir):
-    "`(learn, run)` for `mode`; `run` has `train_two_stage`'s shape in every mode."
-    if mode == 'features':
-        return train_features(dls, spec.name, epochs=epochs, lr=lr, pretrained=pretrained, cache_dir=cache_dir,
-                              lr_find_fname=lr_find_fname, lr_find_its=lr_find_its)
-    if mode == 'cut':
-        return train_cut(dls, spec.name, cut_layer, epochs=epochs, lr=lr, pretrained=pretrained,
-                         lr_find_fname=lr_find_fname, lr_find_its=lr_find_its)
-    learn = pets_learner(dls, spec.name, pretrained=pretrained)
-    return learn, train_two_stage(learn, freeze_epochs, epochs, lr, slice(*lr_max), lr_find_fname, lr_find_its)
-
-def train_pets(data=None, out='runs/pets', arch:str='resnet50', pretrained:bool=True, freeze_epochs:int=3,
-               epochs:int=10, lr:float=None, lr_max=(1e-5, 1e-3), bs:int=64, size:int=None, item_size:int=460,
-               min_scale:float=0.75, label:str='breed', seed:int=42, valid_pct:float=0.2, num_workers:int=None,
-               lr_find_its:int=100, mode:str='finetune', cut_layer:str='block1_pool', cache_dir=None) -> dict:
+# %% ../nbs/09_cli.ipynb #408e259c
+def train_pets(data=None,                  # folder of PETS-style images (default: $PET_BREEDS_DATA, fastai's cache, or a download)
+               out='runs/pets',            # output folder
+               arch:str='resnet50',        # architecture, by name (see `ARCHS`)
+               pretrained:bool=True,       # start from ImageNet weights (--no-pretrained: random weights, the architecture only)
+               mode:str='finetune',        # finetune (two stages), features (frozen body, cached features, head only) or cut
+               freeze_epochs:int=3,        # finetune: stage 1 epochs, body frozen
+               epochs:int=10,              # finetune: stage 2 epochs, unfrozen; features and cut: the head's epochs
+               lr:float=None,              # stage 1 learning rate (omitted: lr_find's valley)
+               lr_max=(1e-5, 1e-3),        # finetune: stage 2's discriminative learning rates, first and last group
+               bs:int=64,                  # batch size
+               size:int=None,              # training image size (default: the architecture's, 224 or 299)
+               item_size:int=460,          # per-item resize before augmentation
+               min_scale:float=0.75,       # smallest crop of the random resized crop, as a fraction of the image
+               label:str='breed',          # what to predict: breed or species
+               seed:int=42,                # random seed: the validation split and the initial weights of new layers
+               valid_pct:float=0.2,        # validation fraction
+               num_workers:int=None,       # data loader workers (default: CPU count)
+               lr_find_its:int=100,        # lr_find iterations (fastai's default is 100)
+               cut_layer:str='block1_pool',# cut: the layer to cut the pretrained body at
+               cache_dir:str=None,         # features: where to cache features (default ~/.cache/pet_breeds/features)
+              ) -> dict:
     "Train on the PETS images in `data` (see `pets_images_path`) and write the model and its report to `out`."
-    t0 = time.perf_counter()
-    if mode not in MODES: raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    spec, out = get_arch(arch), Path(out)
-    size = ifnone(size, spec.size)
-    settings = dict(arch=spec.name, pretrained=pretrained, freeze_epochs=freeze_epochs, epochs=epochs, lr=lr,
+    t0, out = time.perf_counter(), Path(out)
+    trainer, arch = get_trainer(mode), get_arch(arch)
+    labeller(label)
+    _check_options(mode, pretrained, valid_pct)
+    size = ifnone(size, arch.size)
+    spec = TrainSpec(arch.name, pretrained, freeze_epochs, epochs, lr, tuple(lr_max), lr_find_its, out/'lr_find.png',
+                     cut_layer, cache_dir)
+    settings = dict(arch=arch.name, pretrained=pretrained, freeze_epochs=freeze_epochs, epochs=epochs, lr=lr,
                     lr_max=list(lr_max), bs=bs, size=size, item_size=item_size, min_scale=min_scale, label=label,
                     seed=seed, valid_pct=valid_pct, mode=mode, **({'cut_layer': cut_layer} if mode == 'cut' else {}))
     set_seed(seed, reproducible=True)
     dls = pets_dataloaders(data, label=label, bs=bs, valid_pct=valid_pct, seed=seed, item_size=item_size,
                            size=size, min_scale=min_scale, num_workers=num_workers)
     out.mkdir(parents=True, exist_ok=True)
-    learn, run = _train(mode, dls, spec, pretrained, freeze_epochs, epochs, lr, lr_max, out/'lr_find.png', lr_find_its,
-                        cut_layer, cache_dir)
-    export_model(learn, out/'model', extra=getattr(learn, 'export_extra', None))
+    learn, run = trainer(dls, spec)
+    export_model(learn, out/'model')
     plot_losses(run, out/'loss.png')
     interp = PetInterpretation.from_learner(learn)
     plot_confusion(interp, out/'confusion.png', title=f'Confusion matrix ({label}, validation)')
-    metrics = {'epochs': run['epochs'], 'lr_find': run['lr_find'], 'lr': run['lr'],
+    metrics = {'epochs': run['epochs'], 'lr_find': run['lr_find'], 'lr': run['lr'], 'stages': run['stages'],
                'data_report': dls.report.to_dict(dls.path), 'data': str(dls.path), 'vocab': list(map(str, dls.vocab)),
                'train_seconds': run['total_seconds'], 'total_seconds': round(time.perf_counter() - t0, 3),
                'confusion': {'labels': list(map(str, interp.vocab)), 'matrix': interp.confusion_matrix().tolist()},
@@ -67,34 +78,11 @@ def train_pets(data=None, out='runs/pets', arch:str='resnet50', pretrained:bool=
 
 # %% ../nbs/09_cli.ipynb #32982b96
 @call_parse
-def main(data:Param("folder of PETS-style images (default: $PET_BREEDS_DATA, fastai's cache, or download)", str)=None,
-         out:Param("output folder", str)='runs/pets',
-         arch:Param(f"architecture: {', '.join(ARCHS)}", str)='resnet50',
-         pretrained:Param("start from ImageNet weights (the default)", store_true)=False,
-         no_pretrained:Param("train from random weights (the architecture only)", store_true)=False,
-         freeze_epochs:Param("stage 1 epochs, body frozen", int)=3,
-         epochs:Param("stage 2 epochs, unfrozen", int)=10,
-         lr:Param("stage 1 learning rate (omitted: lr_find's valley)", float)=None,
-         bs:Param("batch size", int)=64,
-         size:Param("training image size (default: the architecture's, 224 or 299)", int)=None,
-         item_size:Param("per-item resize before augmentation", int)=460,
-         label:Param("what to predict: breed or species", str)='breed',
-         seed:Param("random seed (also fixes the validation split)", int)=42,
-         valid_pct:Param("validation fraction", float)=0.2,
-         num_workers:Param("data loader workers (default: CPU count)", int)=None,
-         lr_find_its:Param("lr_find iterations (fastai's default is 100)", int)=100,
-         mode:Param("finetune (two stages), features (frozen body, cached features, head only) or cut", str)='finetune',
-         cut_layer:Param("with --mode cut: the layer to cut the pretrained body at", str)='block1_pool',
-         cache_dir:Param("with --mode features: where to cache features (default ~/.cache/pet_breeds/features)", str)=None):
-    "Fine-tune an ImageNet model on PETS in two stages and export it."
-    if pretrained and no_pretrained: sys.exit("pet_breeds_train: --pretrained and --no_pretrained contradict each other")
-    try:
-        m = train_pets(data, out, arch=arch, pretrained=not no_pretrained, freeze_epochs=freeze_epochs, epochs=epochs,
-                       lr=lr, bs=bs, size=size, item_size=item_size, label=label, seed=seed, valid_pct=valid_pct,
-                       num_workers=num_workers, lr_find_its=lr_find_its, mode=mode, cut_layer=cut_layer,
-                       cache_dir=cache_dir)
-    except (PetBreedsError, ValueError) as e: sys.exit(f"pet_breeds_train: {e}")
+@delegates(train_pets, but=['lr_max'])
+def main(**kwargs):
+    "Train a pet-breed classifier (by default the PETS recipe: ResNet50, lr_find, 3 frozen + 10 unfrozen epochs) and export it."
+    with command_errors('pet_breeds_train'): m = train_pets(**kwargs)
     last = m['epochs'][-1] if m['epochs'] else {}
     print(f"trained {m['settings']['arch']} on {m['data_report']['images']} images "
           f"({len(m['data_report']['skipped'])} skipped) in {m['total_seconds']:.0f}s; "
-          f"error_rate {last.get('error_rate', float('nan')):.4f}; wrote {out}")
+          f"error_rate {last.get('error_rate', float('nan')):.4f}; wrote {kwargs.get('out', 'runs/pets')}")

@@ -4,7 +4,8 @@
 
 # %% ../nbs/00_core.ipynb #55287fc4
 from __future__ import annotations
-import io, re, warnings
+import io, re, sys, warnings
+from contextlib import contextmanager
 from pathlib import Path
 # fastai's layers still call torch.jit.script; PyTorch 2.14 warns on every import
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', category=FutureWarning)
@@ -13,7 +14,8 @@ from fastai.vision.all import PILImage
 
 # %% auto #0
 __all__ = ['BREED_RE', 'CAT_BREEDS', 'DOG_BREEDS', 'BREEDS', 'LABELLERS', 'PetBreedsError', 'DataNotFound', 'WeightsNotFound',
-           'BadImage', 'breed_label', 'species_label', 'labeller', 'open_image']
+           'BadImage', 'UnknownChoice', 'BadOptions', 'check_choice', 'command_errors', 'breed_label', 'species_label',
+           'labeller', 'open_image']
 
 # %% ../nbs/00_core.ipynb #ec4d98c8
 class PetBreedsError(Exception):
@@ -28,8 +30,28 @@ class WeightsNotFound(PetBreedsError, FileNotFoundError):
 class BadImage(PetBreedsError, ValueError):
     "A file that is not a readable image."
 
+class UnknownChoice(PetBreedsError, ValueError):
+    "A name (architecture, mode, label, layer, ...) that is not among the choices; the message lists them."
+
+class BadOptions(PetBreedsError, ValueError):
+    "Options that contradict each other or do not fit together."
+
+# %% ../nbs/00_core.ipynb #6b3d244a
+def check_choice(value, choices, what:str):
+    "`value` if it is one of `choices`, else `UnknownChoice` naming `what` and listing the choices."
+    choices = list(choices)
+    if value not in choices: raise UnknownChoice(f"unknown {what} {value!r}; choose one of: {', '.join(map(str, choices))}")
+    return value
+
+# %% ../nbs/00_core.ipynb #1cd12e29
+@contextmanager
+def command_errors(prog:str, *also):
+    "Exit with `prog: message` on a `PetBreedsError` (or one of the exception types `also`); let anything else raise."
+    try: yield
+    except (PetBreedsError, *also) as e: sys.exit(f"{prog}: {e}")
+
 # %% ../nbs/00_core.ipynb #ef638b85
-BREED_RE = re.compile(r'(.+)_\d+.jpg$')  # the seed recipe's regex, kept as it is
+BREED_RE = re.compile(r'(.+)_\d+.jpg$')  # the PETS recipe's regex, kept as it is
 
 CAT_BREEDS = ['Abyssinian', 'Bengal', 'Birman', 'Bombay', 'British_Shorthair', 'Egyptian_Mau',
               'Maine_Coon', 'Persian', 'Ragdoll', 'Russian_Blue', 'Siamese', 'Sphynx']
@@ -49,16 +71,17 @@ def breed_label(fname):  # no annotations: fastai reads them as the pipeline's i
     if m is None: raise BadImage(f"{_name(fname)}: file name does not follow the PETS pattern '<breed>_<number>.jpg'")
     return m.group(1)
 
+# %% ../nbs/00_core.ipynb #1a40cbd2
 def species_label(fname):
     "`'cat'` when the PETS file name starts with a capital letter, else `'dog'`."
     return 'cat' if _name(fname)[:1].isupper() else 'dog'
 
+# %% ../nbs/00_core.ipynb #d1d75960
 LABELLERS = {'breed': breed_label, 'species': species_label}
 
 def labeller(label:str='breed'):
     "The label function for `label` (`'breed'` or `'species'`)."
-    if label not in LABELLERS: raise ValueError(f"label must be one of {list(LABELLERS)}, not {label!r}")
-    return LABELLERS[label]
+    return LABELLERS[check_choice(label, LABELLERS, 'label')]
 
 # %% ../nbs/00_core.ipynb #c9f37667
 def _describe(src, name=None) -> str:

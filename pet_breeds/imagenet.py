@@ -13,9 +13,9 @@ import torch, torchvision
 from torch import nn
 from torchvision import transforms as T
 from fastai.vision.all import *
-from fastcore.script import call_parse, Param, store_true
-from .learner import ARCHS, get_arch, ensure_weights, LITE_STATS
-from .inference import print_results, topk_in_batches, format_top
+from fastcore.script import call_parse, Param
+from .learner import get_arch, ensure_weights, timm_overlay, LITE_STATS
+from .inference import print_results, topk_in_batches
 
 # %% auto #0
 __all__ = ['IMAGENET_CLASSES', 'DOMESTIC_CAT_CLASSES', 'DOG_CLASSES', 'ImagenetClassifier', 'imagenet_classifier',
@@ -49,6 +49,7 @@ class ImagenetClassifier:
         vals, idxs = p.topk(k)
         return [(self.categories[i], float(v)) for v, i in zip(vals, idxs)]
 
+# %% ../nbs/08_imagenet.ipynb #766f773e
 def _lite(spec):
     resize = round(spec.size / 0.875)
     tfm = T.Compose([T.Resize(resize), T.CenterCrop(spec.size), T.ToTensor(), T.Normalize(*LITE_STATS)])
@@ -61,10 +62,10 @@ def _torchvision(spec):
 
 def _timm(spec):
     import timm
-    w = ensure_weights(spec)
-    net = timm.create_model(spec.model, pretrained=True, **({'pretrained_cfg_overlay': dict(file=str(w))} if w else {}))
+    net = timm.create_model(spec.model, pretrained=True, **timm_overlay(spec))
     return net, timm.data.create_transform(**timm.data.resolve_data_config({}, model=net))
 
+# %% ../nbs/08_imagenet.ipynb #9889ef7d
 def imagenet_classifier(arch:str='efficientnet_lite0', device=None) -> ImagenetClassifier:
     "`arch`'s whole ImageNet classifier with its pretrained weights and evaluation transform."
     spec = get_arch(arch)
@@ -75,11 +76,13 @@ def imagenet_classifier(arch:str='efficientnet_lite0', device=None) -> ImagenetC
 @lru_cache(maxsize=2)
 def _classifier(arch:str) -> ImagenetClassifier: return imagenet_classifier(arch)
 
+# %% ../nbs/08_imagenet.ipynb #071ffb76
 def imagenet_topk(img, arch:str='efficientnet_lite0', k:int=3) -> list:
     "`[(class name, prob), ...]`: the `k` most probable ImageNet classes of one image."
     clf = _classifier(arch)
     return clf.topk(clf.probs([open_image(img)])[0], k)
 
+# %% ../nbs/08_imagenet.ipynb #4db14fe6
 def imagenet_topk_many(items, arch:str='efficientnet_lite0', k:int=3, bs:int=32, names=None) -> list:
     "One dict per item, in batches: `{'file', 'top'}`, or `{'file', 'error'}` for an unreadable one."
     clf = _classifier(arch)
@@ -88,11 +91,10 @@ def imagenet_topk_many(items, arch:str='efficientnet_lite0', k:int=3, bs:int=32,
 # %% ../nbs/08_imagenet.ipynb #98370a3d
 @call_parse
 def imagenet_main(images:Param("image files", str, nargs='+'),
-                  arch:Param(f"ImageNet classifier: {', '.join(ARCHS)}", str)='efficientnet_lite0',
-                  k:Param("how many classes per image", int)=3,
-                  json:Param("one JSON object per line", store_true)=False,
-                  bs:Param("batch size", int)=32):
+                  arch:str='efficientnet_lite0',   # ImageNet classifier: any architecture of `ARCHS`
+                  k:int=3,                         # how many classes per image
+                  json:bool=False,                 # one JSON object per line
+                  bs:int=32):                      # batch size
     "Print the top-k ImageNet classes of each image, from the pretrained network as it is."
-    try: _classifier(arch)
-    except (PetBreedsError, ValueError) as e: sys.exit(f"pet_breeds_imagenet: {e}")
+    with command_errors('pet_breeds_imagenet'): _classifier(arch)
     if not print_results(imagenet_topk_many(images, arch, k, bs), json): sys.exit(1)

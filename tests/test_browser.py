@@ -1,12 +1,18 @@
 """End to end: `pet_breeds_app` serves the widget with Voila; Debian's Chromium, driven by Playwright,
-uploads files through the real file chooser. Needs `apt-get install -y chromium` (no `playwright install`)."""
+uploads files through the real file chooser. Needs `apt-get install -y chromium` (no `playwright install`).
+
+The screenshot of the page goes into the test's tmp folder. To refresh the README's and docs' copy,
+docs/images/widget.png, ask for it, then rebuild the docs:
+
+    PET_BREEDS_UPDATE_SCREENSHOT=1 .venv/bin/pytest tests/test_browser.py && .venv/bin/python docs/build.py
+"""
 import os, re, shutil, signal, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
 from pet_breeds.inference import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
-SHOT = ROOT/'docs'/'images'/'widget.png'
+SHOT = ROOT/'docs'/'images'/'widget.png'  # tracked: written only with PET_BREEDS_UPDATE_SCREENSHOT=1
 CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
                  '--no-first-run', '--disable-sync']
 START_TIMEOUT = 120  # importing torch twice (the app, then its kernel) on a busy 2-core machine
@@ -115,8 +121,11 @@ def test_upload_in_browser(app_url, chromium, tiny_model, sample_dir, tmp_path):
             expect(page.locator('.pb-results > *')).to_have_count(4)
             print(f'four uploads done in {time.monotonic() - t0:.1f}s')
 
-            SHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(tmp_path/'widget.png'), full_page=True)
-            shutil.copyfile(tmp_path/'widget.png', SHOT)
+            assert (tmp_path/'widget.png').stat().st_size > 0
+            if os.environ.get('PET_BREEDS_UPDATE_SCREENSHOT') == '1':
+                SHOT.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(tmp_path/'widget.png', SHOT)
+                print(f'updated {SHOT.relative_to(ROOT)}')
         finally:
             browser.close()

@@ -3,12 +3,13 @@ import json, shutil, urllib.error
 from pathlib import Path
 import pytest, torch, torchvision
 from torch import nn
-from pet_breeds.core import WeightsNotFound, open_image
+from pet_breeds.core import WeightsNotFound, UnknownChoice, open_image
 from pet_breeds.data import pets_dataloaders
 from pet_breeds.learner import ensure_weights, hub_checkpoints
 from pet_breeds.cut import (cut_layers, cut_body, cut_model, seed_head, param_summary, param_table, cut_learner,
                             train_cut, FrozenBody)
 from pet_breeds.inference import export_model, load_model
+from pet_breeds.train import TrainSpec
 
 KERAS_VGG16 = ['block1_conv1', 'block1_conv2', 'block1_pool', 'block2_conv1', 'block2_conv2', 'block2_pool',
                'block3_conv1', 'block3_conv2', 'block3_conv3', 'block3_pool', 'block4_conv1', 'block4_conv2',
@@ -49,8 +50,8 @@ def test_seed_head_layers():
     assert h.pool1(torch.zeros(1, 1, 75, 75)).shape[-1] == 38    # Keras padding='same': rounds up
 
 def test_unknown_layer_lists_the_choices():
-    with pytest.raises(ValueError, match='block5_pool'): cut_body('vgg16', 'fc1', pretrained=False)
-    with pytest.raises(ValueError, match='layer4'): cut_body('resnet18', 'layer7', pretrained=False)
+    with pytest.raises(UnknownChoice, match='block5_pool'): cut_body('vgg16', 'fc1', pretrained=False)
+    with pytest.raises(UnknownChoice, match='layer4'): cut_body('resnet18', 'layer7', pretrained=False)
 
 @pytest.mark.parametrize('arch,layer,channels', [('resnet18', 'layer2', 128), ('inception_v3', 'Mixed_5d', 288),
                                                  ('xception', 'block4', 728), ('efficientnet_lite0', 'blocks.10', 112)])
@@ -86,7 +87,7 @@ def offline(tmp_path, monkeypatch):
 def test_missing_vgg16_weights_name_the_plain_vgg16_file(offline):
     with pytest.raises(WeightsNotFound) as e: cut_body('vgg16', 'block1_pool', pretrained=True)
     msg = str(e.value)
-    assert 'vgg16-397923af.pth' in msg and str(hub_checkpoints()) in msg and '--no_pretrained' in msg
+    assert 'vgg16-397923af.pth' in msg and str(hub_checkpoints()) in msg and '--no-pretrained' in msg
 
 def test_cached_vgg16_weights_are_loaded_into_the_keras_layers(offline):
     "A file where the error says is used (here VGG16's convolutional weights, made up, without the big classifier)."
@@ -122,21 +123,21 @@ def test_training_changes_only_the_new_layers(few_pets, arch, layer, size):
 
 def test_train_cut_record_and_lr_find(few_pets, tmp_path):
     dls = pets_dataloaders(few_pets, bs=8, item_size=32, size=32, num_workers=0)
-    learn, run = train_cut(dls, 'vgg16', 'block1_pool', epochs=2, pretrained=False, lr_find_fname=tmp_path/'lr.png',
-                           lr_find_its=10)
+    learn, run = train_cut(dls, TrainSpec('vgg16', pretrained=False, epochs=2, cut_layer='block1_pool',
+                                          lr_find_fname=tmp_path/'lr.png', lr_find_its=10))
     assert [(r['stage'], r['epoch']) for r in run['epochs']] == [(1, 0), (1, 1)]
     assert set(run['epochs'][0]) == {'stage', 'epoch', 'train_loss', 'valid_loss', 'error_rate', 'accuracy', 'seconds'}
     assert run['lr'] == run['lr_find']['valley'] and (tmp_path/'lr.png').exists()
-    assert len(run['batch_losses']) == 2 * 2 and {'lr_max', 'total_seconds'} <= set(run)
-    assert learn.export_extra == {'mode': 'cut', 'cut_layer': 'block1_pool'}
+    assert len(run['batch_losses']) == 2 * 2 and {'stages', 'total_seconds'} <= set(run)
+    assert (learn.mode, learn.export_extra) == ('cut', {'cut_layer': 'block1_pool'})
     json.dumps(run)
 
 @pytest.mark.parametrize('arch,layer,size,pretrained', [('vgg16', 'block2_pool', 48, False),
                                                         ('efficientnet_lite0', 'blocks.5', 64, True)])
 def test_exported_cut_model_loads_and_predicts_the_same(few_pets, tmp_path, arch, layer, size, pretrained):
     dls = pets_dataloaders(few_pets, bs=8, item_size=size, size=size, num_workers=0)
-    learn, _ = train_cut(dls, arch, layer, epochs=1, lr=1e-2, pretrained=pretrained)
-    dest = export_model(learn, tmp_path/'model', extra=learn.export_extra)
+    learn, _ = train_cut(dls, TrainSpec(arch, pretrained=pretrained, epochs=1, lr=1e-2, cut_layer=layer))
+    dest = export_model(learn, tmp_path/'model')
     meta = json.loads((dest/'model.json').read_text())
     assert (meta['mode'], meta['cut_layer'], meta['arch']) == ('cut', layer, arch)
     assert (meta['normalize'] is not None) == pretrained
@@ -151,5 +152,5 @@ def test_real_imagenet_cut_learns_the_breeds(sample_dir):
     on the real sample at 96 px. Measured here: error 0.05-0.17 after 4 epochs (chance 0.67). Batches
     of 16: with 32 there are too few steps for BatchNorm1d's running statistics to settle (0.15-0.45)."""
     dls = pets_dataloaders(sample_dir, bs=16, item_size=112, size=96, num_workers=0)
-    learn, run = train_cut(dls, 'efficientnet_lite0', 'blocks.10', epochs=4, lr=3e-3)
+    learn, run = train_cut(dls, TrainSpec('efficientnet_lite0', epochs=4, lr=3e-3, cut_layer='blocks.10'))
     assert run['epochs'][-1]['error_rate'] < 0.4, run['epochs']

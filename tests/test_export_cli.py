@@ -56,7 +56,7 @@ def cli_run(tmp_path_factory, sample_dir):
     held_names = [n for n in names if n.endswith(('_1.jpg', '_2.jpg', '_3.jpg'))]
     for n in names: shutil.copy(sample_dir/n, (held if n in held_names else data)/n)
     out = root/'OUT'
-    r = run_cli('pet_breeds_train', '--data', data, '--out', out, '--arch', 'resnet18', '--no_pretrained',
+    r = run_cli('pet_breeds_train', '--data', data, '--out', out, '--arch', 'resnet18', '--no-pretrained',
                 '--freeze_epochs', '1', '--epochs', '1', '--size', '64', '--item_size', '96', '--lr_find_its', '30')
     return r, out, held
 

@@ -1,15 +1,16 @@
-"""pet_breeds_sort: batch sorting, copies, name clashes, rejects, --min_prob, crash safety (a real SIGKILL,
-and a kill injected at every file operation), and --watch (in a thread, and the command stopped by SIGTERM)."""
+"""pet_breeds_sort: batch sorting, copies, name clashes, names with line breaks, rejects, --min_prob, crash safety
+(a real SIGKILL, and a kill injected at every file operation), and --watch (in a thread, and the command stopped by SIGTERM)."""
 import errno, hashlib, json, os, shutil, signal, subprocess, sys, threading, time
 from collections import Counter
 from pathlib import Path
 import pytest
 from fastcore.script import anno_parser
-import pet_breeds.sort as sortmod
+import pet_breeds.files as filesmod, pet_breeds.sort as sortmod
 from pet_breeds.core import BadImage, PetBreedsError, breed_label, open_image
+from pet_breeds.files import COLUMNS, CSV_NAME, JOURNAL_NAME, LOCK_NAME, PredictionsCSV
 from pet_breeds.inference import load_model
-from pet_breeds.sort import (COLUMNS, CSV_NAME, JOURNAL_NAME, LOCK_NAME, REJECTED, UNSURE, PredictionsCSV, Sorter,
-                             sort_images, sort_main, watch_folder)
+from pet_breeds.sort import REJECTED, UNSURE, Sorter, sort_images
+from pet_breeds.watch import sort_main, watch_folder
 
 OWN = {CSV_NAME, JOURNAL_NAME, LOCK_NAME}  # the sorter's own files in OUT; everything else must be an input
 SORT_EXE = Path(sys.executable).parent/'pet_breeds_sort'
@@ -108,6 +109,26 @@ def test_name_clash_gets_a_suffix_and_leaves_the_original(pm, sample_dir, tmp_pa
     assert sha(out/dests[a.name]) == sha(a) and sha(out/dests[b.name]) == sha(b)
 
 
+LINE_BREAKS = '\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029'  # every character str.splitlines breaks at
+
+@pytest.mark.parametrize('copy', [False, True])
+def test_names_with_line_breaks_are_the_same_on_disk_and_in_the_csv(pm, sample_dir, tmp_path, copy):
+    "U+0085, U+2028 and U+2029 were once kept in file names but spaced in the CSV, so rows named no file and files were sorted twice."
+    inc, out = tmp_path/'in', tmp_path/'out'
+    inc.mkdir()
+    for i, (c, f) in enumerate(zip(LINE_BREAKS, spread(sample_dir, len(LINE_BREAKS)))): shutil.copy(f, inc/f'cat{c}{i}.jpg')
+    inputs = checksums(inc)
+    sort_images(pm, inc, out, copy=copy, min_prob=0)
+    csv_before, rows = (out/CSV_NAME).read_bytes(), PredictionsCSV(out/CSV_NAME).rows()
+    again = sort_images(pm, inc, out, copy=copy, min_prob=0)
+    assert again['rows'] == [] and (out/CSV_NAME).read_bytes() == csv_before
+    assert sorted(r['destination'] for r in rows) == sorted(p.relative_to(out).as_posix() for p in out_files(out))
+    for r in rows: assert r['destination'].endswith('/' + r['source']) and sha(out/r['destination']) == r['sha256'], r
+    assert sorted(r['sha256'] for r in rows) == sorted(inputs.values())
+    assert sorted(r['source'] for r in rows) == sorted(f'cat_{i}.jpg' for i in range(len(LINE_BREAKS)))
+    assert checksums(inc) == (inputs if copy else {})
+
+
 def test_files_that_are_not_images_are_rejected_with_the_reason(pm, sample_dir, tmp_path):
     inc = make_incoming(tmp_path/'in', [sample_dir/'Bengal_21.jpg', sample_dir/'Abyssinian_100.mat'])
     (inc/'x.jpg').write_text('just some text')
@@ -167,7 +188,7 @@ def test_sigkill_mid_run_then_run_again_loses_and_duplicates_nothing(pm, tiny_mo
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
     moved = len(out_files(out))
     assert 5 <= moved < len(inputs) and 0 < len(list(inc.iterdir())) < len(inputs)
-    res = sort_images(pm, inc, out, bs=16)  # the second run, to completion
+    sort_images(pm, inc, out, bs=16)  # the second run, to completion
     assert list(inc.iterdir()) == []
     check_exactly_once(inputs, out)
     assert not (out/JOURNAL_NAME).read_bytes()
@@ -201,11 +222,11 @@ def test_killed_at_every_file_operation_then_run_again(mode, sample_dir, tmp_pat
         inputs, out = checksums(inc), tmp_path/f'{n}/out'
         fake_fs = inc if mode == 'move-across-filesystems' else None
         killer = KillingOS(n, fake_fs)
-        monkeypatch.setattr(sortmod, 'os', killer)
+        for mod in (filesmod, sortmod): monkeypatch.setattr(mod, 'os', killer)  # one count over both layers
         try: sort_images(ByName(), inc, out, copy=copy)
         except Killed: pass
         fired = killer.n >= n  # False once the run got to the end before the n-th operation
-        monkeypatch.setattr(sortmod, 'os', KillingOS(None, fake_fs))
+        for mod in (filesmod, sortmod): monkeypatch.setattr(mod, 'os', KillingOS(None, fake_fs))
         sort_images(ByName(), inc, out, copy=copy)
         check_exactly_once(inputs, out)
         assert checksums(inc) == (inputs if copy else {})

@@ -83,7 +83,7 @@ def test_missing_torchvision_weights_say_where_to_put_them(tmp_path, monkeypatch
     with pytest.raises(WeightsNotFound) as e: pets_learner(small_dls, 'resnet50', pretrained=True)
     msg = str(e.value)
     assert 'resnet50-11ad3fa6.pth' in msg and str(tmp_path/'hub'/'checkpoints') in msg
-    assert 'pretrained=False' in msg and '--no_pretrained' in msg
+    assert 'pretrained=False' in msg and '--no-pretrained' in msg
 
 def test_cached_torchvision_weights_are_used_without_network(tmp_path, monkeypatch, small_dls):
     "A weights file placed where the error says is picked up (here: resnet18 weights we make ourselves)."
