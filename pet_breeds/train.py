@@ -6,7 +6,6 @@
 from __future__ import annotations
 import time
 from dataclasses import dataclass
-import matplotlib
 import matplotlib.pyplot as plt
 from .core import *
 from fastai.vision.all import *
@@ -36,10 +35,10 @@ class RunLog(Callback):
 
 # %% ../nbs/03_train.ipynb #6f2954c7
 def save_figure(fig, fname=None):
-    "Save `fig` to `fname` (if given) and close it, unless a notebook will show it inline; return `fig`."
+    "Save `fig` to `fname` and close it (a written plot is not shown again); without `fname`, return it to be shown."
     if fname is None: return fig
     fig.savefig(fname, dpi=100, bbox_inches='tight')
-    if 'inline' not in matplotlib.get_backend(): plt.close(fig)
+    plt.close(fig)
     return fig
 
 # %% ../nbs/03_train.ipynb #f48eb431
