@@ -26,8 +26,8 @@ def _check_options(mode:str, pretrained:bool, valid_pct:float):
                          "to train from scratch use --mode finetune --no-pretrained")
 
 # %% ../nbs/09_cli.ipynb #408e259c
-def train_pets(data=None,                  # folder of PETS-style images (default: $PET_BREEDS_DATA, fastai's cache, or a download)
-               out='runs/pets',            # output folder
+def train_pets(data:str=None,              # folder of PETS-style images (default: $PET_BREEDS_DATA, fastai's cache, or a download)
+               out:str='runs/pets',        # output folder
                arch:str='resnet50',        # architecture, by name (see `ARCHS`)
                pretrained:bool=True,       # start from ImageNet weights (--no-pretrained: random weights, the architecture only)
                mode:str='finetune',        # finetune (two stages), features (frozen body, cached features, head only) or cut
