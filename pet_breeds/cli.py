@@ -11,7 +11,7 @@ from fastai.vision.all import *
 from fastcore.script import call_parse
 from .data import pets_dataloaders
 from .learner import get_arch
-from .train import TrainSpec, get_trainer, plot_losses
+from .train import TrainSpec, get_trainer, plot_losses, choose_policy
 from .inference import export_model
 from .interpret import PetInterpretation, plot_confusion
 
@@ -43,7 +43,9 @@ def train_pets(data:str=None,              # folder of PETS-style images (defaul
                seed:int=42,                # random seed: the validation split and the initial weights of new layers
                valid_pct:float=0.2,        # validation fraction
                num_workers:int=None,       # data loader workers (default: CPU count)
-               lr_find_its:int=100,        # lr_find iterations (fastai's default is 100)
+               lr_find_its:int=None,       # lr_find iterations (default: fastai's 100, fewer on a small folder)
+               precision:str='auto',       # auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32, bf16 or fp16
+               train_bn:bool=False,        # stage 1: train the frozen body's batch norm too (fastai's default; slower)
                cut_layer:str='block1_pool',# cut: the layer to cut the pretrained body at
                cache_dir:str=None,         # features: where to cache features (default ~/.cache/pet_breeds/features)
               ) -> dict:
@@ -52,12 +54,14 @@ def train_pets(data:str=None,              # folder of PETS-style images (defaul
     trainer, arch = get_trainer(mode), get_arch(arch)
     labeller(label)
     _check_options(mode, pretrained, valid_pct)
+    choose_policy(precision)
     size = ifnone(size, arch.size)
     spec = TrainSpec(arch.name, pretrained, freeze_epochs, epochs, lr, tuple(lr_max), lr_find_its, out/'lr_find.png',
-                     cut_layer, cache_dir)
+                     train_bn=train_bn, precision=precision, cut_layer=cut_layer, cache_dir=cache_dir)
     settings = dict(arch=arch.name, pretrained=pretrained, freeze_epochs=freeze_epochs, epochs=epochs, lr=lr,
                     lr_max=list(lr_max), bs=bs, size=size, item_size=item_size, min_scale=min_scale, label=label,
-                    seed=seed, valid_pct=valid_pct, mode=mode, **({'cut_layer': cut_layer} if mode == 'cut' else {}))
+                    seed=seed, valid_pct=valid_pct, mode=mode, precision=precision, train_bn=train_bn,
+                    **({'cut_layer': cut_layer} if mode == 'cut' else {}))
     set_seed(seed, reproducible=True)
     dls = pets_dataloaders(data, label=label, bs=bs, valid_pct=valid_pct, seed=seed, item_size=item_size,
                            size=size, min_scale=min_scale, num_workers=num_workers)
@@ -67,7 +71,8 @@ def train_pets(data:str=None,              # folder of PETS-style images (defaul
     plot_losses(run, out/'loss.png')
     interp = PetInterpretation.from_learner(learn)
     plot_confusion(interp, out/'confusion.png', title=f'Confusion matrix ({label}, validation)')
-    metrics = {'epochs': run['epochs'], 'lr_find': run['lr_find'], 'lr': run['lr'], 'stages': run['stages'],
+    metrics = {'epochs': run['epochs'], 'lr_find': run['lr_find'], 'lr_find_its': run['lr_find_its'], 'lr': run['lr'],
+               'stages': run['stages'], 'policy': run['policy'], 'estimated_seconds': run['estimated_seconds'],
                'data_report': dls.report.to_dict(dls.path), 'data': str(dls.path), 'vocab': list(map(str, dls.vocab)),
                'train_seconds': run['total_seconds'], 'total_seconds': round(time.perf_counter() - t0, 3),
                'confusion': {'labels': list(map(str, interp.vocab)), 'matrix': interp.confusion_matrix().tolist()},

@@ -13,7 +13,7 @@ from fastai.vision.all import *
 from .data import norm_stats, normalize_tfms
 from .learner import (Arch, get_arch, arch_stats, ensure_weights, default_learner_path, timm_overlay,
                                 EfficientNetLiteBody, register_builder)
-from .train import Stage, fit_stages, TrainSpec, register_trainer
+from .train import Stage, TrainSpec, register_trainer
 
 # %% auto #0
 __all__ = ['VGG_CUT', 'keras_vgg_names', 'cut_layers', 'cut_body', 'seed_head', 'FrozenBody', 'cut_model', 'param_table',
@@ -152,4 +152,4 @@ def cut_learner(dls, arch:str='vgg16', layer:str='block1_pool', pretrained:bool=
 def train_cut(dls, spec:TrainSpec) -> tuple[Learner, dict]:
     "Train the article's new layers on `spec.arch` cut at `spec.cut_layer`; return the learner and the run record."
     learn = cut_learner(dls, spec.arch, spec.cut_layer, spec.pretrained)
-    return learn, fit_stages(learn, [Stage(spec.epochs, spec.lr)], spec.lr_find_fname, spec.lr_find_its)
+    return learn, spec.fit(learn, [Stage(spec.epochs, spec.lr)])

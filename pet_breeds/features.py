@@ -14,7 +14,7 @@ from safetensors.torch import save_file, load_file
 from fastai.vision.all import *
 from .data import norm_stats
 from .learner import pets_learner, register_builder, finetune_model
-from .train import Stage, fit_stages, TrainSpec, register_trainer
+from .train import Stage, TrainSpec, register_trainer, predict_batches, choose_policy
 
 # %% auto #0
 __all__ = ['FEATURES_VERSION', 'split_at_features', 'file_digest', 'weights_digest', 'extractor_key', 'default_cache_dir',
@@ -46,11 +46,11 @@ def weights_digest(module:nn.Module) -> str:
     return h.hexdigest()
 
 # %% ../nbs/07_features.ipynb #49974f9c
-def extractor_key(arch_name:str, extractor:nn.Module, dls) -> str:
-    "Names what maps an image to its features: arch, weights, sizes, normalisation and pooling of `dls`'s pipeline."
+def extractor_key(arch_name:str, extractor:nn.Module, dls, precision:str='fp32') -> str:
+    "Names what maps an image to its features: arch, weights, sizes, normalisation, pooling and the `precision` computing them."
     spec = dict(version=FEATURES_VERSION, arch=arch_name, weights=weights_digest(extractor),
                 item_size=dls.recipe['item_size'], size=dls.recipe['size'], normalize=norm_stats(dls),
-                pool=repr(list(extractor)[1:]))
+                pool=repr(list(extractor)[1:]), **({} if precision == 'fp32' else {'precision': precision}))
     return f"{arch_name}-{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]}"
 
 # %% ../nbs/07_features.ipynb #681c4bf3
@@ -78,13 +78,12 @@ class FeatureCache:
     def __len__(self): return len(list(self.dir.glob('*/*.safetensors')))
 
 # %% ../nbs/07_features.ipynb #940d5915
-def _run_extractor(extractor:nn.Module, dls, files, bs:int=None) -> torch.Tensor:
-    "Features of `files` through `extractor` with `dls`'s validation-time transforms, in order."
+def _run_extractor(extractor:nn.Module, dls, files, bs:int=None, policy=None) -> torch.Tensor:
+    "Features of `files` through `extractor` with `dls`'s validation-time transforms, in order, under `policy`."
     dl = dls.test_dl(files, bs=ifnone(bs, dls.bs), shuffle=False)
-    extractor.eval().to(dls.device)
-    with torch.no_grad(): return torch.cat([extractor(b[0]).float().cpu() for b in dl])
+    return predict_batches(extractor, dl, policy)
 
-def extract_features(extractor:nn.Module, dls, items, cache:FeatureCache=None, bs:int=None) -> tuple[torch.Tensor, dict]:
+def extract_features(extractor:nn.Module, dls, items, cache:FeatureCache=None, bs:int=None, policy=None) -> tuple[torch.Tensor, dict]:
     "Features of the image files `items` (see `_run_extractor`), computing only those `cache` lacks."
     t0, items = time.perf_counter(), list(items)
     digests = [file_digest(f) for f in items]
@@ -93,7 +92,7 @@ def extract_features(extractor:nn.Module, dls, items, cache:FeatureCache=None, b
     for f, d in zip(items, digests):
         if found.get(d) is None: todo.setdefault(d, f)
     if todo:
-        for d, v in zip(todo, _run_extractor(extractor, dls, list(todo.values()), bs)):
+        for d, v in zip(todo, _run_extractor(extractor, dls, list(todo.values()), bs, policy)):
             found[d] = v
             if cache is not None: cache.put(d, v)
     hits = sum(d not in todo for d in digests)
@@ -122,12 +121,14 @@ def train_features(dls, spec:TrainSpec) -> tuple[Learner, dict]:
     t0 = time.perf_counter()
     learn = pets_learner(dls, spec.arch, pretrained=spec.pretrained)   # the full network; adds `Normalize` to `dls`
     extractor, classifier = split_at_features(learn.model)
-    cache = FeatureCache(ifnone(spec.cache_dir, default_cache_dir()), extractor_key(learn.arch_name, extractor, dls)) if spec.pretrained else None
-    xt, st = extract_features(extractor, dls, dls.train_ds.items, cache)
-    xv, sv = extract_features(extractor, dls, dls.valid_ds.items, cache)
+    policy = choose_policy(spec.precision, dls.device)
+    key = extractor_key(learn.arch_name, extractor, dls, policy.name)
+    cache = FeatureCache(ifnone(spec.cache_dir, default_cache_dir()), key) if spec.pretrained else None
+    xt, st = extract_features(extractor, dls, dls.train_ds.items, cache, policy=policy)
+    xv, sv = extract_features(extractor, dls, dls.valid_ds.items, cache, policy=policy)
     fdls = features_dataloaders(xt, _labels(dls.train_ds), xv, _labels(dls.valid_ds), bs=dls.bs, device=dls.device)
     flearn = Learner(fdls, classifier, loss_func=learn.loss_func, metrics=[error_rate, accuracy], path=learn.path)
-    run = fit_stages(flearn, [Stage(spec.epochs, spec.lr)], spec.lr_find_fname, spec.lr_find_its)
+    run = spec.fit(flearn, [Stage(spec.epochs, spec.lr)])
     learn.model.eval()
     learn.feature_learner, learn.mode = flearn, 'features'
     fc = {k: st[k] + sv[k] for k in ('hits', 'misses', 'body_images', 'seconds_extract')}

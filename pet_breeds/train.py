@@ -4,16 +4,21 @@
 
 # %% ../nbs/03_train.ipynb #b3553b2e
 from __future__ import annotations
-import time
-from dataclasses import dataclass
+import math, time
+from dataclasses import dataclass, asdict
 import matplotlib.pyplot as plt
 from .core import *
 from fastai.vision.all import *
+from fastai.callback.fp16 import MixedPrecision
+from fastai.callback.training import BnFreeze
 from .learner import pets_learner, lookup_mode
 
 # %% auto #0
-__all__ = ['TRAINERS', 'RunLog', 'save_figure', 'find_lr', 'Stage', 'fit_stages', 'train_two_stage', 'plot_losses', 'TrainSpec',
-           'register_trainer', 'get_trainer', 'train_finetune']
+__all__ = ['NATIVE_BF16_FLAGS', 'PRECISIONS', 'TRAIN_BN', 'LR_FIND_SHARE', 'LR_FIND_MIN', 'LR_FIND_MAX', 'TRAINERS', 'RunLog',
+           'save_figure', 'find_lr', 'cpu_flags', 'native_bf16_cpu', 'Policy', 'choose_policy', 'FastPath',
+           'predict_batches', 'Stage', 'lr_find_iterations', 'probe_seconds', 'format_duration', 'RunEstimate',
+           'fit_stages', 'train_two_stage', 'plot_losses', 'TrainSpec', 'register_trainer', 'get_trainer',
+           'train_finetune']
 
 # %% ../nbs/03_train.ipynb #9fa61238
 class RunLog(Callback):
@@ -48,47 +53,222 @@ def find_lr(learn:Learner, fname=None, num_it:int=100) -> dict:
     if fname is not None: save_figure(plt.gcf(), fname)
     return {k: float(v) for k, v in sugg._asdict().items()}
 
+# %% ../nbs/03_train.ipynb #49f9bd94
+def cpu_flags() -> set:
+    "The CPU's feature flags as Linux reports them in `/proc/cpuinfo` (empty where it cannot be read)."
+    try: text = Path('/proc/cpuinfo').read_text()
+    except OSError: return set()
+    for line in text.splitlines():
+        if line.startswith(('flags', 'Features')): return set(line.split(':', 1)[1].split())
+    return set()
+
+# %% ../nbs/03_train.ipynb #35cc817f
+NATIVE_BF16_FLAGS = {'avx512_bf16', 'amx_bf16', 'bf16'}   # x86 AVX512-BF16, x86 AMX, Arm BF16
+
+def native_bf16_cpu(flags=None) -> bool:
+    "Whether the CPU computes bf16 natively; without `/proc/cpuinfo`, oneDNN's own check decides."
+    flags = cpu_flags() if flags is None else set(flags)
+    if flags: return bool(flags & NATIVE_BF16_FLAGS)
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+# %% ../nbs/03_train.ipynb #9e931db1
+PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
+
+@dataclass
+class Policy:
+    "How a model runs: `device`, autocast `dtype` (`None`: fp32), `channels_last`, and the `reason` for the choice."
+    device: str = 'cpu'
+    dtype: str|None = None
+    channels_last: bool = True
+    reason: str = ''
+
+    @property
+    def device_type(self) -> str: return torch.device(self.device).type
+    @property
+    def name(self) -> str: return {None: 'fp32', 'bfloat16': 'bf16', 'float16': 'fp16'}[self.dtype]
+    def autocast(self):
+        "The autocast context of this policy (disabled for fp32)."
+        return torch.autocast(self.device_type, dtype=getattr(torch, self.dtype or 'float32'), enabled=self.dtype is not None)
+    def memory_format(self): return torch.channels_last if self.channels_last else torch.contiguous_format
+    def to_dict(self) -> dict: return {**asdict(self), 'precision': self.name}
+
+# %% ../nbs/03_train.ipynb #4aaca437
+def choose_policy(precision:str='auto', device=None) -> Policy:
+    "The `Policy` for `precision` ('auto', 'fp32', 'bf16' or 'fp16') on `device` (default: CUDA if present, else the CPU)."
+    check_choice(precision, PRECISIONS, 'precision')
+    device = str(ifnone(device, 'cuda' if torch.cuda.is_available() else 'cpu'))
+    cuda = torch.device(device).type == 'cuda'
+    if precision == 'fp16' and not cuda:
+        raise BadOptions("precision fp16 needs a CUDA GPU; on a CPU use bf16 (fast where the CPU has native bf16) or fp32")
+    if precision != 'auto':
+        dtype = {'fp32': None, 'bf16': 'bfloat16', 'fp16': 'float16'}[precision]
+        return Policy(device, dtype, True, f'asked for {precision}')
+    if cuda:
+        bf16 = torch.cuda.is_bf16_supported()
+        return Policy(device, 'bfloat16' if bf16 else 'float16', True, f"CUDA {'with' if bf16 else 'without'} bf16")
+    if native_bf16_cpu(): return Policy(device, 'bfloat16', True, 'CPU with native bf16')
+    return Policy(device, None, True, 'CPU without native bf16: fp32 (bf16 would be emulated and slower)')
+
+# %% ../nbs/03_train.ipynb #9c6c809e
+class FastPath(MixedPrecision):
+    "Train as `policy` says: autocast on its device and dtype (a `GradScaler` only for fp16) and `channels_last` weights and batches."
+    def __init__(self, policy:Policy): super().__init__(); self.policy = policy
+    def before_fit(self):
+        p = self.policy
+        self.learn.model.to(memory_format=p.memory_format())
+        self.autocast = p.autocast()
+        self.learn.scaler = torch.amp.GradScaler(p.device_type, enabled=p.dtype == 'float16')
+        self.scales = L()
+    def before_batch(self):
+        if self.policy.channels_last:
+            self.learn.xb = tuple(x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x for x in self.xb)
+        super().before_batch()
+    def after_fit(self):
+        super().after_fit()
+        self.learn.model.to(memory_format=torch.contiguous_format)
+
+# %% ../nbs/03_train.ipynb #623facbb
+def predict_batches(model:nn.Module, batches, policy:Policy=None) -> torch.Tensor:
+    "`model`'s outputs (fp32, on the CPU) for each `(x, ...)` batch in `batches`, under `policy` (default: the machine's)."
+    policy = ifnone(policy, choose_policy())
+    model.eval().to(policy.device).to(memory_format=policy.memory_format())
+    outs = []
+    try:
+        with torch.inference_mode(), policy.autocast():
+            for b in batches:
+                x = b[0] if isinstance(b, (tuple, list)) else b
+                outs.append(model(x.to(policy.device, memory_format=policy.memory_format())).float().cpu())
+    finally: model.to(memory_format=torch.contiguous_format)
+    return torch.cat(outs) if outs else torch.empty(0)
+
 # %% ../nbs/03_train.ipynb #88596afb
+TRAIN_BN = False   # frozen stages: the body's batch norm frozen too (see "Stage 1 that costs what it should")
+
 @dataclass
 class Stage:
-    "One `fit_one_cycle` of a run: `epochs`, its `lr` (`None`: lr_find's valley) and `frozen` (`None`: leave the model as it is)."
+    "One `fit_one_cycle`: `epochs`, `lr` (`None`: lr_find's valley), `frozen` (`None`: leave the model as it is), `train_bn`."
     epochs: int
     lr: float|slice|None = None
     frozen: bool|None = None
+    train_bn: bool = TRAIN_BN
 
     def apply_freeze(self, learn:Learner):
-        "`freeze()` or `unfreeze()` `learn` as this stage asks."
-        if self.frozen is True: learn.freeze()
-        elif self.frozen is False: learn.unfreeze()
+        "`freeze()` or `unfreeze()` `learn` as this stage asks, its batch norm trained in frozen layers only if `train_bn`."
+        if self.frozen is None: return
+        learn.train_bn = self.train_bn
+        if learn.opt is None: learn.create_opt()
+        for state in learn._bn_bias_state(False): state['force_train'] = self.train_bn   # what freeze() reads
+        learn.freeze() if self.frozen else learn.unfreeze()
+
+    def callbacks(self) -> list:
+        "fastai's `BnFreeze` when the frozen body's batch norm is frozen too: the body then runs forward only."
+        return [BnFreeze()] if self.frozen and not self.train_bn else []
+
+    @property
+    def kind(self) -> str:
+        "'forward' when the body only runs forward (frozen with its batch norm), else 'full'."
+        return 'forward' if self.frozen and not self.train_bn else 'full'
 
     def to_dict(self, lr=None) -> dict:
-        "JSON-ready: epochs, the rate used (`[start, stop]` for a slice) and the freezing."
+        "JSON-ready: epochs, the rate used (`[start, stop]` for a slice), the freezing and `train_bn`."
         lr = ifnone(self.lr, lr)
-        return {'epochs': self.epochs, 'lr': [lr.start, lr.stop] if isinstance(lr, slice) else lr, 'frozen': self.frozen}
+        return {'epochs': self.epochs, 'lr': [lr.start, lr.stop] if isinstance(lr, slice) else lr,
+                'frozen': self.frozen, 'train_bn': self.train_bn}
 
-# %% ../nbs/03_train.ipynb #f9eaf55b
-def fit_stages(learn:Learner, stages, lr_find_fname=None, lr_find_its:int=100) -> dict:
-    "The training core: lr_find if a stage needs its rate, then `fit_one_cycle` for each `Stage`, logged; returns the run record."
+# %% ../nbs/03_train.ipynb #fa9226fd
+LR_FIND_SHARE, LR_FIND_MIN, LR_FIND_MAX = 0.15, 20, 100
+
+def lr_find_iterations(n_batches:int, epochs:int) -> int:
+    "lr_find's iterations for a run of `epochs` epochs of `n_batches` batches: fastai's 100, or ~15% of the run (at least 20)."
+    return int(min(LR_FIND_MAX, max(LR_FIND_MIN, round(LR_FIND_SHARE * n_batches * epochs))))
+
+# %% ../nbs/03_train.ipynb #211fffe2
+def _sync(device):
+    if torch.device(device).type == 'cuda': torch.cuda.synchronize()
+
+def probe_seconds(learn:Learner, policy:Policy) -> dict:
+    "Seconds of a forward pass (eval, no grad) and of a forward and backward pass through every layer, on `learn`'s current batch."
+    model, flags = learn.model, [p.requires_grad for p in learn.model.parameters()]
+    modes = [m.training for m in model.modules()]
+    model.eval()
+    try:
+        _sync(policy.device); t = time.perf_counter()
+        with torch.no_grad(), policy.autocast(): model(*learn.xb)
+        _sync(policy.device); fwd = time.perf_counter() - t
+        for p in model.parameters(): p.requires_grad_(True)
+        with policy.autocast(): loss = learn.loss_func(model(*learn.xb), *learn.yb)
+        loss.backward()
+        _sync(policy.device); full = time.perf_counter() - t - fwd
+    finally:
+        for p, f in zip(model.parameters(), flags): p.requires_grad_(f); p.grad = None
+        for m, mode in zip(model.modules(), modes): m.train(mode)
+    return {'forward': fwd, 'full': full}
+
+# %% ../nbs/03_train.ipynb #4c914874
+def format_duration(seconds:float) -> str:
+    "Seconds as a person reads them: '40 s', '12 min', '3.5 h'."
+    if seconds < 90: return f'{seconds:.0f} s'
+    if seconds < 90 * 60: return f'{seconds / 60:.0f} min'
+    return f'{seconds / 3600:.1f} h'
+
+# %% ../nbs/03_train.ipynb #49966128
+class RunEstimate(Callback):
+    "After the first `after` timed training batches, estimate the whole run of `stages` and print it once."
+    order = Recorder.order + 2
+    def __init__(self, stages:list, started:float, policy:Policy, after:int=3, show:bool=True):
+        store_attr(); self.stage, self.seconds, self.detail, self._ticks = 1, None, None, []
+    def before_fit(self): self._fit_start = time.perf_counter()
+    def after_batch(self):
+        if self.seconds is not None or not self.training: return
+        _sync(self.policy.device); self._ticks.append(time.perf_counter())
+        if len(self._ticks) > self.after: self.estimate()
+    def estimate(self):
+        "Seconds of the whole run: what has passed, plus this and the later stages at the measured (or probed) cost per batch."
+        per_batch = float(np.median(np.diff(self._ticks)))   # ticks start after the first batch: its warm-up is left out
+        stage, dl = self.stages[self.stage - 1], self.learn.dls
+        kinds = {s.kind for s in self.stages[self.stage - 1:] if s.epochs > 0}
+        probe = probe_seconds(self.learn, self.policy) if kinds != {stage.kind} else None
+        def batch(s): return per_batch if probe is None else max(per_batch - probe[stage.kind] + probe[s.kind], probe[s.kind])
+        valid = probe['forward'] if probe else per_batch / 3   # a validation batch runs forward only
+        stage_s = [s.epochs * (len(dl.train) * batch(s) + len(dl.valid) * valid) for s in self.stages[self.stage - 1:]]
+        self.seconds = (self._fit_start - self.started) + sum(stage_s)
+        self.detail = {'per_batch': per_batch, 'probe': probe, 'stages': stage_s}
+        if self.show:
+            parts = ', '.join(f'stage {i}: {format_duration(x)}' for i, x in enumerate(stage_s, self.stage))
+            print(f"estimated run: about {format_duration(self.seconds)} ({parts}; from the first {self.after} batches)")
+
+# %% ../nbs/03_train.ipynb #e6fdca73
+def fit_stages(learn:Learner, stages, lr_find_fname=None, lr_find_its:int=None, policy:Policy=None, show:bool=True) -> dict:
+    "The training core: lr_find if a stage needs its rate, then `fit_one_cycle` per `Stage` under `policy`, logged and timed."
     t0, log, suggestions, stages = time.perf_counter(), RunLog(), None, list(stages)
+    policy = ifnone(policy, choose_policy(device=learn.dls.device))
+    fast, its = FastPath(policy), 0
+    if show: print(f"precision: {policy.name}{', channels_last' if policy.channels_last else ''} on {policy.device} ({policy.reason})")
     if stages: stages[0].apply_freeze(learn)
     if any(s.lr is None and s.epochs > 0 for s in stages):
-        suggestions = find_lr(learn, lr_find_fname, lr_find_its)
+        n, epochs = len(learn.dls.train), sum(s.epochs for s in stages)
+        its = ifnone(lr_find_its, lr_find_iterations(n, epochs))
+        if show: print(f"lr_find: {its} iterations (fastai's default is 100; this run has {n} batches x {epochs} epochs)")
+        with learn.added_cbs([fast, *stages[0].callbacks()]): suggestions = find_lr(learn, lr_find_fname, its)
     found = suggestions['valley'] if suggestions else None
+    estimate = RunEstimate(stages, t0, policy, show=show)
     for i, stage in enumerate(stages, 1):
         stage.apply_freeze(learn)
-        log.stage = i
-        if stage.epochs > 0: learn.fit_one_cycle(stage.epochs, ifnone(stage.lr, found), cbs=log)
+        log.stage = estimate.stage = i
+        if stage.epochs > 0:
+            learn.fit_one_cycle(stage.epochs, ifnone(stage.lr, found), cbs=[log, fast, estimate, *stage.callbacks()])
     first = stages[0].to_dict(found)['lr'] if stages else None
     records = [{**s.to_dict(found), 'peak_lrs': log.peak_lrs.get(i)} for i, s in enumerate(stages, 1)]
-    return {'epochs': log.epochs, 'lr_find': suggestions, 'lr': first, 'stages': records,
+    return {'epochs': log.epochs, 'lr_find': suggestions, 'lr_find_its': its, 'lr': first, 'stages': records,
+            'policy': policy.to_dict(), 'estimated_seconds': estimate.seconds,
             'batch_losses': log.batches, 'total_seconds': round(time.perf_counter() - t0, 3)}
 
 # %% ../nbs/03_train.ipynb #502dd773
-def train_two_stage(learn:Learner, freeze_epochs:int=3, epochs:int=10, lr:float=None,
-                    lr_max=slice(1e-5, 1e-3), lr_find_fname=None, lr_find_its:int=100) -> dict:
+def train_two_stage(learn:Learner, freeze_epochs:int=3, epochs:int=10, lr:float=None, lr_max=slice(1e-5, 1e-3),
+                    lr_find_fname=None, lr_find_its:int=None, train_bn:bool=TRAIN_BN, policy:Policy=None, show:bool=True) -> dict:
     "Stage 1: frozen body, `fit_one_cycle(freeze_epochs, lr)`; stage 2: `unfreeze()`, `fit_one_cycle(epochs, lr_max)`."
-    return fit_stages(learn, [Stage(freeze_epochs, lr, frozen=True), Stage(epochs, lr_max, frozen=False)],
-                      lr_find_fname, lr_find_its)
+    stages = [Stage(freeze_epochs, lr, frozen=True, train_bn=train_bn), Stage(epochs, lr_max, frozen=False)]
+    return fit_stages(learn, stages, lr_find_fname, lr_find_its, policy, show)
 
 # %% ../nbs/03_train.ipynb #3bf8fa6f
 def plot_losses(run:dict, fname=None, figsize=(8, 4.5)):
@@ -115,10 +295,18 @@ class TrainSpec:
     epochs: int = 10
     lr: float|None = None
     lr_max: tuple = (1e-5, 1e-3)
-    lr_find_its: int = 100
+    lr_find_its: int|None = None     # None: `lr_find_iterations`
     lr_find_fname: object = None
+    train_bn: bool = TRAIN_BN
+    precision: str = 'auto'          # see `choose_policy`
+    show: bool = True                # print lr_find's iterations and the run estimate
     cut_layer: str = 'block1_pool'   # mode 'cut'
     cache_dir: object = None         # mode 'features'
+
+    def fit(self, learn:Learner, stages) -> dict:
+        "Run `stages` through the training core with this spec's lr_find, precision and output options."
+        policy = choose_policy(self.precision, learn.dls.device)
+        return fit_stages(learn, stages, self.lr_find_fname, self.lr_find_its, policy, self.show)
 
 # %% ../nbs/03_train.ipynb #3a6fb411
 TRAINERS = {}
@@ -138,5 +326,6 @@ def get_trainer(mode:str):
 def train_finetune(dls, spec:TrainSpec) -> tuple[Learner, dict]:
     "Fine-tune `spec.arch` in the recipe's two stages (see `train_two_stage`)."
     learn = pets_learner(dls, spec.arch, pretrained=spec.pretrained)
-    return learn, train_two_stage(learn, spec.freeze_epochs, spec.epochs, spec.lr, slice(*spec.lr_max),
-                                  spec.lr_find_fname, spec.lr_find_its)
+    stages = [Stage(spec.freeze_epochs, spec.lr, frozen=True, train_bn=spec.train_bn),
+              Stage(spec.epochs, slice(*spec.lr_max), frozen=False)]
+    return learn, spec.fit(learn, stages)
