@@ -4,19 +4,19 @@
 
 # %% ../nbs/09_cli.ipynb #7989e34b
 from __future__ import annotations
-import json, time
+import hashlib, json, shutil, time
 from pathlib import Path
 from .core import *
 from fastai.vision.all import *
 from fastcore.script import call_parse
 from .data import pets_dataloaders
 from .learner import get_arch
-from .train import TrainSpec, get_trainer, plot_losses, choose_policy
+from .train import TrainSpec, get_trainer, plot_losses, choose_policy, write_atomic, BadCheckpoint
 from .inference import export_model
 from .interpret import PetInterpretation, plot_confusion
 
 # %% auto #0
-__all__ = ['train_pets', 'main']
+__all__ = ['check_writable', 'save_run_options', 'saved_run_options', 'check_same_images', 'train_pets', 'main']
 
 # %% ../nbs/09_cli.ipynb #8361b987
 def _check_options(mode:str, pretrained:bool, valid_pct:float):
@@ -26,6 +26,41 @@ def _check_options(mode:str, pretrained:bool, valid_pct:float):
                          "to train from scratch use --mode finetune --no-pretrained")
 
 # %% ../nbs/09_cli.ipynb #408e259c
+def check_writable(out):
+    "Create `out` and prove a file can be written there, before any training; `BadOptions` names the folder if not."
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        write_atomic(Path(out)/'.write-test', b'ok'); (Path(out)/'.write-test').unlink()
+    except OSError as e: raise BadOptions(f"{out}: cannot write the run's output there ({e.strerror or e})") from e
+
+def _images_fingerprint(dls) -> str:
+    "SHA-256 of the training and validation files' names and sizes, in split order."
+    h = hashlib.sha256()
+    for f in [*dls.train_ds.items, *dls.valid_ds.items]: h.update(f'{Path(f).name}:{Path(f).stat().st_size};'.encode())
+    return h.hexdigest()
+
+def save_run_options(out, args:dict, dls):
+    "Write the options of a run starting in `out` and its images' fingerprint, for `--resume`."
+    (Path(out)/'checkpoints').mkdir(parents=True, exist_ok=True)
+    plain = lambda v: list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v
+    args = {**{k: plain(v) for k, v in args.items()}, 'data': str(Path(dls.path).resolve())}
+    write_atomic(Path(out)/'checkpoints'/'run.json', json.dumps({'options': args, 'images': _images_fingerprint(dls)}, indent=1))
+
+def saved_run_options(out) -> dict:
+    "The options of the interrupted run in `out`; `BadCheckpoint` when there is none."
+    f = Path(out)/'checkpoints'/'run.json'
+    if not f.exists(): raise BadCheckpoint(f"{out}: no interrupted run to resume here ({f} does not exist)")
+    try: return json.loads(f.read_text())['options']
+    except (ValueError, KeyError) as e: raise BadCheckpoint(f"{f}: unreadable: {e}") from e
+
+def check_same_images(out, dls):
+    "Stop a resume whose images differ from those the run began with."
+    saved = json.loads((Path(out)/'checkpoints'/'run.json').read_text())['images']
+    if saved != _images_fingerprint(dls):
+        raise BadCheckpoint(f"{dls.path}: the images changed since the run in {out} began; resuming would mix two "
+                            f"datasets. Start a new run instead (another --out).")
+
+# %% ../nbs/09_cli.ipynb #b301f343
 def train_pets(data:str=None,              # folder of PETS-style images (default: $PET_BREEDS_DATA, fastai's cache, or a download)
                out:str='runs/pets',        # output folder
                arch:str='resnet50',        # architecture, by name (see `ARCHS`)
@@ -48,8 +83,12 @@ def train_pets(data:str=None,              # folder of PETS-style images (defaul
                train_bn:bool=False,        # stage 1: train the frozen body's batch norm too (fastai's default; slower)
                cut_layer:str='block1_pool',# cut: the layer to cut the pretrained body at
                cache_dir:str=None,         # features: where to cache features (default ~/.cache/pet_breeds/features)
+               resume:str=None,            # continue the interrupted run in this output folder (its options are read from it)
+               _resuming:bool=False,       # (internal: this call continues a run)
               ) -> dict:
     "Train on the PETS images in `data` (see `pets_images_path`) and write the model and its report to `out`."
+    if resume is not None: return train_pets(**{**saved_run_options(resume), 'out': resume}, _resuming=True)
+    args = {k: v for k, v in locals().items() if k not in ('resume', '_resuming')}
     t0, out = time.perf_counter(), Path(out)
     trainer, arch = get_trainer(mode), get_arch(arch)
     labeller(label)
@@ -62,10 +101,14 @@ def train_pets(data:str=None,              # folder of PETS-style images (defaul
                     lr_max=list(lr_max), bs=bs, size=size, item_size=item_size, min_scale=min_scale, label=label,
                     seed=seed, valid_pct=valid_pct, mode=mode, precision=precision, train_bn=train_bn,
                     **({'cut_layer': cut_layer} if mode == 'cut' else {}))
+    check_writable(out)
     set_seed(seed, reproducible=True)
     dls = pets_dataloaders(data, label=label, bs=bs, valid_pct=valid_pct, seed=seed, item_size=item_size,
                            size=size, min_scale=min_scale, num_workers=num_workers)
     out.mkdir(parents=True, exist_ok=True)
+    spec.checkpoints, spec.resume = out/'checkpoints', _resuming
+    if not _resuming: save_run_options(out, args, dls)
+    else: check_same_images(out, dls)
     learn, run = trainer(dls, spec)
     export_model(learn, out/'model')
     plot_losses(run, out/'loss.png')
@@ -78,12 +121,13 @@ def train_pets(data:str=None,              # folder of PETS-style images (defaul
                'confusion': {'labels': list(map(str, interp.vocab)), 'matrix': interp.confusion_matrix().tolist()},
                'settings': settings, 'batch_losses': run['batch_losses'],
                **({'feature_cache': run['feature_cache']} if 'feature_cache' in run else {})}
-    (out/'metrics.json').write_text(json.dumps(metrics, indent=1))
+    write_atomic(out/'metrics.json', json.dumps(metrics, indent=1))
+    shutil.rmtree(spec.checkpoints, ignore_errors=True)   # the run is complete: the model and its report are written
     return metrics
 
 # %% ../nbs/09_cli.ipynb #32982b96
 @call_parse
-@delegates(train_pets, but=['lr_max'])
+@delegates(train_pets, but=['lr_max', '_resuming'])
 def main(**kwargs):
     "Train a pet-breed classifier (by default the PETS recipe: ResNet50, lr_find, 3 frozen + 10 unfrozen epochs) and export it."
     with command_errors('pet_breeds_train'): m = train_pets(**kwargs)

@@ -4,27 +4,30 @@
 
 # %% ../nbs/03_train.ipynb #b3553b2e
 from __future__ import annotations
-import math, time
+import json, math, os, random, shutil, time
 from dataclasses import dataclass, asdict
 import matplotlib.pyplot as plt
 from .core import *
 from fastai.vision.all import *
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.training import BnFreeze
+from safetensors import SafetensorError
+from safetensors.torch import save_file, load_file
 from .learner import pets_learner, lookup_mode
 
 # %% auto #0
-__all__ = ['NATIVE_BF16_FLAGS', 'PRECISIONS', 'TRAIN_BN', 'LR_FIND_SHARE', 'LR_FIND_MIN', 'LR_FIND_MAX', 'TRAINERS', 'RunLog',
-           'save_figure', 'find_lr', 'cpu_flags', 'native_bf16_cpu', 'Policy', 'choose_policy', 'FastPath',
-           'predict_batches', 'Stage', 'lr_find_iterations', 'probe_seconds', 'format_duration', 'RunEstimate',
-           'fit_stages', 'train_two_stage', 'plot_losses', 'TrainSpec', 'register_trainer', 'get_trainer',
-           'train_finetune']
+__all__ = ['NATIVE_BF16_FLAGS', 'PRECISIONS', 'TRAIN_BN', 'LR_FIND_SHARE', 'LR_FIND_MIN', 'LR_FIND_MAX', 'CHECKPOINT_VERSION',
+           'TRAINERS', 'RunLog', 'save_figure', 'find_lr', 'cpu_flags', 'native_bf16_cpu', 'Policy', 'choose_policy',
+           'FastPath', 'predict_batches', 'Stage', 'lr_find_iterations', 'probe_seconds', 'format_duration',
+           'RunEstimate', 'BadCheckpoint', 'write_atomic', 'rng_states', 'set_rng_states', 'save_checkpoint',
+           'read_checkpoint', 'restore_checkpoint', 'Checkpoint', 'fit_stages', 'train_two_stage', 'plot_losses',
+           'TrainSpec', 'register_trainer', 'get_trainer', 'train_finetune']
 
 # %% ../nbs/03_train.ipynb #9fa61238
 class RunLog(Callback):
     "Per-epoch metrics and per-batch train losses across several `fit` calls, tagged with `stage`."
     order = Recorder.order + 1  # read the recorder's values after it has written them
-    def __init__(self): self.epochs, self.batches, self.stage, self.peak_lrs = [], [], 1, {}
+    def __init__(self): self.epochs, self.batches, self.stage, self.peak_lrs, self.skip_to = [], [], 1, {}, 0
     def before_epoch(self): self._t0 = time.perf_counter()
     def after_batch(self):
         if not self.training: return
@@ -32,6 +35,7 @@ class RunLog(Callback):
         lrs = [float(h['lr']) for h in self.opt.hypers]   # as the scheduler set them for this batch
         self.peak_lrs[self.stage] = [max(a, b) for a, b in zip(self.peak_lrs.get(self.stage, lrs), lrs)]
     def after_epoch(self):
+        if self.epoch < self.skip_to: return   # an epoch a resumed run skips (it ran before the interruption)
         names, vals = self.recorder.metric_names[1:-1], self.recorder.log[1:-1]
         row = {'stage': self.stage, 'epoch': self.epoch}
         row.update({n: (None if v is None else float(v)) for n, v in zip(names, vals)})
@@ -237,31 +241,147 @@ class RunEstimate(Callback):
             parts = ', '.join(f'stage {i}: {format_duration(x)}' for i, x in enumerate(stage_s, self.stage))
             print(f"estimated run: about {format_duration(self.seconds)} ({parts}; from the first {self.after} batches)")
 
+# %% ../nbs/03_train.ipynb #b793b9cd
+CHECKPOINT_VERSION = 1
+
+class BadCheckpoint(PetBreedsError, ValueError):
+    "A checkpoint folder that cannot be resumed from: missing, unreadable or from another version."
+
+def write_atomic(path, data:str|bytes):
+    "Write `data` to `path` through a temporary file, fsync and rename: a reader sees the old file or the new one, never half."
+    path = Path(path)
+    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
+    with open(tmp, 'wb') as f:
+        f.write(data.encode() if isinstance(data, str) else data); f.flush(); os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+# %% ../nbs/03_train.ipynb #ddbafdb2
+def _jsonable(v):
+    if isinstance(v, Tensor): return v.item() if v.numel() == 1 else v.tolist()
+    if isinstance(v, (tuple, list)): return [_jsonable(o) for o in v]
+    return v
+
+def rng_states(dls=None) -> dict:
+    "Every random state a run draws from: Python's, NumPy's, PyTorch's (CPU and CUDA) and each of `dls`'s `DataLoader`s'."
+    py = random.getstate()
+    np_state = np.random.get_state()
+    return {'python': [py[0], list(py[1]), py[2]],
+            'numpy': [np_state[0], np_state[1].tolist(), *np_state[2:]],
+            'torch': torch.get_rng_state().tolist(),
+            'cuda': [s.tolist() for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
+            'loaders': [[s[0], list(s[1]), s[2]] for s in (dl.rng.getstate() for dl in (dls.loaders if dls else []))]}
+
+def set_rng_states(states:dict, dls=None):
+    "Restore what `rng_states` returned."
+    random.setstate((states['python'][0], tuple(states['python'][1]), states['python'][2]))
+    np.random.set_state((states['numpy'][0], np.array(states['numpy'][1], dtype=np.uint32), *states['numpy'][2:]))
+    torch.set_rng_state(torch.tensor(states['torch'], dtype=torch.uint8))
+    if states['cuda'] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in states['cuda']])
+    for dl, s in zip(dls.loaders if dls else [], states['loaders']): dl.rng.setstate((s[0], tuple(s[1]), s[2]))
+
+# %% ../nbs/03_train.ipynb #b0d68605
+def save_checkpoint(folder, learn:Learner, progress:dict) -> Path:
+    "Save `learn`'s weights, optimizer, random states and `progress` as the latest checkpoint in `folder`, atomically."
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    name = f"stage{progress['stage']}-epoch{progress['epoch']}"
+    tmp = folder/f'.{name}.tmp'
+    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir()
+    save_file({k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}, tmp/'model.safetensors')
+    sd, tensors, rest = learn.opt.state_dict(), {}, []
+    for i, st in enumerate(sd['state']):
+        tensors.update({f'{i}.{k}': v.detach().cpu().contiguous() for k, v in st.items() if isinstance(v, Tensor)})
+        rest.append({k: _jsonable(v) for k, v in st.items() if not isinstance(v, Tensor)})
+    save_file(tensors, tmp/'optimizer.safetensors')
+    state = {'version': CHECKPOINT_VERSION, 'progress': progress, 'rng': rng_states(learn.dls),
+             'optimizer': {'state': rest, 'hypers': _jsonable([{k: _jsonable(v) for k, v in h.items()} for h in sd['hypers']])}}
+    write_atomic(tmp/'state.json', json.dumps(state))
+    shutil.rmtree(folder/name, ignore_errors=True)
+    os.replace(tmp, folder/name)
+    write_atomic(folder/'latest.json', json.dumps({'version': CHECKPOINT_VERSION, 'checkpoint': name}))
+    for old in folder.glob('stage*-epoch*'):
+        if old.name != name: shutil.rmtree(old, ignore_errors=True)
+    return folder/name
+
+# %% ../nbs/03_train.ipynb #d8bba219
+def read_checkpoint(folder) -> tuple[dict, Path]|None:
+    "`(state, checkpoint folder)` of the latest checkpoint in `folder`, `None` if there is none; `BadCheckpoint` if unusable."
+    latest = Path(folder)/'latest.json'
+    if not latest.exists(): return None
+    try:
+        name = json.loads(latest.read_text())['checkpoint']
+        state = json.loads((Path(folder)/name/'state.json').read_text())
+    except (OSError, ValueError, KeyError) as e: raise BadCheckpoint(f"{latest}: unreadable checkpoint: {e}") from e
+    if state.get('version') != CHECKPOINT_VERSION:
+        raise BadCheckpoint(f"{Path(folder)/name}: checkpoint version {state.get('version')}, this package reads {CHECKPOINT_VERSION}")
+    return state, Path(folder)/name
+
+def restore_checkpoint(learn:Learner, state:dict, ckpt:Path):
+    "Load a checkpoint's weights, optimizer state and random states into `learn` (frozen or not as its stage wants)."
+    try:
+        learn.model.load_state_dict(load_file(ckpt/'model.safetensors'))
+        tensors = load_file(ckpt/'optimizer.safetensors')
+    except (OSError, RuntimeError, SafetensorError) as e: raise BadCheckpoint(f"{ckpt}: {e}") from e
+    if learn.opt is None: learn.create_opt()
+    dev = next(learn.model.parameters()).device
+    opt = state['optimizer']
+    sts = [{**rest, **{k.split('.', 1)[1]: v.to(dev) for k, v in tensors.items() if k.split('.', 1)[0] == str(i)}}
+           for i, rest in enumerate(opt['state'])]
+    learn.opt.load_state_dict({'state': sts, 'hypers': opt['hypers']})
+    set_rng_states(state['rng'], learn.dls)
+
 # %% ../nbs/03_train.ipynb #e6fdca73
-def fit_stages(learn:Learner, stages, lr_find_fname=None, lr_find_its:int=None, policy:Policy=None, show:bool=True) -> dict:
-    "The training core: lr_find if a stage needs its rate, then `fit_one_cycle` per `Stage` under `policy`, logged and timed."
+class Checkpoint(Callback):
+    "After every epoch that ran, `save_checkpoint(folder, learn, progress(epoch))`."
+    order = Recorder.order + 3   # after `RunLog` has logged the epoch
+    def __init__(self, folder, progress, skip_to:int=0): store_attr()
+    def after_epoch(self):
+        if self.epoch >= self.skip_to: save_checkpoint(self.folder, self.learn, self.progress(self.epoch))
+
+# %% ../nbs/03_train.ipynb #6e5cf9f4
+def fit_stages(learn:Learner, stages, lr_find_fname=None, lr_find_its:int=None, policy:Policy=None, show:bool=True,
+               checkpoints=None, resume:bool=False) -> dict:
+    "The training core: lr_find if a stage needs its rate, then `fit_one_cycle` per `Stage` under `policy`, logged, timed, checkpointed."
     t0, log, suggestions, stages = time.perf_counter(), RunLog(), None, list(stages)
     policy = ifnone(policy, choose_policy(device=learn.dls.device))
-    fast, its = FastPath(policy), 0
+    fast, its, before, start = FastPath(policy), 0, 0., (1, 0)
     if show: print(f"precision: {policy.name}{', channels_last' if policy.channels_last else ''} on {policy.device} ({policy.reason})")
-    if stages: stages[0].apply_freeze(learn)
-    if any(s.lr is None and s.epochs > 0 for s in stages):
-        n, epochs = len(learn.dls.train), sum(s.epochs for s in stages)
-        its = ifnone(lr_find_its, lr_find_iterations(n, epochs))
-        if show: print(f"lr_find: {its} iterations (fastai's default is 100; this run has {n} batches x {epochs} epochs)")
-        with learn.added_cbs([fast, *stages[0].callbacks()]): suggestions = find_lr(learn, lr_find_fname, its)
+    saved = read_checkpoint(checkpoints) if resume and checkpoints is not None else None
+    if resume and saved is None: raise BadCheckpoint(f"{checkpoints}: no checkpoint to resume from")
+    if saved:
+        prog = saved[0]['progress']
+        suggestions, its, before, start = prog['lr_find'], prog['lr_find_its'], prog['seconds'], (prog['stage'], prog['epoch'] + 1)
+        log.epochs, log.batches = prog['log']['epochs'], prog['log']['batches']
+        log.peak_lrs = {int(k): v for k, v in prog['log']['peak_lrs'].items()}
+        if show: print(f"resuming after stage {prog['stage']}, epoch {prog['epoch'] + 1} of {stages[prog['stage'] - 1].epochs}")
+    else:
+        if stages: stages[0].apply_freeze(learn)
+        if any(s.lr is None and s.epochs > 0 for s in stages):
+            n, epochs = len(learn.dls.train), sum(s.epochs for s in stages)
+            its = ifnone(lr_find_its, lr_find_iterations(n, epochs))
+            if show: print(f"lr_find: {its} iterations (fastai's default is 100; this run has {n} batches x {epochs} epochs)")
+            with learn.added_cbs([fast, *stages[0].callbacks()]): suggestions = find_lr(learn, lr_find_fname, its)
     found = suggestions['valley'] if suggestions else None
-    estimate = RunEstimate(stages, t0, policy, show=show)
+    estimate = RunEstimate(stages, t0, policy, show=show and not saved)
+    def progress(i, epoch): return {'stage': i, 'epoch': epoch, 'lr_find': suggestions, 'lr_find_its': its,
+                                    'seconds': before + time.perf_counter() - t0,
+                                    'log': {'epochs': log.epochs, 'batches': log.batches, 'peak_lrs': log.peak_lrs}}
     for i, stage in enumerate(stages, 1):
+        if i < start[0]: continue
+        skip = start[1] if i == start[0] else 0
         stage.apply_freeze(learn)
-        log.stage = estimate.stage = i
-        if stage.epochs > 0:
-            learn.fit_one_cycle(stage.epochs, ifnone(stage.lr, found), cbs=[log, fast, estimate, *stage.callbacks()])
+        if saved and i == start[0]: restore_checkpoint(learn, *saved)
+        log.stage, estimate.stage, log.skip_to = i, i, skip
+        if skip < stage.epochs:
+            cbs = [log, fast, estimate, *stage.callbacks()]
+            if checkpoints is not None: cbs.append(Checkpoint(checkpoints, partial(progress, i), skip))
+            learn.fit_one_cycle(stage.epochs, ifnone(stage.lr, found), cbs=cbs, start_epoch=skip)
     first = stages[0].to_dict(found)['lr'] if stages else None
     records = [{**s.to_dict(found), 'peak_lrs': log.peak_lrs.get(i)} for i, s in enumerate(stages, 1)]
     return {'epochs': log.epochs, 'lr_find': suggestions, 'lr_find_its': its, 'lr': first, 'stages': records,
-            'policy': policy.to_dict(), 'estimated_seconds': estimate.seconds,
-            'batch_losses': log.batches, 'total_seconds': round(time.perf_counter() - t0, 3)}
+            'policy': policy.to_dict(), 'estimated_seconds': estimate.seconds, 'resumed': bool(saved),
+            'batch_losses': log.batches, 'total_seconds': round(before + time.perf_counter() - t0, 3)}
 
 # %% ../nbs/03_train.ipynb #502dd773
 def train_two_stage(learn:Learner, freeze_epochs:int=3, epochs:int=10, lr:float=None, lr_max=slice(1e-5, 1e-3),
@@ -300,13 +420,15 @@ class TrainSpec:
     train_bn: bool = TRAIN_BN
     precision: str = 'auto'          # see `choose_policy`
     show: bool = True                # print lr_find's iterations and the run estimate
+    checkpoints: object = None       # folder for a checkpoint after every epoch
+    resume: bool = False             # continue from the latest checkpoint in `checkpoints`
     cut_layer: str = 'block1_pool'   # mode 'cut'
     cache_dir: object = None         # mode 'features'
 
     def fit(self, learn:Learner, stages) -> dict:
         "Run `stages` through the training core with this spec's lr_find, precision and output options."
         policy = choose_policy(self.precision, learn.dls.device)
-        return fit_stages(learn, stages, self.lr_find_fname, self.lr_find_its, policy, self.show)
+        return fit_stages(learn, stages, self.lr_find_fname, self.lr_find_its, policy, self.show, self.checkpoints, self.resume)
 
 # %% ../nbs/03_train.ipynb #3a6fb411
 TRAINERS = {}

@@ -1,0 +1,42 @@
+"""Training survives a kill: a real `pet_breeds_train` process is sent SIGKILL after a checkpoint of
+stage 2, then `pet_breeds_train --resume OUT` finishes the run with the metrics and weights of a
+run that was never interrupted (tolerance 1e-5: the same computations in the same order on a CPU)."""
+import json, os, shutil, signal, subprocess, sys, time
+from pathlib import Path
+import pytest
+from safetensors.torch import load_file
+from conftest import make_synthetic_pets
+
+EXE = shutil.which('pet_breeds_train') or str(Path(sys.executable).parent/'pet_breeds_train')
+ARGS = ['--arch', 'resnet18', '--no-pretrained', '--freeze_epochs', '2', '--epochs', '4', '--lr', '1e-3',
+        '--size', '32', '--item_size', '48', '--bs', '16', '--num_workers', '0']
+
+def train(data, out, *extra):
+    return subprocess.run([EXE, '--data', str(data), '--out', str(out), *ARGS, *extra], capture_output=True, text=True, timeout=600)
+
+def latest(out):
+    try: return json.loads((out/'checkpoints'/'latest.json').read_text())['checkpoint']
+    except (OSError, ValueError, KeyError): return None
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    data = make_synthetic_pets(tmp_path/'images', n=12, size=48)
+    whole = train(data, tmp_path/'whole')
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    killed = tmp_path/'killed'
+    p = subprocess.Popen([EXE, '--data', str(data), '--out', str(killed), *ARGS], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while latest(killed) not in ('stage2-epoch0', 'stage2-epoch1') and time.time() < deadline and p.poll() is None:
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL); p.wait()
+    assert p.returncode == -signal.SIGKILL, 'the run ended before it could be killed: make it longer'
+    assert not (killed/'metrics.json').exists() and latest(killed).startswith('stage2')
+    resumed = subprocess.run([EXE, '--resume', str(killed)], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert 'resuming after stage 2' in resumed.stdout
+    a, b = (json.loads((d/'metrics.json').read_text()) for d in (tmp_path/'whole', killed))
+    assert [(e['stage'], e['epoch']) for e in b['epochs']] == [(1, 0), (1, 1), *[(2, i) for i in range(4)]]
+    for ea, eb in zip(a['epochs'], b['epochs']):
+        assert abs(ea['valid_loss'] - eb['valid_loss']) < 1e-5 and ea['error_rate'] == eb['error_rate'], (ea, eb)
+    wa, wb = (load_file(d/'model'/'model.safetensors') for d in (tmp_path/'whole', killed))
+    assert wa.keys() == wb.keys() and all((wa[k] - wb[k]).abs().max() < 1e-5 for k in wa)
+    assert not (killed/'checkpoints').exists()        # a finished run leaves no checkpoints behind
