@@ -15,6 +15,7 @@ from torchvision import transforms as T
 from fastai.vision.all import *
 from fastcore.script import call_parse, Param
 from .learner import get_arch, ensure_weights, timm_overlay, LITE_STATS
+from .train import predict_batches, choose_policy
 from .inference import print_results, topk_in_batches
 
 # %% auto #0
@@ -37,12 +38,9 @@ class ImagenetClassifier:
 
     def probs(self, images, bs:int=32) -> torch.Tensor:
         "Probabilities over the 1000 classes for opened `images`, shape `(n, 1000)`."
-        out, device = [], next(self.model.parameters()).device
-        with torch.inference_mode():
-            for i in range(0, len(images), bs):
-                xb = torch.stack([self.transform(im) for im in images[i:i+bs]]).to(device)
-                out.append(self.model(xb).softmax(dim=1).float().cpu())
-        return torch.cat(out) if out else torch.zeros(0, len(self.categories))
+        if not len(images): return torch.zeros(0, len(self.categories))
+        batches = (torch.stack([self.transform(im) for im in images[i:i+bs]]) for i in range(0, len(images), bs))
+        return predict_batches(self.model, batches, choose_policy(device=next(self.model.parameters()).device)).softmax(dim=1)
 
     def topk(self, p:torch.Tensor, k:int=3) -> list:
         "`[(class name, prob), ...]` for the `k` most probable classes of a probability vector."

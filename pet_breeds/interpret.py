@@ -13,7 +13,7 @@ from fastai.vision.all import *
 from fastcore.script import call_parse
 from .data import pets_datablock, pets_images_path, scan_images, normalize_tfms
 from .inference import load_model, PetModel
-from .train import plot_losses, save_figure
+from .train import plot_losses, save_figure, FastPath, choose_policy
 
 # %% auto #0
 __all__ = ['per_class_scores', 'most_confused_pairs', 'PetInterpretation', 'confusion_layout', 'plot_confusion',
@@ -51,7 +51,8 @@ class PetInterpretation(ClassificationInterpretation):
     def from_learner(cls, learn, ds_idx:int=1, dl=None, act=None):
         "Predict over `dl` (default: the validation set) once."
         if dl is None: dl = learn.dls[ds_idx].new(shuffle=False, drop_last=False)
-        with learn.no_bar(): preds, targs, losses = learn.get_preds(dl=dl, with_loss=True, act=act)
+        fast = FastPath(choose_policy(device=learn.dls.device))   # the machine's precision policy, as in training
+        with learn.no_bar(): preds, targs, losses = learn.get_preds(dl=dl, with_loss=True, act=act, cbs=[fast])
         return cls(learn, dl, losses, preds, targs, act)
 
     def confusion_matrix(self):
