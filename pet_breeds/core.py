@@ -4,18 +4,20 @@
 
 # %% ../nbs/00_core.ipynb #55287fc4
 from __future__ import annotations
-import io, re, sys, warnings
+import io, os, re, sys, warnings
 from contextlib import contextmanager
 from pathlib import Path
+import numpy as np
 # fastai's layers still call torch.jit.script; PyTorch 2.14 warns on every import
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', category=FutureWarning)
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from fastai.vision.all import PILImage
 
 # %% auto #0
-__all__ = ['BREED_RE', 'CAT_BREEDS', 'DOG_BREEDS', 'BREEDS', 'LABELLERS', 'PetBreedsError', 'DataNotFound', 'WeightsNotFound',
-           'BadImage', 'UnknownChoice', 'BadOptions', 'check_choice', 'command_errors', 'breed_label', 'species_label',
-           'labeller', 'open_image']
+__all__ = ['IMAGE_EXTENSIONS', 'BREED_RE', 'CAT_BREEDS', 'DOG_BREEDS', 'BREEDS', 'LABELLERS', 'IMAGE_FORMATS', 'MAX_IMAGE_BYTES',
+           'MAX_IMAGE_PIXELS', 'PetBreedsError', 'DataNotFound', 'WeightsNotFound', 'BadImage', 'UnknownChoice',
+           'BadOptions', 'check_choice', 'command_errors', 'breed_label', 'species_label', 'labeller',
+           'read_image_bytes', 'open_image', 'image_origin']
 
 # %% ../nbs/00_core.ipynb #ec4d98c8
 class PetBreedsError(Exception):
@@ -51,7 +53,9 @@ def command_errors(prog:str, *also):
     except (PetBreedsError, *also) as e: sys.exit(f"{prog}: {e}")
 
 # %% ../nbs/00_core.ipynb #ef638b85
-BREED_RE = re.compile(r'(.+)_\d+.jpg$')  # the PETS recipe's regex, kept as it is
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp', '.tif', '.tiff')
+# the PETS recipe's `(.+)_\d+.jpg$`, with the dot escaped, any case, and the other image extensions
+BREED_RE = re.compile(r'(.+)_\d+\.(?:jpe?g|png|gif|bmp|webp|tiff?)$', re.IGNORECASE)
 
 CAT_BREEDS = ['Abyssinian', 'Bengal', 'Birman', 'Bombay', 'British_Shorthair', 'Egyptian_Mau',
               'Maine_Coon', 'Persian', 'Ragdoll', 'Russian_Blue', 'Siamese', 'Sphynx']
@@ -73,8 +77,8 @@ def breed_label(fname):  # no annotations: fastai reads them as the pipeline's i
 
 # %% ../nbs/00_core.ipynb #1a40cbd2
 def species_label(fname):
-    "`'cat'` when the PETS file name starts with a capital letter, else `'dog'`."
-    return 'cat' if _name(fname)[:1].isupper() else 'dog'
+    "`'cat'` when the PETS file name starts with a capital letter, else `'dog'`; `BadImage` for a name outside the pattern."
+    return 'cat' if breed_label(fname)[:1].isupper() else 'dog'
 
 # %% ../nbs/00_core.ipynb #d1d75960
 LABELLERS = {'breed': breed_label, 'species': species_label}
@@ -84,28 +88,134 @@ def labeller(label:str='breed'):
     return LABELLERS[check_choice(label, LABELLERS, 'label')]
 
 # %% ../nbs/00_core.ipynb #c9f37667
+IMAGE_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP', 'WEBP', 'TIFF')  # what PIL may parse (JPEG includes phones' multi-picture MPO)
+MAX_IMAGE_BYTES = 50_000_000               # 50 MB: far above any photo of a pet
+MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS  # about 89 megapixels: PIL's own warning threshold
+
+def _size(n:int) -> str:
+    "A byte count for people: `'950 bytes'`, `'12.3 kB'`, `'25.0 MB'`."
+    if n < 1000: return f"{n} bytes"
+    return f"{n/1e3:.1f} kB" if n < 1_000_000 else f"{n/1e6:.1f} MB"
+
+def _too_large(label, n, max_bytes) -> BadImage:
+    return BadImage(f"{label}: file too large ({_size(n)}; the limit is {_size(max_bytes)})")
+
+def _bomb(label, detail) -> BadImage:
+    return BadImage(f"{label}: image too large to decode ({detail}); refused as a possible decompression bomb")
+
+# %% ../nbs/00_core.ipynb #592a2a72
+def read_image_bytes(path, name=None, max_bytes:int=MAX_IMAGE_BYTES) -> bytes:
+    "The bytes of the file `path`, or `BadImage` naming it: missing, dangling link, not a regular file, unreadable, empty or too large."
+    p = Path(path)
+    label = str(name or p)
+    if not p.exists():
+        if p.is_symlink(): raise BadImage(f"{label}: dangling symbolic link (its target {os.readlink(p)} does not exist)")
+        raise BadImage(f"{label}: no such file")
+    if not p.is_file(): raise BadImage(f"{label}: not a regular file")  # a folder, a FIFO (reading it would hang), a device
+    try:
+        with open(p, 'rb') as f:
+            n = os.fstat(f.fileno()).st_size
+            if n > max_bytes: raise _too_large(label, n, max_bytes)
+            data = f.read(max_bytes + 1)
+    except BadImage: raise
+    except OSError as e: raise BadImage(f"{label}: cannot read the file ({e.strerror or e})") from None
+    if len(data) > max_bytes: raise _too_large(label, len(data), max_bytes)  # it grew while we read it
+    if not data: raise BadImage(f"{label}: empty file")
+    return data
+
+# %% ../nbs/00_core.ipynb #28e44e09
+_16BIT = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I', 'F')
+
+def _orientation(im) -> int:
+    try: o = int(im.getexif().get(0x0112, 1))
+    except Exception: return 1  # unreadable EXIF: keep the pixels as stored
+    return o if 1 <= o <= 8 else 1
+
+def _has_alpha(im) -> bool:
+    return im.mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La') or 'transparency' in im.info
+
+def _fixes(im) -> list:
+    "What `open_image` does to the opened (not yet decoded) `im` to make it an upright RGB picture."
+    fixes = []
+    if getattr(im, 'is_animated', False): fixes.append(f'first frame of {getattr(im, "n_frames", "several")}')
+    if im.mode in _16BIT: fixes.append(f'{im.mode} scaled to 8 bit')
+    elif _has_alpha(im): fixes.append('transparency composited on white')
+    elif im.mode != 'RGB': fixes.append(f'{im.mode} converted to RGB')
+    if (o := _orientation(im)) != 1: fixes.append(f'EXIF orientation {o} applied')
+    return fixes
+
+def _to_8bit(im) -> Image.Image:
+    "A 16-bit or 32-bit single-channel image as mode `L`, scaled to 0-255."
+    a = np.asarray(im)
+    if im.mode.startswith('I;16'): a = a.astype(np.float32) / 257           # 0-65535 -> 0-255
+    elif im.mode == 'I': a = a.astype(np.float32) / (257 if a.size and a.max() > 255 else 1)  # 16-bit data in a 32-bit mode
+    else:  # 'F'
+        a = np.nan_to_num(a.astype(np.float32))
+        if a.size and a.max() <= 1: a = a * 255
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), 'L')
+
+def _to_rgb(im) -> Image.Image:
+    "The loaded `im` as an upright RGB image, following `_fixes`."
+    if _orientation(im) != 1: im = ImageOps.exif_transpose(im)  # first: a conversion would drop the EXIF
+    if im.mode in _16BIT: im = _to_8bit(im)
+    if _has_alpha(im):
+        rgba = im.convert('RGBA')
+        im = Image.alpha_composite(Image.new('RGBA', rgba.size, (255, 255, 255, 255)), rgba).convert('RGB')
+    elif im.mode != 'RGB': im = im.convert('RGB')
+    return im
+
+# %% ../nbs/00_core.ipynb #71a5330e
 def _describe(src, name=None) -> str:
     if name: return str(name)
     if isinstance(src, (str, Path)): return str(src)
     return f'<{type(src).__name__}>'
 
-def open_image(src, name=None) -> PILImage:
-    "Open `src` (path, bytes, memoryview or PIL image) as an RGB `PILImage`, or raise `BadImage` naming it."
+def _open_header(data:bytes, label:str, max_pixels:int):
+    "PIL's lazily opened image of `data` (header parsed, nothing decoded) after the decompression-bomb check."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', Image.DecompressionBombWarning)  # the check below says it better
+        im = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+    w, h = im.size
+    if w * h > max_pixels: raise _bomb(label, f"{w}x{h} = {w*h:,} pixels; the limit is {max_pixels:,}")
+    return im
+
+def _bad(label, e) -> BadImage:
+    if isinstance(e, BadImage): return e
+    if isinstance(e, UnidentifiedImageError): return BadImage(f"{label}: not an image file (no image format recognised)")
+    if isinstance(e, Image.DecompressionBombError): return _bomb(label, str(e).split(',')[0])
+    if isinstance(e, MemoryError): return _bomb(label, 'out of memory while decoding')
+    detail = str(e) if isinstance(e, OSError) and str(e) else f"{type(e).__name__}: {e}"
+    return BadImage(f"{label}: unreadable image ({detail})")
+
+def open_image(src, name=None, max_bytes:int=MAX_IMAGE_BYTES, max_pixels:int=MAX_IMAGE_PIXELS) -> PILImage:
+    "Open `src` (path, bytes, memoryview or PIL image) as an upright RGB `PILImage`, or raise `BadImage` naming it and the reason."
     label = _describe(src, name)
     try:
-        if isinstance(src, memoryview): src = src.tobytes()
-        if isinstance(src, (bytes, bytearray)):
-            if not src: raise BadImage(f"{label}: empty file")
-            im = Image.open(io.BytesIO(src))
-        elif isinstance(src, Image.Image): im = src
+        if isinstance(src, Image.Image): im, fmt = src, src.format
         else:
-            p = Path(src)
-            if not p.is_file(): raise BadImage(f"{label}: no such file")
-            im = Image.open(p)
-        im.load()  # decode everything now, so truncated data fails here and not mid-batch
-        if im.mode != 'RGB': im = im.convert('RGB')
-        return PILImage(im)
-    except BadImage: raise
-    except UnidentifiedImageError: raise BadImage(f"{label}: not an image file (no image format recognised)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise BadImage(f"{label}: unreadable image ({e})") from None
+            if isinstance(src, memoryview): src = src.tobytes()
+            if isinstance(src, (bytes, bytearray)):
+                if not src: raise BadImage(f"{label}: empty file")
+                if len(src) > max_bytes: raise _too_large(label, len(src), max_bytes)
+                data = bytes(src)
+            else: data = read_image_bytes(src, label, max_bytes)
+            im = _open_header(data, label, max_pixels)
+            fmt = im.format
+        mode, fixes = im.mode, _fixes(im)
+        if getattr(im, 'is_animated', False): im.seek(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter('error', Image.DecompressionBombWarning)
+            im.load()  # decode everything now, so truncated data fails here and not mid-batch
+        out = PILImage(_to_rgb(im))
+    except Exception as e: raise _bad(label, e) from None
+    out.origin = {'format': fmt, 'mode': mode, 'fixes': fixes}
+    return out
+
+# %% ../nbs/00_core.ipynb #a264438a
+def image_origin(data:bytes, name=None, max_pixels:int=MAX_IMAGE_PIXELS) -> dict:
+    "`{'format', 'mode', 'fixes'}` as `open_image(data).origin` would say, from the header only; `BadImage` for a bad header."
+    label = _describe(data, name)
+    try:
+        im = _open_header(data, label, max_pixels)
+        return {'format': im.format, 'mode': im.mode, 'fixes': _fixes(im)}
+    except Exception as e: raise _bad(label, e) from None

@@ -4,16 +4,18 @@
 
 # %% ../nbs/01_data.ipynb #9fc6a990
 from __future__ import annotations
-import os
+import hashlib, os, threading, time, warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from .core import *
 from fastcore.parallel import parallel
 from fastai.vision.all import *
 
 # %% auto #0
-__all__ = ['ENV_VAR', 'pets_cache_dir', 'pets_images_path', 'DataReport', 'scan_images', 'pets_transforms', 'pets_datablock',
-           'pets_dataloaders', 'norm_stats', 'normalize_tfms']
+__all__ = ['ENV_VAR', 'CACHE_ENV_VAR', 'RESIZE_CACHE_VERSION', 'pets_cache_dir', 'pets_images_path', 'DataReport',
+           'pet_breeds_cache_dir', 'resize_short', 'ResizeCache', 'scan_images', 'pets_transforms', 'LoadImage',
+           'pets_datablock', 'fit_workers', 'pets_dataloaders', 'norm_stats', 'normalize_tfms']
 
 # %% ../nbs/01_data.ipynb #d58071ff
 ENV_VAR = 'PET_BREEDS_DATA'
@@ -58,40 +60,111 @@ def pets_images_path(path=None, download:bool=True) -> Path:
 # %% ../nbs/01_data.ipynb #24f5165a
 @dataclass
 class DataReport:
-    "What `scan_images` found: readable `images`, `skipped` files with reasons, `converted` non-RGB-JPEG images."
+    "What `scan_images` found: readable `images`, `skipped` files with reasons, `converted` images, and the pre-sized `cached` copies."
     images: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     converted: list = field(default_factory=list)
+    cached: dict = field(default_factory=dict)  # image file -> its pre-sized copy (see `ResizeCache`)
+    cache: dict = field(default_factory=dict)   # the cache's folder, hits, misses and seconds; empty without a cache
     def to_dict(self, root=None) -> dict:
-        "JSON-ready summary: the image count, and skipped/converted files named relative to `root`."
+        "JSON-ready summary: the image count, skipped/converted files named relative to `root`, and the cache's figures."
         rel = (lambda f: str(Path(f).relative_to(root))) if root else str
-        return {'images': len(self.images),
-                'skipped': [{**o, 'file': rel(o['file'])} for o in self.skipped],
-                'converted': [{**o, 'file': rel(o['file'])} for o in self.converted]}
+        d = {'images': len(self.images),
+             'skipped': [{**o, 'file': rel(o['file'])} for o in self.skipped],
+             'converted': [{**o, 'file': rel(o['file'])} for o in self.converted]}
+        if self.cache: d['cache'] = dict(self.cache)
+        return d
 
 # %% ../nbs/01_data.ipynb #b624589b
-def _check_file(fn:Path):
-    "(status, info) for one file: 'ok', 'converted' or 'skipped'."
-    if f'.{fn.name.split(".")[-1].lower()}' not in image_extensions:
-        return 'skipped', f'not an image file (extension {fn.suffix or "none"})'
-    try:
-        with Image.open(fn) as im:
-            fmt, mode = im.format, im.mode
-            im.load()
-    except Exception as e: return 'skipped', f'unreadable image: {type(e).__name__}: {e}'
-    if fmt != 'JPEG' or mode != 'RGB': return 'converted', f'{fmt} {mode}'
-    return 'ok', ''
+CACHE_ENV_VAR = 'PET_BREEDS_CACHE'
+RESIZE_CACHE_VERSION = 1  # bump when open_image's rules or resize_short change what a cached copy holds
 
-def scan_images(path, n_workers:int=None) -> DataReport:
-    "Decode every file under `path` once; sort readable images from the rest."
-    files = sorted(get_files(path, recurse=True))
-    checks = parallel(_check_file, files, n_workers=ifnone(n_workers, defaults.cpus), threadpool=True, progress=False)
-    rep = DataReport()
-    for fn, (status, info) in zip(files, checks):
-        if status == 'skipped': rep.skipped.append({'file': str(fn), 'reason': info})
+def pet_breeds_cache_dir() -> Path:
+    "The package's cache folder: `$PET_BREEDS_CACHE`, else `~/.cache/pet_breeds`."
+    return Path(os.environ.get(CACHE_ENV_VAR) or '~/.cache/pet_breeds').expanduser()
+
+def resize_short(img, size:int) -> Image.Image:
+    "`img` scaled (bilinear, as `Resize`) so that its shorter side is `size`, the aspect ratio kept."
+    w, h = img.size
+    s = size / min(w, h)
+    new = (size, max(size, round(h*s))) if w <= h else (max(size, round(w*s)), size)
+    return img if new == (w, h) else img.resize(new, Image.BILINEAR)
+
+# %% ../nbs/01_data.ipynb #05590e77
+class ResizeCache:
+    "Images opened by `open_image` and scaled by `resize_short` to `item_size`, stored once per file content."
+    def __init__(self, item_size:int, root=None, fmt:str='jpg', quality:int=95):
+        check_choice(fmt, ('jpg', 'bmp'), 'cache format')
+        if not isinstance(item_size, int): raise BadOptions(f"the resize cache needs a square item size, not {item_size!r}")
+        self.item_size, self.fmt, self.quality = item_size, fmt, quality
+        self.dir = Path(ifnone(root, pet_breeds_cache_dir()))/'resized'/f'v{RESIZE_CACHE_VERSION}'/str(item_size)
+    def __repr__(self): return f"ResizeCache({self.dir}, {self.fmt})"
+
+    def key(self, data:bytes) -> str: return hashlib.sha256(data).hexdigest()
+    def path(self, key:str) -> Path: return self.dir/f'{key}.{self.fmt}'
+
+    def put(self, key:str, img) -> Path|None:
+        "Scale `img` and store it as `key`, atomically; `None` (and a warning) when the folder cannot be written."
+        dest = self.path(key)
+        tmp = self.dir/f'.{key}.{os.getpid()}.{threading.get_ident()}.tmp'  # never a name `path` returns
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with open(tmp, 'wb') as f:
+                resize_short(img, self.item_size).save(f, format='JPEG' if self.fmt == 'jpg' else 'BMP', quality=self.quality)
+                f.flush(); os.fsync(f.fileno())
+            os.replace(tmp, dest)
+            return dest
+        except OSError as e:
+            warnings.warn(f"resize cache {self.dir} not written ({e}); going on without it")
+            try: tmp.unlink()
+            except OSError: pass
+            return None
+
+    @staticmethod
+    def open(p) -> PILImage:
+        "A stored copy as a `PILImage`."
+        im = Image.open(p); im.load()
+        return PILImage(im if im.mode == 'RGB' else im.convert('RGB'))
+
+# %% ../nbs/01_data.ipynb #75ca225b
+def _check_file(fn:Path, cache:ResizeCache=None):
+    "(status, info, cached copy or None, hit) for one file; status is 'ok', 'converted' or 'skipped'."
+    if fn.suffix.lower() not in IMAGE_EXTENSIONS:
+        return 'skipped', f'not an image file (extension {fn.suffix or "none"})', None, False
+    try:
+        data = read_image_bytes(fn)
+        copy, hit = None, False
+        if cache is not None:
+            copy = cache.path(cache.key(data))
+            hit = copy.exists()
+        if hit: origin = image_origin(data, fn)
         else:
-            rep.images.append(fn)
-            if status == 'converted': rep.converted.append({'file': str(fn), 'format': info})
+            img = open_image(data, fn)
+            origin = img.origin
+            if cache is not None: copy = cache.put(cache.key(data), img)
+    except BadImage as e: return 'skipped', str(e).removeprefix(f'{fn}: '), None, False
+    if origin['format'] == 'JPEG' and origin['mode'] == 'RGB' and not origin['fixes']: return 'ok', origin, copy, hit
+    return 'converted', origin, copy, hit
+
+def scan_images(path, n_workers:int=None, cache:ResizeCache=None, progress:bool=False) -> DataReport:
+    "Open every file under `path` once with `open_image` (filling `cache`, if given); sort readable images from the rest."
+    t0 = time.perf_counter()
+    files = sorted(get_files(path, recurse=True))
+    checks = parallel(partial(_check_file, cache=cache), files, n_workers=ifnone(n_workers, defaults.cpus),
+                      threadpool=True, progress=progress)
+    rep = DataReport()
+    for fn, (status, info, copy, hit) in zip(files, checks):
+        if status == 'skipped':
+            rep.skipped.append({'file': str(fn), 'reason': info})
+            continue
+        rep.images.append(fn)
+        if copy is not None: rep.cached[fn] = copy
+        if status == 'converted':
+            rep.converted.append({'file': str(fn), 'format': f"{info['format']} {info['mode']}", 'fixes': info['fixes']})
+    if cache is not None:
+        hits = sum(c[3] for c in checks)
+        rep.cache = {'dir': str(cache.dir), 'hits': hits, 'misses': len(rep.images) - hits,
+                     'seconds': round(time.perf_counter() - t0, 2)}
     return rep
 
 # %% ../nbs/01_data.ipynb #34907784
@@ -100,24 +173,53 @@ def pets_transforms(item_size:int=460, size:int=224, min_scale:float=0.75):
     return [Resize(item_size)], aug_transforms(size=size, min_scale=min_scale)
 
 # %% ../nbs/01_data.ipynb #622cac4c
+class LoadImage(Transform):
+    "Open an image with `open_image`, or its pre-sized copy when the dict `cached` (file -> copy) has one."
+    def __init__(self, cached:dict=None):
+        super().__init__()
+        self.cached = cached or {}
+    def encodes(self, o):
+        copy = self.cached.get(Path(o)) if isinstance(o, (str, Path)) else None
+        if copy is not None:
+            try: return ResizeCache.open(copy)
+            except Exception: pass  # a damaged or deleted copy: open the original instead
+        return open_image(o)
+
+# %% ../nbs/01_data.ipynb #82064154
 def pets_datablock(label:str='breed', valid_pct:float=0.2, seed:int=42, item_size:int=460, size:int=224,
-                   min_scale:float=0.75, get_items=get_image_files, vocab=None, splitter=None) -> DataBlock:
-    "The PETS recipe's PETS `DataBlock`, labelling by `'breed'` or `'species'` (a fixed `vocab` and `splitter` optional)."
+                   min_scale:float=0.75, get_items=get_image_files, vocab=None, splitter=None, loader=None) -> DataBlock:
+    "The PETS recipe's PETS `DataBlock`, labelling by `'breed'` or `'species'` (a fixed `vocab`, `splitter` and image `loader` optional)."
     item_tfms, batch_tfms = pets_transforms(item_size, size, min_scale)
-    return DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=vocab)), get_items=get_items,
+    images = TransformBlock(type_tfms=ifnone(loader, LoadImage()), batch_tfms=IntToFloatTensor)  # ImageBlock, opened by open_image
+    return DataBlock(blocks=(images, CategoryBlock(vocab=vocab)), get_items=get_items,
                      splitter=ifnone(splitter, RandomSplitter(valid_pct=valid_pct, seed=seed)),
                      get_y=labeller(label), item_tfms=item_tfms, batch_tfms=batch_tfms)
 
 # %% ../nbs/01_data.ipynb #0aa918ca
+def fit_workers(cpus:int=None) -> int:
+    "Data-loader workers for a machine with `cpus` cores (default: this one's): one core for the main process, at most 8."
+    cpus = ifnone(cpus, defaults.cpus)
+    return max(0, min(cpus - 1, 8))
+
+# %% ../nbs/01_data.ipynb #13e3a63c
+def _resize_cache(cache, item_size) -> ResizeCache|None:
+    if isinstance(cache, ResizeCache) or not cache: return cache or None
+    return ResizeCache(item_size, root=None if cache is True else cache)
+
 def pets_dataloaders(path=None, label:str='breed', bs:int=64, valid_pct:float=0.2, seed:int=42,
                      item_size:int=460, size:int=224, min_scale:float=0.75, num_workers:int=None,
-                     device=None, **kwargs) -> DataLoaders:
+                     device=None, cache:bool|str|Path|ResizeCache=True, progress:bool=False, **kwargs) -> DataLoaders:
     "`DataLoaders` for the PETS images at `path` (see `pets_images_path`), with the scan report as `dls.report`."
     folder = pets_images_path(path)
-    report = scan_images(folder)
+    cache = _resize_cache(cache, item_size)
+    report = scan_images(folder, cache=cache, progress=progress)
     if not report.images: raise DataNotFound(f"{folder}: no readable images found")
-    db = pets_datablock(label, valid_pct, seed, item_size, size, min_scale, get_items=None)
-    dls = db.dataloaders(report.images, bs=bs, path=folder, num_workers=ifnone(num_workers, defaults.cpus),
+    splitter = RandomSplitter(valid_pct=valid_pct, seed=seed)
+    train_idx, _ = splitter(report.images)
+    train = [report.images[i] for i in train_idx]
+    loader = LoadImage({f: report.cached[f] for f in train if f in report.cached})
+    db = pets_datablock(label, valid_pct, seed, item_size, size, min_scale, get_items=None, splitter=splitter, loader=loader)
+    dls = db.dataloaders(report.images, bs=bs, path=folder, num_workers=ifnone(num_workers, fit_workers()),
                          device=device, **kwargs)
     dls.report = report
     dls.recipe = dict(label=label, valid_pct=valid_pct, seed=seed, item_size=item_size, size=size, min_scale=min_scale)

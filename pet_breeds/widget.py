@@ -21,28 +21,16 @@ __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'CSS', 'APP_NAME', 'open_upload', 'predict
 
 # %% ../nbs/10_widget.ipynb #cd0062c3
 MAX_BYTES = 20_000_000               # 20 MB: larger than any phone photo
-MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # PIL's own warning threshold, about 89 megapixels
+MAX_PIXELS = MAX_IMAGE_PIXELS       # the package's limit: PIL's own warning threshold, about 89 megapixels
 
 def _size(n:int) -> str:
     "A byte count for people: `'950 bytes'`, `'12.3 kB'`, `'25.0 MB'`."
     if n < 1000: return f"{n} bytes"
     return f"{n/1e3:.1f} kB" if n < 1_000_000 else f"{n/1e6:.1f} MB"
 
-def _bomb(name, detail) -> BadImage:
-    return BadImage(f"{name}: image too large to decode ({detail}); refused as a possible decompression bomb")
-
 def open_upload(data, name:str, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS) -> PILImage:
-    "Decode the uploaded bytes `data` as an RGB image after checking its size and pixel count; `BadImage` naming `name` if not."
-    if isinstance(data, memoryview): data = data.tobytes()
-    if len(data) > max_bytes: raise BadImage(f"{name}: file too large ({_size(len(data))}; the limit is {_size(max_bytes)})")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', Image.DecompressionBombWarning)  # the check below says it better
-            with Image.open(io.BytesIO(data)) as im: w, h = im.size  # parses the header only: nothing is decoded yet
-    except Image.DecompressionBombError as e: raise _bomb(name, str(e).split(',')[0]) from None
-    except Exception: w = h = 0  # not an image or a broken header: open_image below says which
-    if w * h > max_pixels: raise _bomb(name, f"{w}x{h} = {w*h:,} pixels; the limit is {max_pixels:,}")
-    return open_image(data, name)
+    "Decode the uploaded bytes `data` as an upright RGB image with `open_image`, after its size and pixel checks; `BadImage` naming `name` if not."
+    return open_image(data, name, max_bytes=max_bytes, max_pixels=max_pixels)
 
 # %% ../nbs/10_widget.ipynb #2ed289ca
 def _upload_name(f) -> str:

@@ -5,6 +5,11 @@ import numpy as np, pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+
+@pytest.fixture(autouse=True, scope='session')
+def _private_resize_cache(tmp_path_factory):
+    "The suite's resized-image cache lives in a temporary folder, not in the user's ~/.cache."
+    os.environ['PET_BREEDS_CACHE'] = str(tmp_path_factory.mktemp('resize-cache'))
 SAMPLE = (ROOT/'..'/'shared'/'data'/'pets-sample'/'images').resolve()
 
 @pytest.fixture(scope='session')

@@ -1,10 +1,10 @@
 "Labels, the PETS folder resolution, the file scan and the DataBlock."
 import io, os, shutil, subprocess, sys
 from pathlib import Path
-import numpy as np, pytest
+import numpy as np, pytest, torch
 from PIL import Image
 from pet_breeds.core import BREEDS, CAT_BREEDS, DOG_BREEDS, breed_label, species_label, DataNotFound, BadImage
-from pet_breeds.data import pets_images_path, scan_images, pets_dataloaders, pets_datablock, ENV_VAR
+from pet_breeds.data import pets_images_path, scan_images, pets_dataloaders, pets_datablock, ENV_VAR, ResizeCache, LoadImage, fit_workers
 
 def test_all_37_breeds_parse_from_file_names():
     assert len(BREEDS) == 37 and len(set(BREEDS)) == 37
@@ -68,7 +68,8 @@ def test_scan_reports_every_odd_file(odd_folder):
     skipped = {Path(o['file']).name: o['reason'] for o in rep.skipped}
     assert set(skipped) == {'pug_900.jpg', 'pug_901.jpg', 'Sphynx_900.mat'}
     assert 'not an image file' in skipped['Sphynx_900.mat']
-    assert all(skipped[f].startswith('unreadable image') for f in ('pug_900.jpg', 'pug_901.jpg'))
+    assert skipped['pug_900.jpg'].startswith('unreadable image (image file is truncated')
+    assert skipped['pug_901.jpg'].startswith(('unreadable image', 'not an image file'))
     converted = {Path(o['file']).name: o['format'] for o in rep.converted}
     assert converted == {'Bengal_900.jpg': 'PNG RGBA', 'Bengal_901.jpg': 'GIF P',
                          'beagle_900.jpg': 'JPEG L', 'beagle_901.jpg': 'JPEG CMYK'}
@@ -114,3 +115,79 @@ def test_offline_without_data_names_the_three_ways(tmp_path):
     assert 'Traceback' not in r.stderr
     for needle in ('--data DIR', ENV_VAR, 'untar_data(URLs.PETS)', 'oxford-iiit-pet.tgz', str(tmp_path/'fastai')):
         assert needle in r.stderr, (needle, r.stderr)
+
+
+# --- the pre-sized cache -------------------------------------------------------------------------
+
+def test_cache_fills_once_then_hits_and_is_keyed_by_content(synthetic_pets, tmp_path):
+    root = tmp_path/'cache'
+    a = pets_dataloaders(synthetic_pets, bs=8, item_size=40, size=32, num_workers=0, cache=root)
+    assert (a.report.cache['hits'], a.report.cache['misses']) == (0, 96)
+    copies = sorted((root/'resized'/'v1'/'40').glob('*.jpg'))
+    assert len(copies) == 96 and not list((root/'resized'/'v1'/'40').glob('.*'))   # no temporary files left
+    assert all(min(Image.open(c).size) == 40 for c in copies[:5])
+    b = pets_dataloaders(synthetic_pets, bs=8, item_size=40, size=32, num_workers=0, cache=root)
+    assert (b.report.cache['hits'], b.report.cache['misses']) == (96, 0)
+    # another item size is another cache; changed bytes are a new entry, the old file's copy stays valid
+    f = synthetic_pets/'pug_3.jpg'
+    Image.open(f).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(f, quality=90)
+    c = pets_dataloaders(synthetic_pets, bs=8, item_size=40, size=32, num_workers=0, cache=root)
+    assert (c.report.cache['hits'], c.report.cache['misses']) == (95, 1)
+    assert c.report.cached[f] != b.report.cached[f] and b.report.cached[f].exists()
+    # the training set reads the copies, the validation set never does
+    loader = [t for t in c.train_ds.tls[0].tfms.fs if isinstance(t, LoadImage)][0]
+    assert set(loader.cached) == set(c.train_ds.items) and not set(loader.cached) & set(c.valid_ds.items)
+    assert pets_dataloaders(synthetic_pets, bs=8, item_size=40, size=32, num_workers=0, cache=False).report.cache == {}
+
+def _batch(dl, seed=0, n=8):
+    from fastai.vision.all import set_seed, fa_collate
+    for f in (dl.after_item, dl.after_batch): f.split_idx = dl.dataset.split_idx
+    set_seed(seed)
+    items = [dl.do_item(i) for i in range(min(n, len(dl.dataset)))]
+    return items, dl.after_batch(fa_collate(items))[0]
+
+@pytest.fixture(scope='module')
+def few_real(sample_dir, tmp_path_factory):
+    d = tmp_path_factory.mktemp('few')/'images'; d.mkdir()
+    for breed in ('Abyssinian', 'Bengal', 'american_bulldog'):
+        for f in sorted(sample_dir.glob(f'{breed}_1*.jpg'))[:6]: shutil.copy(f, d/f.name)
+    return d
+
+def test_cached_batches_match_uncached(few_real, tmp_path):
+    kw = dict(bs=8, item_size=96, size=64, num_workers=0)
+    cached, plain = pets_dataloaders(few_real, cache=tmp_path/'c', **kw), pets_dataloaders(few_real, cache=False, **kw)
+    (ci, cx), (pi, px) = _batch(cached.train), _batch(plain.train)
+    diff = (cx - px).abs().mean().item()
+    other = (_batch(plain.train, seed=1)[1] - px).abs().mean().item()
+    assert diff < 0.03 and other > 5 * diff, (diff, other)
+    (vc, vcx), (vp, vpx) = _batch(cached.valid), _batch(plain.valid)
+    assert torch.equal(vcx, vpx), 'validation must read the originals, exactly as predict does'
+
+def test_a_damaged_copy_falls_back_to_the_original(few_real, tmp_path):
+    dls = pets_dataloaders(few_real, bs=8, item_size=96, size=64, num_workers=0, cache=tmp_path/'c')
+    f = dls.train_ds.items[0]
+    copy = dls.report.cached[f]
+    copy.write_bytes(copy.read_bytes()[:100])                      # what a torn write would leave
+    img, _ = dls.train_ds[0]
+    assert img.size == Image.open(f).size                           # the original, opened by open_image
+
+def test_an_interrupted_write_leaves_no_trusted_file(tmp_path, monkeypatch):
+    from pet_breeds.core import open_image
+    rc = ResizeCache(32, root=tmp_path)
+    img = open_image(Image.new('RGB', (64, 48), 'red'))
+    def crash(src, dst): raise KeyboardInterrupt
+    monkeypatch.setattr(os, 'replace', crash)
+    with pytest.raises(KeyboardInterrupt): rc.put('k', img)
+    assert not rc.path('k').exists()
+    monkeypatch.undo()
+    assert rc.put('k', img) == rc.path('k') and Image.open(rc.path('k')).size == (43, 32)
+
+def test_an_unwritable_cache_only_warns(synthetic_pets, tmp_path):
+    blocker = tmp_path/'file'; blocker.write_text('not a folder')
+    with pytest.warns(UserWarning, match='going on without it'):
+        dls = pets_dataloaders(synthetic_pets, bs=8, item_size=40, size=32, num_workers=0, cache=blocker)
+    assert len(dls.report.images) == 96 and dls.report.cached == {}
+    assert dls.one_batch()[0].shape == (8, 3, 32, 32)
+
+def test_worker_count_fits_the_machine():
+    assert [fit_workers(c) for c in (1, 2, 8, 64)] == [0, 1, 7, 8]
