@@ -178,6 +178,7 @@ class LoadImage(Transform):
     def __init__(self, cached:dict=None):
         super().__init__()
         self.cached = cached or {}
+        self.input_types = (Path, str, bytes, Image.Image)   # what `test_dl` may be given (fastai reads this)
     def encodes(self, o):
         copy = self.cached.get(Path(o)) if isinstance(o, (str, Path)) else None
         if copy is not None:

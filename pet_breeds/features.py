@@ -121,7 +121,8 @@ def train_features(dls, spec:TrainSpec) -> tuple[Learner, dict]:
     t0 = time.perf_counter()
     learn = pets_learner(dls, spec.arch, pretrained=spec.pretrained)   # the full network; adds `Normalize` to `dls`
     extractor, classifier = split_at_features(learn.model)
-    policy = choose_policy(spec.precision, dls.device)
+    # computed once and reused, features must be what the exported network computes from a file: fp32 unless asked
+    policy = choose_policy('fp32' if spec.precision == 'auto' else spec.precision, dls.device)
     key = extractor_key(learn.arch_name, extractor, dls, policy.name)
     cache = FeatureCache(ifnone(spec.cache_dir, default_cache_dir()), key) if spec.pretrained else None
     xt, st = extract_features(extractor, dls, dls.train_ds.items, cache, policy=policy)

@@ -10,19 +10,17 @@ from .core import *
 import torch
 from safetensors.torch import save_file, load_file
 from fastai.vision.all import *
-from fastcore.script import call_parse, Param
 import pet_breeds
 from .data import pets_transforms, norm_stats, normalize_tfms
 from .learner import build_model
+from .runtime import (FORMAT, FORMAT_VERSION, WEIGHTS_FILE, PredictError, read_model_json, preprocess_spec,
+                                model_kind, OnnxModel, format_top, print_results)
+from . import runtime
 
 # %% auto #0
-__all__ = ['FORMAT', 'FORMAT_VERSION', 'export_model', 'read_meta', 'topk_in_batches', 'PetModel', 'load_model', 'format_top',
-           'print_results', 'predict_main']
+__all__ = ['export_model', 'read_meta', 'topk_in_batches', 'PetModel', 'load_model']
 
 # %% ../nbs/05_inference.ipynb #9d64413f
-FORMAT = 'pet_breeds-model'
-FORMAT_VERSION = 1
-
 def _versions() -> dict:
     import fastai, torchvision
     return {'pet_breeds': pet_breeds.__version__, 'fastai': fastai.__version__,
@@ -40,6 +38,7 @@ def export_model(learn:Learner, dest, extra:dict=None) -> Path:
             'vocab': list(map(str, dls.vocab)), 'head': getattr(learn, 'head_kwargs', {}),
             'normalize': norm_stats(dls), **dls.recipe, 'valid_files': valid, 'versions': _versions(),
             **getattr(learn, 'export_extra', {}), **(extra or {})}
+    meta['preprocess'] = preprocess_spec(meta)
     state = {k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}
     save_file(state, dest/'model.safetensors', metadata={'format': FORMAT})
     (dest/'model.json').write_text(json.dumps(meta, indent=1))
@@ -47,33 +46,14 @@ def export_model(learn:Learner, dest, extra:dict=None) -> Path:
 
 # %% ../nbs/05_inference.ipynb #bc2b847f
 def read_meta(path) -> dict:
-    "The `model.json` of an exported model folder, checked."
-    path = Path(path)
-    fn = path/'model.json' if path.is_dir() else path
-    if not fn.exists(): raise PetBreedsError(f"{path}: not an exported pet_breeds model (no model.json)")
-    try: meta = json.loads(fn.read_text())
-    except json.JSONDecodeError as e: raise PetBreedsError(f"{fn}: not valid JSON ({e})") from None
-    if meta.get('format') != FORMAT: raise PetBreedsError(f"{fn}: not a pet_breeds model file")
-    if meta.get('format_version', 0) > FORMAT_VERSION:
-        raise PetBreedsError(f"{fn}: format version {meta['format_version']} is newer than this pet_breeds reads; upgrade pet_breeds")
-    return meta
+    "The `model.json` of an exported model folder, checked (`runtime.read_model_json`, with this package's error)."
+    try: return read_model_json(path)
+    except PredictError as e: raise PetBreedsError(str(e)) from None
 
 # %% ../nbs/05_inference.ipynb #6fbf4b32
-def _item_name(i:int, o) -> str: return str(o) if isinstance(o, (str, Path)) else f'item {i}'
-
 def topk_in_batches(items, probs, topk, k:int=3, bs:int=64, names=None) -> list:
-    "Open `items` in chunks of `bs`, run `probs` on the readable ones, and return `{'file', 'top'}` or `{'file', 'error'}` per item."
-    items = list(items)
-    names = list(names) if names is not None else [_item_name(i, o) for i, o in enumerate(items)]
-    res = []
-    for i in range(0, len(items), bs):
-        chunk, good, imgs = [], [], []
-        for name, item in zip(names[i:i+bs], items[i:i+bs]):
-            try: imgs.append(open_image(item, name)); good.append(len(chunk)); chunk.append({'file': name})
-            except BadImage as e: chunk.append({'file': name, 'error': str(e)})
-        for j, p in zip(good, probs(imgs, bs)): chunk[j]['top'] = topk(p, k)
-        res += chunk
-    return res
+    "Open `items` in chunks of `bs` with `open_image`, run `probs` on the readable ones, and return `{'file', 'top'}` or `{'file', 'error'}` per item."
+    return runtime.topk_in_batches(items, probs, topk, k, bs, names, open_item=open_image, bad=BadImage)
 
 # %% ../nbs/05_inference.ipynb #fec487ee
 class PetModel:
@@ -97,8 +77,11 @@ class PetModel:
         return cls(model, meta, device)
 
 # %% ../nbs/05_inference.ipynb #a47b3005
-def load_model(path, device=None) -> PetModel:
-    "Load an exported pet_breeds model folder (see `export_model`)."
+def load_model(path, device=None, onnx:bool=False) -> PetModel|OnnxModel:
+    "Load an exported pet_breeds model folder (see `export_model`); its `model.onnx` with onnxruntime when `runtime.model_kind` says so."
+    if model_kind(path, onnx) == 'onnx':
+        try: return OnnxModel.load(path)
+        except PredictError as e: raise PetBreedsError(str(e)) from None
     return PetModel.load(path, device)
 
 # %% ../nbs/05_inference.ipynb #da01e03c
@@ -138,30 +121,3 @@ def predict(self:PetModel, item, k:int=3) -> list:
 def predict_many(self:PetModel, items, k:int=3, bs:int=64, names=None) -> list:
     "One dict per item, in batches: `{'file', 'top'}` or `{'file', 'error'}` for an unreadable one."
     return topk_in_batches(items, self.probs, self.topk, k, bs, names)
-
-# %% ../nbs/05_inference.ipynb #a1a8f9e2
-def format_top(top) -> str:
-    "`[('Bengal', 0.9), ...]` as `'Bengal 90.0%, ...'`."
-    return ', '.join(f'{label} {p:.1%}' for label, p in top)
-
-# %% ../nbs/05_inference.ipynb #69ff283e
-def print_results(results, as_json:bool=False) -> bool:
-    "Print one line per result (JSON or text) as it comes; `False` if any file failed."
-    ok = True
-    for r in results:
-        ok &= 'error' not in r
-        if as_json: print(json.dumps(r), flush=True)
-        elif 'error' in r: print(f"{r['file']}: ERROR {r['error']}", flush=True)
-        else: print(f"{r['file']}: {format_top(r['top'])}", flush=True)
-    return ok
-
-# %% ../nbs/05_inference.ipynb #5df5217e
-@call_parse
-def predict_main(model:str,                                   # exported model folder
-                 images:Param("image files", str, nargs='+'),
-                 k:int=3,                                     # how many labels per image
-                 json:bool=False,                             # one JSON object per line
-                 bs:int=64):                                  # batch size
-    "Print the top-k breeds for each image."
-    with command_errors('pet_breeds_predict'): pm = load_model(model)
-    if not print_results(pm.predict_many(images, k=k, bs=bs), json): sys.exit(1)

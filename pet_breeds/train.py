@@ -44,16 +44,23 @@ class RunLog(Callback):
 
 # %% ../nbs/03_train.ipynb #6f2954c7
 def save_figure(fig, fname=None):
-    "Save `fig` to `fname` and close it (a written plot is not shown again); without `fname`, return it to be shown."
+    "Save `fig` to `fname` atomically and close it (a written plot is not shown again); without `fname`, return it."
     if fname is None: return fig
-    fig.savefig(fname, dpi=100, bbox_inches='tight')
+    fname = Path(fname)
+    tmp = fname.with_name(f'.{fname.name}.tmp-{os.getpid()}')
+    fig.savefig(tmp, format=fname.suffix[1:] or 'png', dpi=100, bbox_inches='tight')
+    os.replace(tmp, fname)
     plt.close(fig)
     return fig
 
 # %% ../nbs/03_train.ipynb #f48eb431
 def find_lr(learn:Learner, fname=None, num_it:int=100) -> dict:
     "Run `lr_find`; return `{valley, minimum, steep}` and save the plot to `fname` if given."
-    sugg = learn.lr_find(suggest_funcs=(valley, minimum, steep), num_it=num_it, show_plot=fname is not None)
+    start_lr, beta = (1e-7, 0.98) if num_it >= 100 else (1e-5, 1 - 2 / num_it)   # a short sweep: see below
+    smooth, old_beta = learn.recorder.smooth_loss, learn.recorder.smooth_loss.beta
+    smooth.beta = beta
+    try: sugg = learn.lr_find(start_lr, suggest_funcs=(valley, minimum, steep), num_it=num_it, show_plot=fname is not None)
+    finally: smooth.beta = old_beta
     if fname is not None: save_figure(plt.gcf(), fname)
     return {k: float(v) for k, v in sugg._asdict().items()}
 

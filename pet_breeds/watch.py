@@ -149,20 +149,21 @@ def _stop_on_signals(stop:threading.Event) -> dict:
 
 # %% ../nbs/13_watch.ipynb #c66f5d64
 @call_parse
-def sort_main(model:Param("exported model folder", str),
+def sort_main(model:Param("exported model folder, or its model.onnx (run by onnxruntime)", str),
               incoming:Param("folder where new images arrive", str),
               out:Param("output folder: OUT/<label>/, OUT/_unsure/, OUT/_rejected/ and OUT/predictions.csv", str),
               copy:Param("copy instead of moving (the inputs stay in INCOMING)", store_true)=False,
               min_prob:Param("below this top probability an image goes to OUT/_unsure/", float)=0.5,
               bs:Param("batch size", int)=64,
               watch:Param("keep running and sort files as they arrive, until Ctrl-C or SIGTERM", store_true)=False,
-              settle:Param("with --watch: seconds a file must stay unchanged before it is sorted", float)=2.0):
+              settle:Param("with --watch: seconds a file must stay unchanged before it is sorted", float)=2.0,
+              onnx:Param("run the model folder's model.onnx with onnxruntime instead of PyTorch", store_true)=False):
     "Sort images into a folder per predicted breed, once or continuously; never overwrites, never loses a file."
     with command_errors('pet_breeds_sort', OSError):
         check_folders(incoming, out)
         if not 0 <= min_prob <= 1: raise PetBreedsError(f"--min_prob must be between 0 and 1, not {min_prob}")
         if bs < 1: raise PetBreedsError(f"--bs must be at least 1, not {bs}")
-        pm = load_model(model)
+        pm = load_model(model, onnx=onnx)
     stop = threading.Event()
     old = _stop_on_signals(stop) if threading.current_thread() is threading.main_thread() else {}
     try:
