@@ -80,7 +80,7 @@ def train_pets(data:str=None,              # folder of PETS-style images (defaul
                num_workers:int=None,       # data loader workers (default: one fewer than the CPU cores, at most 8)
                lr_find_its:int=None,       # lr_find iterations (default: fastai's 100, fewer on a small folder)
                precision:str='auto',       # auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32, bf16 or fp16
-               train_bn:bool=False,        # stage 1: train the frozen body's batch norm too (fastai's default; slower)
+               train_bn:bool=False,        # stage 1: train the frozen body's batch norm too (fastai's default; always from scratch)
                cut_layer:str='block1_pool',# cut: the layer to cut the pretrained body at
                cache_dir:str=None,         # features: where to cache features (default ~/.cache/pet_breeds/features)
                resume:str=None,            # continue the interrupted run in this output folder (its options are read from it)
@@ -96,7 +96,7 @@ def train_pets(data:str=None,              # folder of PETS-style images (defaul
     choose_policy(precision)
     size = ifnone(size, arch.size)
     spec = TrainSpec(arch.name, pretrained, freeze_epochs, epochs, lr, tuple(lr_max), lr_find_its, out/'lr_find.png',
-                     train_bn=train_bn, precision=precision, cut_layer=cut_layer, cache_dir=cache_dir)
+                     train_bn=train_bn or None, precision=precision, cut_layer=cut_layer, cache_dir=cache_dir)
     settings = dict(arch=arch.name, pretrained=pretrained, freeze_epochs=freeze_epochs, epochs=epochs, lr=lr,
                     lr_max=list(lr_max), bs=bs, size=size, item_size=item_size, min_scale=min_scale, label=label,
                     seed=seed, valid_pct=valid_pct, mode=mode, precision=precision, train_bn=train_bn,

@@ -20,8 +20,8 @@ __all__ = ['NATIVE_BF16_FLAGS', 'PRECISIONS', 'TRAIN_BN', 'LR_FIND_SHARE', 'LR_F
            'TRAINERS', 'RunLog', 'save_figure', 'find_lr', 'cpu_flags', 'native_bf16_cpu', 'Policy', 'choose_policy',
            'FastPath', 'predict_batches', 'Stage', 'lr_find_iterations', 'probe_seconds', 'format_duration',
            'RunEstimate', 'BadCheckpoint', 'write_atomic', 'rng_states', 'set_rng_states', 'save_checkpoint',
-           'read_checkpoint', 'restore_checkpoint', 'Checkpoint', 'fit_stages', 'train_two_stage', 'plot_losses',
-           'TrainSpec', 'register_trainer', 'get_trainer', 'train_finetune']
+           'read_checkpoint', 'restore_checkpoint', 'Checkpoint', 'fit_stages', 'stage1_train_bn', 'train_two_stage',
+           'plot_losses', 'TrainSpec', 'register_trainer', 'get_trainer', 'train_finetune']
 
 # %% ../nbs/03_train.ipynb #9fa61238
 class RunLog(Callback):
@@ -161,7 +161,7 @@ class Stage:
     epochs: int
     lr: float|slice|None = None
     frozen: bool|None = None
-    train_bn: bool = TRAIN_BN
+    train_bn: bool|None = None       # None: `stage1_train_bn`
 
     def apply_freeze(self, learn:Learner):
         "`freeze()` or `unfreeze()` `learn` as this stage asks, its batch norm trained in frozen layers only if `train_bn`."
@@ -391,10 +391,14 @@ def fit_stages(learn:Learner, stages, lr_find_fname=None, lr_find_its:int=None, 
             'batch_losses': log.batches, 'total_seconds': round(before + time.perf_counter() - t0, 3)}
 
 # %% ../nbs/03_train.ipynb #502dd773
+def stage1_train_bn(learn:Learner, train_bn:bool|None=None) -> bool:
+    "`train_bn` if given, else `TRAIN_BN` for a pretrained body and `True` for one trained from scratch."
+    return ifnone(train_bn, TRAIN_BN if getattr(learn, 'pretrained', True) else True)
+
 def train_two_stage(learn:Learner, freeze_epochs:int=3, epochs:int=10, lr:float=None, lr_max=slice(1e-5, 1e-3),
-                    lr_find_fname=None, lr_find_its:int=None, train_bn:bool=TRAIN_BN, policy:Policy=None, show:bool=True) -> dict:
+                    lr_find_fname=None, lr_find_its:int=None, train_bn:bool|None=None, policy:Policy=None, show:bool=True) -> dict:
     "Stage 1: frozen body, `fit_one_cycle(freeze_epochs, lr)`; stage 2: `unfreeze()`, `fit_one_cycle(epochs, lr_max)`."
-    stages = [Stage(freeze_epochs, lr, frozen=True, train_bn=train_bn), Stage(epochs, lr_max, frozen=False)]
+    stages = [Stage(freeze_epochs, lr, frozen=True, train_bn=stage1_train_bn(learn, train_bn)), Stage(epochs, lr_max, frozen=False)]
     return fit_stages(learn, stages, lr_find_fname, lr_find_its, policy, show)
 
 # %% ../nbs/03_train.ipynb #3bf8fa6f
@@ -424,7 +428,7 @@ class TrainSpec:
     lr_max: tuple = (1e-5, 1e-3)
     lr_find_its: int|None = None     # None: `lr_find_iterations`
     lr_find_fname: object = None
-    train_bn: bool = TRAIN_BN
+    train_bn: bool|None = None       # None: `stage1_train_bn`
     precision: str = 'auto'          # see `choose_policy`
     show: bool = True                # print lr_find's iterations and the run estimate
     checkpoints: object = None       # folder for a checkpoint after every epoch
@@ -455,6 +459,6 @@ def get_trainer(mode:str):
 def train_finetune(dls, spec:TrainSpec) -> tuple[Learner, dict]:
     "Fine-tune `spec.arch` in the recipe's two stages (see `train_two_stage`)."
     learn = pets_learner(dls, spec.arch, pretrained=spec.pretrained)
-    stages = [Stage(spec.freeze_epochs, spec.lr, frozen=True, train_bn=spec.train_bn),
+    stages = [Stage(spec.freeze_epochs, spec.lr, frozen=True, train_bn=stage1_train_bn(learn, spec.train_bn)),
               Stage(spec.epochs, slice(*spec.lr_max), frozen=False)]
     return learn, spec.fit(learn, stages)

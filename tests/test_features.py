@@ -75,7 +75,7 @@ def _count_extractions(monkeypatch):
     "Count the images `train_features` sends through the body."
     seen = []
     real = F._run_extractor
-    def counting(extractor, dls, files, bs=None): seen.append(len(files)); return real(extractor, dls, files, bs)
+    def counting(extractor, dls, files, *args): seen.append(len(files)); return real(extractor, dls, files, *args)
     monkeypatch.setattr(F, '_run_extractor', counting)
     return seen
 

@@ -33,6 +33,16 @@ def test_stage1_trains_head_and_bn_only_stage2_trains_body(small_dls):
     train_two_stage(learn, freeze_epochs=0, epochs=1, lr=1e-2)
     assert len(_changed(conv1, _convs(body))) == len(conv1), "stage 2 must train every body convolution"
 
+def test_pretrained_stage1_leaves_the_whole_body_alone(small_dls):
+    "With a pretrained body (flagged here on random weights, for speed) stage 1 keeps its batch norm frozen too."
+    learn = pets_learner(small_dls, 'resnet18', pretrained=False)
+    learn.pretrained = True
+    body = learn.model[0]
+    state = {k: v.clone() for k, v in body.state_dict().items()}
+    run = train_two_stage(learn, freeze_epochs=1, epochs=0, lr=1e-2)
+    assert [k for k, v in body.state_dict().items() if not torch.equal(state[k], v)] == []   # running stats too
+    assert run['stages'][0]['train_bn'] is False
+
 def test_from_scratch_is_frozen_for_stage1_even_though_fastai_does_not(small_dls):
     learn = pets_learner(small_dls, 'resnet18', pretrained=False)
     assert learn.model[0][0].weight.requires_grad          # fastai leaves a from-scratch learner unfrozen
