@@ -161,7 +161,7 @@ class Stage:
     epochs: int
     lr: float|slice|None = None
     frozen: bool|None = None
-    train_bn: bool|None = None       # None: `stage1_train_bn`
+    train_bn: bool = TRAIN_BN
 
     def apply_freeze(self, learn:Learner):
         "`freeze()` or `unfreeze()` `learn` as this stage asks, its batch norm trained in frozen layers only if `train_bn`."
