@@ -4,18 +4,20 @@
 
 # %% ../nbs/01_data.ipynb #9fc6a990
 from __future__ import annotations
-import hashlib, os, threading, time, warnings
+import hashlib, importlib.resources, os, shutil, threading, time, warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from .core import *
 from fastcore.parallel import parallel
+from fastcore.script import call_parse
 from fastai.vision.all import *
 
 # %% auto #0
 __all__ = ['ENV_VAR', 'CACHE_ENV_VAR', 'RESIZE_CACHE_VERSION', 'pets_cache_dir', 'pets_images_path', 'DataReport',
            'pet_breeds_cache_dir', 'resize_short', 'ResizeCache', 'scan_images', 'pets_transforms', 'LoadImage',
-           'pets_datablock', 'fit_workers', 'pets_dataloaders', 'norm_stats', 'normalize_tfms']
+           'pets_datablock', 'fit_workers', 'pets_dataloaders', 'norm_stats', 'normalize_tfms', 'sample_path',
+           'copy_sample', 'sample_main']
 
 # %% ../nbs/01_data.ipynb #d58071ff
 ENV_VAR = 'PET_BREEDS_DATA'
@@ -237,3 +239,42 @@ def norm_stats(dls) -> dict|None:
 def normalize_tfms(stats:dict|None) -> list:
     "`[Normalize]` for the `stats` that `norm_stats` returned, or `[]` for `None`."
     return [Normalize.from_stats(stats['mean'], stats['std'])] if stats else []
+
+# %% ../nbs/01_data.ipynb #e6a075be
+def _package_dir() -> Path: return Path(str(importlib.resources.files('pet_breeds')))
+
+def sample_path() -> Path:
+    "The bundled sample's images folder: 370 real photos, 10 of each of the 37 breeds (CC BY-SA 4.0, see its README.md)."
+    p = _package_dir()/'sample'/'images'
+    if not p.is_dir() or not any(p.glob('*.jpg')):
+        raise DataNotFound(f"the bundled sample is missing: {p} does not exist or holds no images; the pet_breeds "
+                           f"installation is incomplete (reinstall it: pip install --force-reinstall --no-deps pet_breeds)")
+    return p
+
+# %% ../nbs/01_data.ipynb #bd300779
+def copy_sample(dest) -> Path:
+    "Copy the bundled sample (`images/`, `README.md`, `LICENSE`) to `dest`, a new or empty folder; return `dest/'images'`."
+    src, dest = sample_path().parent, Path(dest).expanduser()
+    if dest.exists() and not dest.is_dir(): raise PetBreedsError(f"{dest}: exists and is not a folder; give a new or empty folder")
+    if dest.is_dir() and any(dest.iterdir()):
+        raise PetBreedsError(f"{dest}: folder exists and is not empty; give a new or empty folder (nothing was copied)")
+    made = not dest.exists()
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src/'images', dest/'images')
+        for f in ('README.md', 'LICENSE'): shutil.copy2(src/f, dest/f)
+    except BaseException:
+        shutil.rmtree(dest/'images', ignore_errors=True)  # no half copy left behind
+        for f in ('README.md', 'LICENSE'): (dest/f).unlink(missing_ok=True)
+        if made: shutil.rmtree(dest, ignore_errors=True)
+        raise
+    return dest/'images'
+
+@call_parse
+def sample_main(copy:str=None):  # copy images/, README.md and LICENSE to this new or empty folder
+    "Print the folder of the bundled sample (370 real PETS photos, CC BY-SA 4.0), or copy it with --copy DEST."
+    with command_errors('pet_breeds_sample', OSError):
+        if copy is None: return print(sample_path())
+        images = copy_sample(copy)
+    print(f"copied {len(list(images.glob('*.jpg')))} images, README.md and LICENSE to {images.parent}\n"
+          f"train on them with: pet_breeds_train --data {images.parent}")
