@@ -102,7 +102,10 @@ def predict_main(argv=None):
     p.add_argument('--json', action='store_true', help='one JSON object per line')
     p.add_argument('--bs', type=int, default=64, help='batch size')
     p.add_argument('--onnx', action='store_true', help="run the folder's model.onnx with onnxruntime even where PyTorch is installed")
+    p.add_argument('--tta', action=argparse.BooleanOptionalAction, default=None,
+                   help=f"average each image's probabilities with its mirror image's (test-time augmentation); "
+                        f"default: {'--tta' if use_tta() else '--no-tta'} (pet_breeds.runtime.TTA_DEFAULT)")
     a = p.parse_args(argv)
     try: pm = load_predictor(a.model, a.onnx)
     except PredictError as e: sys.exit(f"pet_breeds_predict: {e}")
-    if not print_results(pm.predict_many(a.images, k=a.k, bs=a.bs), a.json): sys.exit(1)
+    if not print_results(pm.predict_many(a.images, k=a.k, bs=a.bs, tta=a.tta), a.json): sys.exit(1)

@@ -14,7 +14,7 @@ import pet_breeds
 from .data import pets_transforms, norm_stats, normalize_tfms
 from .learner import build_model
 from .runtime import (FORMAT, FORMAT_VERSION, WEIGHTS_FILE, PredictError, read_model_json, preprocess_spec,
-                                model_kind, OnnxModel, format_top, print_results)
+                                model_kind, OnnxModel, format_top, print_results, use_tta, tta_mean)
 from . import runtime
 
 # %% auto #0
@@ -95,12 +95,14 @@ def dl(self:PetModel, images, bs:int=64) -> TfmdDL:
 
 # %% ../nbs/05_inference.ipynb #f63aea8a
 @patch
-def probs(self:PetModel, images, bs:int=64) -> torch.Tensor:
-    "Class probabilities for opened `images`, in order, shape `(n, len(vocab))`."
+def probs(self:PetModel, images, bs:int=64, tta:bool|None=None) -> torch.Tensor:
+    "Class probabilities for opened `images`, in order, shape `(n, len(vocab))`; `tta`: the mean over each image and its mirror image (`None`: `runtime.TTA_DEFAULT`)."
     if not len(images): return torch.zeros(0, len(self.vocab))
-    out = []
+    tta, out = use_tta(tta), []
     with torch.inference_mode():
-        for (xb,) in self.dl(images, bs): out.append(self.model(xb).softmax(dim=1).float().cpu())
+        for (xb,) in self.dl(images, bs):
+            p = self.model(torch.cat([xb, xb.flip(-1)]) if tta else xb).softmax(dim=1).float().cpu()
+            out.append(tta_mean(p, len(xb)) if tta else p)
     return torch.cat(out)
 
 # %% ../nbs/05_inference.ipynb #aaecf719
@@ -112,12 +114,12 @@ def topk(self:PetModel, p:torch.Tensor, k:int=3) -> list:
 
 # %% ../nbs/05_inference.ipynb #fc30e582
 @patch
-def predict(self:PetModel, item, k:int=3) -> list:
-    "Top-`k` `(label, prob)` for one image (path, bytes or PIL image); `BadImage` if unreadable."
-    return self.topk(self.probs([open_image(item)])[0], k)
+def predict(self:PetModel, item, k:int=3, tta:bool|None=None) -> list:
+    "Top-`k` `(label, prob)` for one image (path, bytes or PIL image); `BadImage` if unreadable. `tta` as in `probs`."
+    return self.topk(self.probs([open_image(item)], tta=tta)[0], k)
 
 # %% ../nbs/05_inference.ipynb #2451048a
 @patch
-def predict_many(self:PetModel, items, k:int=3, bs:int=64, names=None) -> list:
-    "One dict per item, in batches: `{'file', 'top'}` or `{'file', 'error'}` for an unreadable one."
-    return topk_in_batches(items, self.probs, self.topk, k, bs, names)
+def predict_many(self:PetModel, items, k:int=3, bs:int=64, names=None, tta:bool|None=None) -> list:
+    "One dict per item, in batches: `{'file', 'top'}` or `{'file', 'error'}` for an unreadable one. `tta` as in `probs`."
+    return topk_in_batches(items, lambda imgs, bs: self.probs(imgs, bs, tta=tta), self.topk, k, bs, names)

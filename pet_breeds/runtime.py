@@ -11,10 +11,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # %% auto #0
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'MODEL_JSON', 'WEIGHTS_FILE', 'ONNX_FILE', 'IMAGE_FORMATS', 'MAX_IMAGE_BYTES',
-           'MAX_IMAGE_PIXELS', 'PredictError', 'BadModel', 'UnreadableImage', 'model_folder', 'read_model_json',
-           'torch_available', 'model_kind', 'read_rgb', 'preprocess_spec', 'crop_resize', 'area_matrix',
-           'bilinear_matrix', 'resize_matrix', 'Preprocess', 'topk_in_batches', 'format_top', 'print_results',
-           'OnnxModel']
+           'MAX_IMAGE_PIXELS', 'TTA_DEFAULT', 'TTA_VIEWS', 'PredictError', 'BadModel', 'UnreadableImage',
+           'model_folder', 'read_model_json', 'torch_available', 'model_kind', 'read_rgb', 'preprocess_spec',
+           'crop_resize', 'area_matrix', 'bilinear_matrix', 'resize_matrix', 'Preprocess', 'topk_in_batches',
+           'format_top', 'print_results', 'use_tta', 'tta_batch', 'tta_mean', 'OnnxModel']
 
 # %% ../nbs/04b_runtime.ipynb #0ab32cd0
 class PredictError(Exception):
@@ -244,6 +244,22 @@ def print_results(results, as_json:bool=False) -> bool:
         else: print(f"{r['file']}: {format_top(r['top'])}", flush=True)
     return ok
 
+# %% ../nbs/04b_runtime.ipynb #61931d94
+TTA_DEFAULT = False                 # whether predictions average each image with its mirror image when `tta=None`
+TTA_VIEWS = ('identity', 'hflip')   # the views averaged, in the order `tta_batch` stacks them
+
+def use_tta(tta:bool|None=None) -> bool:
+    "Whether to use test-time augmentation: `tta`, or `TTA_DEFAULT` as it is now when `tta` is `None`."
+    return bool(TTA_DEFAULT if tta is None else tta)
+
+def tta_batch(x:np.ndarray) -> np.ndarray:
+    "The `TTA_VIEWS` of an NCHW batch of `n` images as one batch of `2n`: the images, then their mirror images."
+    return np.concatenate([x, x[..., ::-1]])
+
+def tta_mean(p, n:int):
+    "Each image's mean over its views, from the `(2n, classes)` probabilities of `tta_batch`'s batch (numpy or torch)."
+    return (p[:n] + p[n:]) / 2
+
 # %% ../nbs/04b_runtime.ipynb #97926559
 class OnnxModel:
     "An exported model's `model.onnx` run by onnxruntime, with the recorded preprocessing."
@@ -270,11 +286,14 @@ class OnnxModel:
         except Exception as e: raise BadModel(f"{fn}: onnxruntime cannot load it ({type(e).__name__}: {e})") from None
         return cls(session, meta)
 
-    def probs(self, images, bs:int=64) -> np.ndarray:
-        "Class probabilities for opened `images`, in order, shape `(n, len(vocab))`."
-        images = list(images)
-        out = [self.session.run([self.output_name], {self.input_name: self.preprocess(images[i:i+bs])})[0]
-               for i in range(0, len(images), bs)]
+    def _run(self, x:np.ndarray) -> np.ndarray: return self.session.run([self.output_name], {self.input_name: x})[0]
+
+    def probs(self, images, bs:int=64, tta:bool|None=None) -> np.ndarray:
+        "Class probabilities for opened `images`, in order, shape `(n, len(vocab))`; `tta`: the mean over each image and its mirror image (`None`: `TTA_DEFAULT`)."
+        images, tta, out = list(images), use_tta(tta), []
+        for i in range(0, len(images), bs):
+            x = self.preprocess(images[i:i+bs])
+            out.append(tta_mean(self._run(tta_batch(x)), len(x)) if tta else self._run(x))
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, len(self.vocab)), np.float32)
 
     def topk(self, p:np.ndarray, k:int=3) -> list:
@@ -282,10 +301,10 @@ class OnnxModel:
         idx = np.argsort(-np.asarray(p), kind='stable')[:min(k, len(self.vocab))]
         return [(self.vocab[i], float(p[i])) for i in idx]
 
-    def predict(self, item, k:int=3) -> list:
+    def predict(self, item, k:int=3, tta:bool|None=None) -> list:
         "Top-`k` `(label, prob)` for one image (path, bytes or PIL image); `UnreadableImage` if unreadable."
-        return self.topk(self.probs([read_rgb(item)])[0], k)
+        return self.topk(self.probs([read_rgb(item)], tta=tta)[0], k)
 
-    def predict_many(self, items, k:int=3, bs:int=64, names=None) -> list:
+    def predict_many(self, items, k:int=3, bs:int=64, names=None, tta:bool|None=None) -> list:
         "One dict per item, in batches: `{'file', 'top'}` or `{'file', 'error'}` for an unreadable one."
-        return topk_in_batches(items, self.probs, self.topk, k, bs, names)
+        return topk_in_batches(items, lambda imgs, bs: self.probs(imgs, bs, tta=tta), self.topk, k, bs, names)

@@ -20,9 +20,10 @@ __all__ = ['UNSURE', 'REJECTED', 'MAX_IN_MEMORY', 'Sorter', 'check_folders', 'so
 # %% ../nbs/12_sort.ipynb #a59cf7ae
 class Sorter:
     "Sorts files into `out/<label>/`, `out/_unsure/` or `out/_rejected/` with `model`, crash-safely. Use with `with`."
-    def __init__(self, model, out, copy:bool=False, min_prob:float=0.5, bs:int=64, k:int=3, progress:bool=False):
+    def __init__(self, model, out, copy:bool=False, min_prob:float=0.5, bs:int=64, k:int=3, progress:bool=False, tta:bool|None=None):
         self.model = load_model(model) if isinstance(model, (str, Path)) else model
         self.out, self.copy, self.min_prob, self.bs, self.k, self.progress = Path(out), copy, min_prob, bs, k, progress
+        self.tta = tta
         self.csv, self.journal = PredictionsCSV(self.out/CSV_NAME), Journal(self.out/JOURNAL_NAME)
         self.counts, self.labels, self.errors = Counter(), Counter(), []
 
@@ -152,7 +153,7 @@ def sort_batch(self:Sorter, paths) -> list:
     "Predict `paths` together and place each file; returns the rows written."
     items = self._read(paths)
     if not items: return []
-    preds = self.model.predict_many([d for _, d, _ in items], k=self.k, bs=self.bs, names=[p.name for p, _, _ in items])
+    preds = self.model.predict_many([d for _, d, _ in items], k=self.k, bs=self.bs, names=[p.name for p, _, _ in items], tta=self.tta)
     rows = [self._place(p, sha, pred) for (p, _, sha), pred in zip(items, preds)]
     self.journal.clear()  # every intent above is committed or aborted
     return [r for r in rows if r is not None]
@@ -187,9 +188,9 @@ def check_folders(incoming, out) -> tuple:
 
 # %% ../nbs/12_sort.ipynb #53aece89
 def sort_images(model, incoming, out, copy:bool=False, min_prob:float=0.5, bs:int=64, k:int=3,
-                progress:bool=False, stop:threading.Event=None) -> dict:
+                progress:bool=False, stop:threading.Event=None, tta:bool|None=None) -> dict:
     "Sort every file in `incoming` into `out` by predicted label; safe to run again after any interruption."
     incoming, out = check_folders(incoming, out)
-    with Sorter(model, out, copy=copy, min_prob=min_prob, bs=bs, k=k, progress=progress) as s:
+    with Sorter(model, out, copy=copy, min_prob=min_prob, bs=bs, k=k, progress=progress, tta=tta) as s:
         rows = s.sort(incoming_files(incoming), stop)
     return {**s.summary(), 'rows': rows}

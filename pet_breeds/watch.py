@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_watch.ipynb #95167b6e
 from __future__ import annotations
-import os, signal, sys, threading, time
+import argparse, os, signal, sys, threading, time
 from pathlib import Path
 from queue import SimpleQueue, Empty
 from fastcore.basics import patch
@@ -89,12 +89,12 @@ def _start_observer(folder:Path, handler):
 # %% ../nbs/13_watch.ipynb #0be3bab9
 def watch_folder(model, incoming, out, copy:bool=False, min_prob:float=0.5, bs:int=64, k:int=3,
                  settle:float=2.0, poll:float=0.25, rescan:float=5.0, stop:threading.Event=None,
-                 max_seconds:float=None, idle_exit:float=None, on_rows=None) -> dict:
+                 max_seconds:float=None, idle_exit:float=None, on_rows=None, tta:bool|None=None) -> dict:
     "Sort `incoming` now and each file arriving later once completely written, until `stop` is set."
     incoming, out = check_folders(incoming, out)
     stop = stop if stop is not None else threading.Event()
     here = os.path.abspath(incoming)
-    with Sorter(model, out, copy=copy, min_prob=min_prob, bs=bs, k=k) as s:
+    with Sorter(model, out, copy=copy, min_prob=min_prob, bs=bs, k=k, tta=tta) as s:
         arrivals, settling = _Arrivals(), Settling(settle)
         obs = _start_observer(incoming, arrivals)
         try:
@@ -157,7 +157,9 @@ def sort_main(model:Param("exported model folder, or its model.onnx (run by onnx
               bs:Param("batch size", int)=64,
               watch:Param("keep running and sort files as they arrive, until Ctrl-C or SIGTERM", store_true)=False,
               settle:Param("with --watch: seconds a file must stay unchanged before it is sorted", float)=2.0,
-              onnx:Param("run the model folder's model.onnx with onnxruntime instead of PyTorch", store_true)=False):
+              onnx:Param("run the model folder's model.onnx with onnxruntime instead of PyTorch", store_true)=False,
+              tta:Param("average each image's probabilities with its mirror image's (test-time augmentation); "
+                        "neither --tta nor --no-tta: pet_breeds.runtime.TTA_DEFAULT", action=argparse.BooleanOptionalAction)=None):
     "Sort images into a folder per predicted breed, once or continuously; never overwrites, never loses a file."
     with command_errors('pet_breeds_sort', OSError):
         check_folders(incoming, out)
@@ -170,9 +172,9 @@ def sort_main(model:Param("exported model folder, or its model.onnx (run by onnx
         with command_errors('pet_breeds_sort', OSError):
             if watch:
                 print(f"watching {incoming} -> {out} (Ctrl-C to stop)", flush=True)
-                s = watch_folder(pm, incoming, out, copy=copy, min_prob=min_prob, bs=bs, settle=settle, stop=stop,
+                s = watch_folder(pm, incoming, out, copy=copy, min_prob=min_prob, bs=bs, settle=settle, stop=stop, tta=tta,
                                  on_rows=lambda rows: print('\n'.join(map(format_row, rows)), flush=True))
-            else: s = sort_images(pm, incoming, out, copy=copy, min_prob=min_prob, bs=bs, progress=sys.stdout.isatty(), stop=stop)
+            else: s = sort_images(pm, incoming, out, copy=copy, min_prob=min_prob, bs=bs, progress=sys.stdout.isatty(), stop=stop, tta=tta)
     except KeyboardInterrupt: sys.exit("pet_breeds_sort: interrupted; run it again to finish (nothing is lost)")
     finally:
         for sig, h in old.items(): signal.signal(sig, h)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_widget.ipynb #511eeef5
 from __future__ import annotations
-import base64, html, io, importlib.util, json, os, sys, tempfile, time, warnings
+import argparse, base64, html, io, importlib.util, json, os, sys, tempfile, time, warnings
 from pathlib import Path
 from .core import *
 from PIL import Image
@@ -12,7 +12,7 @@ from fastai.vision.core import PILImage
 import ipywidgets as widgets
 import nbformat
 from fastcore.basics import patch
-from fastcore.script import call_parse
+from fastcore.script import call_parse, Param
 from .inference import PetModel, load_model, read_meta
 
 # %% auto #0
@@ -43,13 +43,14 @@ def _thumbnail(img, size:int=128) -> bytes:
     img.to_thumb(size).save(buf, format='JPEG', quality=80)
     return buf.getvalue()
 
-def predict_upload(model:PetModel, f:dict, k:int=3, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS, thumb:int=128) -> dict:
+def predict_upload(model:PetModel, f:dict, k:int=3, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS, thumb:int=128,
+                   tta:bool|None=None) -> dict:
     "`{'file', 'top', 'seconds', 'thumb'}` for one `FileUpload.value` entry, or `{'file', 'error'}`; never raises."
     name = _upload_name(f)
     try:
         t0 = time.perf_counter()
         img = open_upload(f['content'], name, max_bytes, max_pixels)
-        top = model.topk(model.probs([img])[0], k)
+        top = model.topk(model.probs([img], tta=tta)[0], k)
         return {'file': name, 'top': top, 'seconds': time.perf_counter() - t0, 'thumb': _thumbnail(img, thumb)}
     except BadImage as e: return {'file': name, 'error': str(e)}
     except Exception as e: return {'file': name, 'error': f"{name}: prediction failed ({type(e).__name__}: {e})"}
@@ -93,9 +94,10 @@ def result_widget(r:dict) -> widgets.HTML:
 class PredictWidget(widgets.VBox):
     "Upload images and see the top-`k` labels of `model` (a `PetModel` or an exported model folder) for each."
     def __init__(self, model, k:int=3, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS, thumb:int=128,
-                 max_results:int=50, **kwargs):
+                 max_results:int=50, tta:bool|None=None, **kwargs):
         self.model = model if isinstance(model, PetModel) else load_model(model)
         self.k, self.max_bytes, self.max_pixels, self.thumb, self.max_results = k, max_bytes, max_pixels, thumb, max_results
+        self.tta = tta
         self.n_processed, self.last = 0, []
         self.upload = widgets.FileUpload(accept='image/*', multiple=True, description='Upload images')
         self.upload.observe(self._on_upload, names='value')
@@ -131,7 +133,7 @@ def process(self:PredictWidget, files) -> list:
     files, old, done, new = list(files), self.results.children, [], []
     for i, f in enumerate(files):
         self.status.value = html.escape(f"Predicting {i+1}/{len(files)}: {_upload_name(f)}…")
-        done.append(predict_upload(self.model, f, self.k, self.max_bytes, self.max_pixels, self.thumb))
+        done.append(predict_upload(self.model, f, self.k, self.max_bytes, self.max_pixels, self.thumb, self.tta))
         if len(new) < self.max_results: new.append(result_widget(done[-1]))
         self._show(new + list(old))  # each result as soon as it is ready
         self.n_processed += 1
@@ -154,12 +156,12 @@ def _on_upload(self:PredictWidget, change):
 # %% ../nbs/10_widget.ipynb #e44d993a
 APP_NAME = 'pet_breeds.ipynb'  # Voila's page title is the notebook's name
 
-def app_notebook(model, dest, k:int=3, max_bytes:int=MAX_BYTES) -> Path:
+def app_notebook(model, dest, k:int=3, max_bytes:int=MAX_BYTES, tta:bool|None=None) -> Path:
     "Write the app's notebook (and its `voila.json`) for the exported `model` folder into `dest`; return its path."
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
     src = ("# written by pet_breeds_app; serve with `voila pet_breeds.ipynb`\n"
            "from pet_breeds.widget import PredictWidget\n"
-           f"PredictWidget({str(Path(model).resolve())!r}, k={k}, max_bytes={max_bytes})")
+           f"PredictWidget({str(Path(model).resolve())!r}, k={k}, max_bytes={max_bytes}, tta={tta!r})")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src)])
     nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}
     nbformat.write(nb, dest/APP_NAME)
@@ -179,12 +181,14 @@ def app_main(model:str,                   # exported model folder
              no_browser:bool=False,        # do not open a web browser
              ip:str='127.0.0.1',           # address to serve on (0.0.0.0: every interface)
              k:int=3,                      # labels shown per image
-             max_mb:float=MAX_BYTES/1e6):  # largest accepted file, in MB
+             max_mb:float=MAX_BYTES/1e6,   # largest accepted file, in MB
+             tta:Param("average each image's probabilities with its mirror image's (test-time augmentation); "
+                       "neither --tta nor --no-tta: pet_breeds.runtime.TTA_DEFAULT", action=argparse.BooleanOptionalAction)=None):
     "Serve the upload-and-predict page for an exported model with Voila."
     with command_errors('pet_breeds_app'):
         read_meta(model)
         if importlib.util.find_spec('voila') is None: raise PetBreedsError("Voila is not installed: pip install voila")
-    nb = app_notebook(model, tempfile.mkdtemp(prefix='pet_breeds_app_'), k=k, max_bytes=int(max_mb * 1e6))
+    nb = app_notebook(model, tempfile.mkdtemp(prefix='pet_breeds_app_'), k=k, max_bytes=int(max_mb * 1e6), tta=tta)
     cmd = voila_command(nb, port, no_browser, ip)
     print(f"pet_breeds_app: serving {model} at http://{ip}:{port}/ (Ctrl-C to stop)", flush=True)
     os.chdir(nb.parent)  # Voila's config (voila.json) is read from the working folder

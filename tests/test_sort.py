@@ -50,7 +50,7 @@ def check_exactly_once(inputs:dict, out:Path) -> list:
 class ByName:
     "A stand-in for `PetModel` where only the file operations matter: opens each item, labels it by its file name."
     vocab = ['Abyssinian', 'Bengal', 'american_bulldog']
-    def predict_many(self, items, k=3, bs=64, names=None):
+    def predict_many(self, items, k=3, bs=64, names=None, tta=None):
         res = []
         for item, name in zip(items, names):
             try: open_image(item, name); res.append({'file': name, 'top': [(breed_label(name), 0.9)]})
@@ -63,7 +63,7 @@ def test_sorts_in_batches_by_predicted_label(pm, sample_dir, tmp_path, monkeypat
     inputs = {f.name: sha(f) for f in files}
     expected = {r['file']: r['top'] for r in pm.predict_many(files, names=[f.name for f in files])}
     batches, probs = [], pm.probs
-    monkeypatch.setattr(pm, 'probs', lambda imgs, bs=64: batches.append(len(imgs)) or probs(imgs, bs))
+    monkeypatch.setattr(pm, 'probs', lambda imgs, bs=64, **kw: batches.append(len(imgs)) or probs(imgs, bs, **kw))
     inc, out = make_incoming(tmp_path/'in', files), tmp_path/'out'
     res = sort_images(pm, inc, out, min_prob=0, bs=8)
     assert batches == [8, 8, 8, 6]  # one forward pass per batch, not one per image
