@@ -4,25 +4,32 @@
 
 # %% ../nbs/09_cli.ipynb #7989e34b
 from __future__ import annotations
-import hashlib, json, shutil, time
+import csv, hashlib, io, json, os, shutil, time
+from collections import Counter
+from types import SimpleNamespace
 from pathlib import Path
 from .core import *
 from fastai.vision.all import *
 from fastcore.script import call_parse
-from .data import pets_dataloaders
-from .learner import get_arch
+from .data import pets_dataloaders, pets_images_path, sample_path, ENV_VAR
+from .learner import get_arch, ensure_weights
+from .probe import fit_probe, choose_mode, offline_backbones, wilson_interval, PROBE_FOLDS
 from .train import TrainSpec, get_trainer, plot_losses, choose_policy, write_atomic, BadCheckpoint
-from .inference import export_model
+from .inference import export_model, load_model
 from .interpret import PetInterpretation, plot_confusion
 
 # %% auto #0
-__all__ = ['check_writable', 'save_run_options', 'saved_run_options', 'check_same_images', 'train_pets', 'main']
+__all__ = ['MODES', 'FULL_RECIPE', 'check_writable', 'save_run_options', 'saved_run_options', 'check_same_images', 'find_images',
+           'class_counts', 'pick_holdout', 'weights_note', 'write_predictions', 'train_probe', 'train_pets',
+           'run_summary', 'main']
 
 # %% ../nbs/09_cli.ipynb #8361b987
+MODES = ('auto', 'finetune', 'probe', 'features', 'cut')
+
 def _check_options(mode:str, pretrained:bool, valid_pct:float):
     if not 0 < valid_pct < 1: raise BadOptions(f"valid_pct must be between 0 and 1 (exclusive), not {valid_pct}")
-    if mode == 'features' and not pretrained:
-        raise BadOptions("--mode features needs pretrained weights: a random body's features carry nothing to transfer; "
+    if mode in ('features', 'probe') and not pretrained:
+        raise BadOptions(f"--mode {mode} needs pretrained weights: a random body's features carry nothing to transfer; "
                          "to train from scratch use --mode finetune --no-pretrained")
 
 # %% ../nbs/09_cli.ipynb #408e259c
@@ -61,11 +68,100 @@ def check_same_images(out, dls):
                             f"datasets. Start a new run instead (another --out).")
 
 # %% ../nbs/09_cli.ipynb #b301f343
-def train_pets(data:str=None,              # folder of PETS-style images (default: $PET_BREEDS_DATA, fastai's cache, or a download)
+def find_images(data=None) -> tuple:
+    "`(folder, where it came from)`: `data`, else PETS (see `pets_images_path`), else the bundled sample."
+    if str(data) == 'sample': return sample_path(), 'the bundled sample (pets-37x10, downsized), as asked'
+    if data is not None or os.environ.get(ENV_VAR): return pets_images_path(data), 'the folder you named'
+    try: return pets_images_path(None), 'PETS (the Oxford-IIIT Pet images)'
+    except DataNotFound as e:
+        why = str(e).splitlines()[0]
+        return sample_path(), f"the bundled sample (pets-37x10, downsized): PETS is not here ({why})"
+
+def class_counts(folder, label:str='breed') -> Counter:
+    "Images per class in `folder`, from the file names alone (nothing is decoded)."
+    lab, counts = labeller(label), Counter()
+    for f in get_image_files(folder):
+        try: counts[lab(f)] += 1
+        except BadImage: pass          # named outside the pattern: the scan reports it
+    return counts
+
+# %% ../nbs/09_cli.ipynb #39e8b85f
+def pick_holdout(labels:list, n:int, seed:int=42) -> list:
+    "Indices of `n` images, one from each of `n` classes drawn at random (reproducibly, by `seed`)."
+    if n <= 0: return []
+    rng, by_class = np.random.default_rng(seed), {}
+    for i, l in enumerate(labels): by_class.setdefault(l, []).append(i)
+    classes = sorted(c for c, idx in by_class.items() if len(idx) > 2)   # keep at least two of a class to learn from
+    return sorted(int(rng.choice(by_class[c])) for c in rng.permutation(classes)[:n])
+
+def weights_note(names) -> str:
+    "Where the ImageNet weights of the architectures `names` came from."
+    notes = []
+    for n in names:
+        a = get_arch(n)
+        src = 'PyPI package' if a.source == 'pypi' else str(ensure_weights(a) or 'timm cache')
+        notes.append(f"{a.name} ({src})")
+    return 'ImageNet weights: ' + ', '.join(notes)
+
+# %% ../nbs/09_cli.ipynb #bd7172d5
+def write_predictions(fname, rows:list):
+    "The held-back photos' predictions as CSV (`file, label, predicted, probability, correct`), written atomically."
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, ['file', 'label', 'predicted', 'probability', 'correct'], lineterminator='\n')
+    w.writeheader(); w.writerows(rows)
+    write_atomic(fname, buf.getvalue())
+
+def train_probe(folder, out, arch=None, label:str='breed', bs:int=64, seed:int=42, valid_pct:float=0.2,
+                folds:int=PROBE_FOLDS, refit:bool=True, holdout:int=0, num_workers:int=None, cache_dir=None,
+                size:int=None) -> dict:
+    "The probe recipe on `folder`: features, backbones chosen by CV, head fitted, exported to `out`; returns the record."
+    t0, out = time.perf_counter(), Path(out)
+    backbones = [get_arch(arch).name] if arch else offline_backbones()
+    size = ifnone(size, max(get_arch(b).size for b in backbones))
+    dls = pets_dataloaders(folder, label=label, bs=bs, valid_pct=valid_pct, seed=seed, item_size=size, size=size,
+                           cache=False, num_workers=num_workers)
+    files, lab = list(dls.report.images), labeller(label)
+    labels = [lab(f) for f in files]
+    vocab = sorted(set(labels))
+    held = pick_holdout(labels, holdout, seed)
+    fit = [i for i in range(len(files)) if i not in set(held)]
+    fit_files, y = [files[i] for i in fit], [vocab.index(labels[i]) for i in fit]
+    valid_set = set(map(Path, dls.valid_ds.items))
+    train_idx = None if refit else [j for j, f in enumerate(fit_files) if Path(f) not in valid_set]
+    species = [species_label(f'{v}_1.jpg') for v in vocab] if label == 'breed' else None
+    model, rec = fit_probe(fit_files, y, vocab, lambda fs: dls.test_dl(fs, bs=bs), backbones, size, folds, seed,
+                           train_idx=train_idx, cache_dir=cache_dir, species=species)
+    unseen = [files[i] for i in held] + ([] if refit else [f for j, f in enumerate(fit_files) if j not in set(train_idx)])
+    learn = Learner(dls, model)
+    learn.arch_name, learn.pretrained, learn.mode = '+'.join(rec['backbones']), True, 'probe'
+    rel = lambda f: str(Path(f).relative_to(dls.path)) if Path(f).is_relative_to(dls.path) else str(f)
+    export_model(learn, out/'model', extra={'backbones': rec['backbones'], 'vocab': vocab, 'n_out': len(vocab),
+                                            'valid_files': [rel(f) for f in unseen]})
+    cm = np.zeros((len(vocab), len(vocab)), dtype=int)
+    for i, p in zip(rec['oof_index'], rec.pop('oof_pred')): cm[y[i], p] += 1
+    rec.pop('oof_index')
+    plot_confusion(SimpleNamespace(confusion_matrix=lambda: cm, vocab=vocab), out/'confusion.png',
+                   title=f'Confusion matrix ({label}, out-of-fold)')
+    rows = []
+    if unseen:
+        preds = load_model(out/'model').predict_many(unseen, k=1, bs=bs)
+        for f, r in zip(unseen, preds):
+            top = r.get('top') or [('', 0.0)]
+            rows.append({'file': rel(f), 'label': lab(f), 'predicted': top[0][0], 'probability': round(top[0][1], 4),
+                         'correct': top[0][0] == lab(f)})
+        write_predictions(out/'predictions.csv', rows)
+    return {**rec, 'dls': dls, 'vocab': vocab, 'trained_on': len(fit_files) if refit else len(train_idx),
+            'confusion': {'labels': vocab, 'matrix': cm.tolist(), 'kind': 'out-of-fold'},
+            'unseen': {'images': len(rows), 'accuracy': float(np.mean([r['correct'] for r in rows])) if rows else None,
+                       'predictions': rows},
+            'train_seconds': round(time.perf_counter() - t0, 2)}
+
+# %% ../nbs/09_cli.ipynb #5e5247c8
+def train_pets(data:str=None,              # folder of PETS-style images, or 'sample' (default: $PET_BREEDS_DATA, fastai's cache, a download, else the bundled sample)
                out:str='runs/pets',        # output folder
-               arch:str='resnet50',        # architecture, by name (see `ARCHS`)
+               arch:str=None,              # architecture, by name (see `ARCHS`; default: resnet50, or for the probe the backbones it chooses from)
                pretrained:bool=True,       # start from ImageNet weights (--no-pretrained: random weights, the architecture only)
-               mode:str='finetune',        # finetune (two stages), features (frozen body, cached features, head only) or cut
+               mode:str='auto',            # auto (by images per class), finetune (two stages), probe (frozen backbones + logistic regression), features or cut
                freeze_epochs:int=3,        # finetune: stage 1 epochs, body frozen
                epochs:int=10,              # finetune: stage 2 epochs, unfrozen; features and cut: the head's epochs
                lr:float=None,              # stage 1 learning rate (omitted: lr_find's valley)
@@ -82,18 +178,44 @@ def train_pets(data:str=None,              # folder of PETS-style images (defaul
                precision:str='auto',       # auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32, bf16 or fp16
                train_bn:bool=False,        # stage 1: train the frozen body's batch norm too (fastai's default; always from scratch)
                cut_layer:str='block1_pool',# cut: the layer to cut the pretrained body at
-               cache_dir:str=None,         # features: where to cache features (default ~/.cache/pet_breeds/features)
+               cache_dir:str=None,         # features and probe: where to cache features (default ~/.cache/pet_breeds/features)
+               folds:int=PROBE_FOLDS,      # probe: cross-validation folds
+               refit:bool=True,            # probe: fit the final head on every image (--no-refit: on the training split only)
+               holdout:int=None,           # probe: photos held back and predicted at the end (default: 8 on the bundled sample, else 0)
                resume:str=None,            # continue the interrupted run in this output folder (its options are read from it)
                _resuming:bool=False,       # (internal: this call continues a run)
               ) -> dict:
-    "Train on the PETS images in `data` (see `pets_images_path`) and write the model and its report to `out`."
+    "Train on the images in `data` (see `find_images`) with the recipe `mode` chooses, and write the model and its report to `out`."
     if resume is not None: return train_pets(**{**saved_run_options(resume), 'out': resume}, _resuming=True)
     args = {k: v for k, v in locals().items() if k not in ('resume', '_resuming')}
     t0, out = time.perf_counter(), Path(out)
-    trainer, arch = get_trainer(mode), get_arch(arch)
+    mode = check_choice(mode, MODES, 'mode')
+    if arch is not None: get_arch(arch)
     labeller(label)
     _check_options(mode, pretrained, valid_pct)
     choose_policy(precision)
+    check_writable(out)
+    folder, source = find_images(data)
+    why = f"--mode {mode}, as asked"
+    if mode == 'auto':
+        if not pretrained: mode, why = 'finetune', "--no-pretrained: a random body has no features to probe"
+        else:
+            counts = class_counts(folder, label)
+            mode, why = choose_mode(sum(counts.values()), len(counts))
+    common = dict(data=str(folder), data_source=source, mode_reason=why)
+    if mode == 'probe':
+        holdout = ifnone(holdout, 8 if folder == sample_path() else 0)
+        run = train_probe(folder, out, arch, label, bs, seed, valid_pct, folds, refit, holdout, num_workers, cache_dir, size)
+        dls = run.pop('dls')
+        settings = dict(mode='probe', backbones=run['backbones'], size=run['size'], C=run['C'], folds=folds, refit=refit,
+                        holdout=holdout, label=label, seed=seed, valid_pct=valid_pct, bs=bs)
+        metrics = {**common, **run, 'weights': weights_note(run['backbones']), 'epochs': [], 'lr_find': None,
+                   'data_report': dls.report.to_dict(dls.path), 'settings': settings,
+                   'total_seconds': round(time.perf_counter() - t0, 3)}
+        write_atomic(out/'metrics.json', json.dumps(metrics, indent=1))
+        return metrics
+    trainer, arch = get_trainer(mode), get_arch(ifnone(arch, 'resnet50'))
+    args.update(mode=mode, arch=arch.name)       # a resumed run repeats what was chosen, not the choosing
     size = ifnone(size, arch.size)
     spec = TrainSpec(arch.name, pretrained, freeze_epochs, epochs, lr, tuple(lr_max), lr_find_its, out/'lr_find.png',
                      train_bn=train_bn or None, precision=precision, cut_layer=cut_layer, cache_dir=cache_dir)
@@ -101,9 +223,8 @@ def train_pets(data:str=None,              # folder of PETS-style images (defaul
                     lr_max=list(lr_max), bs=bs, size=size, item_size=item_size, min_scale=min_scale, label=label,
                     seed=seed, valid_pct=valid_pct, mode=mode, precision=precision, train_bn=train_bn,
                     **({'cut_layer': cut_layer} if mode == 'cut' else {}))
-    check_writable(out)
     set_seed(seed, reproducible=True)
-    dls = pets_dataloaders(data, label=label, bs=bs, valid_pct=valid_pct, seed=seed, item_size=item_size,
+    dls = pets_dataloaders(folder, label=label, bs=bs, valid_pct=valid_pct, seed=seed, item_size=item_size,
                            size=size, min_scale=min_scale, num_workers=num_workers)
     out.mkdir(parents=True, exist_ok=True)
     spec.checkpoints, spec.resume = out/'checkpoints', _resuming
@@ -114,9 +235,10 @@ def train_pets(data:str=None,              # folder of PETS-style images (defaul
     plot_losses(run, out/'loss.png')
     interp = PetInterpretation.from_learner(learn)
     plot_confusion(interp, out/'confusion.png', title=f'Confusion matrix ({label}, validation)')
-    metrics = {'epochs': run['epochs'], 'lr_find': run['lr_find'], 'lr_find_its': run['lr_find_its'], 'lr': run['lr'],
+    metrics = {**common, 'mode': mode, 'weights': weights_note([arch.name]) if pretrained else 'none: random weights, as asked',
+               'epochs': run['epochs'], 'lr_find': run['lr_find'], 'lr_find_its': run['lr_find_its'], 'lr': run['lr'],
                'stages': run['stages'], 'policy': run['policy'], 'estimated_seconds': run['estimated_seconds'],
-               'data_report': dls.report.to_dict(dls.path), 'data': str(dls.path), 'vocab': list(map(str, dls.vocab)),
+               'data_report': dls.report.to_dict(dls.path), 'vocab': list(map(str, dls.vocab)),
                'train_seconds': run['total_seconds'], 'total_seconds': round(time.perf_counter() - t0, 3),
                'confusion': {'labels': list(map(str, interp.vocab)), 'matrix': interp.confusion_matrix().tolist()},
                'settings': settings, 'batch_losses': run['batch_losses'],
@@ -126,12 +248,42 @@ def train_pets(data:str=None,              # folder of PETS-style images (defaul
     return metrics
 
 # %% ../nbs/09_cli.ipynb #32982b96
+FULL_RECIPE = ("the full PETS recipe (ResNet50 fine-tuned: lr_find, 3 + 10 epochs; minutes on a GPU, hours on a CPU): "
+               "pet_breeds_train --data PETS_IMAGES --mode finetune, with the images from untar_data(URLs.PETS) or "
+               "https://www.robots.ox.ac.uk/~vgg/data/pets/")
+
+def run_summary(m:dict, out) -> str:
+    "What a run used, chose and measured, for the terminal."
+    rep = m['data_report']
+    lines = [f"data: {m['data']}: {m['data_source']}; {rep['images']} images ({len(rep['skipped'])} skipped)",
+             f"mode: {m['mode']}: {m['mode_reason']}", m['weights']]
+    if m['mode'] == 'probe':
+        cv = m['cv']; lo, hi = cv['interval95']
+        cat_dog = f"; cat vs dog {cv['species_accuracy']:.3f}" if 'species_accuracy' in cv else ''
+        lines += [f"backbones: {'+'.join(m['backbones'])}, chosen by {cv['folds']}-fold cross-validation among "
+                  f"{len(m['candidates'])} candidates",
+                  f"cross-validated accuracy {cv['accuracy']:.3f} (95% interval {lo:.3f}-{hi:.3f}, fold spread "
+                  f"{cv['fold_std']:.3f}) on {cv['images']} images{cat_dog}",
+                  f"final head fitted on {m['trained_on']} images" + (' (all of them: --no-refit keeps a validation split)' if m['refit'] else '')]
+        rows = m['unseen']['predictions']
+        if rows:
+            lines.append(f"held back {len(rows)} photos, {sum(r['correct'] for r in rows)} predicted right (predictions.csv):")
+            lines += [f"  {r['file']}: {r['predicted']} {r['probability']:.2f} ({'right' if r['correct'] else 'wrong, is ' + r['label']})" for r in rows]
+    else:
+        last, n = (m['epochs'][-1] if m['epochs'] else {}), int(np.array(m['confusion']['matrix']).sum())
+        err = last.get('error_rate', float('nan'))
+        span = ''
+        if n and err == err:   # the interval a validation split of n images allows (wide when n is small)
+            lo, hi = wilson_interval(round((1 - err) * n), n)
+            span = f" (accuracy 95% interval {lo:.3f}-{hi:.3f})"
+        lines.append(f"trained {m['settings']['arch']}: error_rate {err:.4f} on {n} validation images{span}")
+    lines.append(f"wrote {out} in {m['total_seconds']:.0f}s")
+    if not (m['mode'] == 'finetune' and m['data_source'].startswith('PETS')): lines.append(FULL_RECIPE)
+    return '\n'.join(lines)
+
 @call_parse
 @delegates(train_pets, but=['lr_max', '_resuming'])
 def main(**kwargs):
-    "Train a pet-breed classifier (by default the PETS recipe: ResNet50, lr_find, 3 frozen + 10 unfrozen epochs) and export it."
+    "Train a pet-breed classifier (the PETS recipe on PETS; on a small folder or the bundled sample, the probe) and export it."
     with command_errors('pet_breeds_train'): m = train_pets(**kwargs)
-    last = m['epochs'][-1] if m['epochs'] else {}
-    print(f"trained {m['settings']['arch']} on {m['data_report']['images']} images "
-          f"({len(m['data_report']['skipped'])} skipped) in {m['total_seconds']:.0f}s; "
-          f"error_rate {last.get('error_rate', float('nan')):.4f}; wrote {kwargs.get('out', 'runs/pets')}")
+    print(run_summary(m, kwargs.get('resume') or kwargs.get('out', 'runs/pets')))

@@ -105,16 +105,17 @@ def test_path_resolution_order(tmp_path, sample_dir, monkeypatch):
     monkeypatch.setenv(ENV_VAR, str(tmp_path/'nope'))
     with pytest.raises(DataNotFound, match=ENV_VAR): pets_images_path()
 
-def test_offline_without_data_names_the_three_ways(tmp_path):
-    "No path, no env var, an empty fastai cache and no network: one clear error, no traceback."
-    env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
-    env['FASTAI_HOME'] = str(tmp_path/'fastai')
+def test_a_missing_named_folder_names_the_three_ways(tmp_path):
+    """`$PET_BREEDS_DATA` naming a folder that is not there: one clear error, no traceback, and the bundled sample
+    does not stand in for what the user named (without any data the command trains on the sample: test_probe)."""
+    env = {**os.environ, ENV_VAR: str(tmp_path/'nope'), 'FASTAI_HOME': str(tmp_path/'fastai')}
     r = subprocess.run([str(Path(sys.executable).parent/'pet_breeds_train'), '--out', str(tmp_path/'out')],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode != 0
     assert 'Traceback' not in r.stderr
-    for needle in ('--data DIR', ENV_VAR, 'untar_data(URLs.PETS)', 'oxford-iiit-pet.tgz', str(tmp_path/'fastai')):
+    for needle in (str(tmp_path/'nope'), '--data DIR', ENV_VAR, 'untar_data(URLs.PETS)', 'oxford-iiit-pet.tgz', str(tmp_path/'fastai')):
         assert needle in r.stderr, (needle, r.stderr)
+    assert not (tmp_path/'out'/'model').exists()
 
 
 # --- the pre-sized cache -------------------------------------------------------------------------
