@@ -51,3 +51,103 @@ def run_cli(*args, timeout=600, env=None, **kw):
     exe = Path(sys.executable).parent/args[0]
     e = {**os.environ, **(env or {})}
     return subprocess.run([str(exe), *map(str, args[1:])], capture_output=True, text=True, timeout=timeout, env=e, **kw)
+
+# --- no network in the tests ---------------------------------------------------------------------
+# Every test runs as it would on a machine without internet: a connection to anything but this machine
+# (loopback: the Voila server, the docs' HTTP server) fails at once with `NetworkBlocked`, in the test
+# process and in every Python subprocess it starts (through a `sitecustomize` on PYTHONPATH). A test
+# that really needs the network says so with `@pytest.mark.network`.
+# The guard is one piece of source, run here and by the subprocesses' sitecustomize.
+NETWORK_GUARD = r'''
+import ipaddress as _ipaddress, socket as _socket
+
+class NetworkBlocked(ConnectionRefusedError):
+    "A test tried to reach a host other than this machine; the test suite runs offline."
+
+_LOCAL_NAMES = {'', 'localhost', 'localhost.localdomain', 'ip6-localhost', 'ip6-loopback'}
+_originals = {}
+
+def is_local_host(host) -> bool:
+    "Whether `host` (a name or address; None for a local bind) names this machine (its own host name may be looked up)."
+    if host is None: return True
+    if isinstance(host, (bytes, bytearray)): host = bytes(host).decode('ascii', 'replace')
+    host = str(host).strip().strip('[]').lower()
+    if host in _LOCAL_NAMES or host.endswith('.localhost') or host == _socket.gethostname().lower(): return True
+    try: a = _ipaddress.ip_address(host.split('%')[0])
+    except ValueError: return False
+    return a.is_loopback or a.is_unspecified or (getattr(a, 'ipv4_mapped', None) is not None and a.ipv4_mapped.is_loopback)
+
+def _check_address(family, address):
+    if family not in (_socket.AF_INET, _socket.AF_INET6): return   # Unix sockets, netlink: not the network
+    host = address[0] if isinstance(address, tuple) and address else address
+    if not is_local_host(host): raise NetworkBlocked(f"network blocked in the tests: connection to {address!r}")
+
+def _connect(self, address):
+    _check_address(self.family, address)
+    return _originals['connect'](self, address)
+
+def _connect_ex(self, address):
+    _check_address(self.family, address)
+    return _originals['connect_ex'](self, address)
+
+def _create_connection(address, *args, **kwargs):
+    if not is_local_host(address[0]): raise NetworkBlocked(f"network blocked in the tests: connection to {address!r}")
+    return _originals['create_connection'](address, *args, **kwargs)
+
+def _getaddrinfo(host, *args, **kwargs):
+    if not is_local_host(host): raise NetworkBlocked(f"network blocked in the tests: name lookup of {host!r}")
+    return _originals['getaddrinfo'](host, *args, **kwargs)
+
+def block_network():
+    "Make every connection to another machine (and every name lookup of one) raise `NetworkBlocked`."
+    if _originals: return
+    _originals.update(connect=_socket.socket.connect, connect_ex=_socket.socket.connect_ex,
+                      create_connection=_socket.create_connection, getaddrinfo=_socket.getaddrinfo)
+    _socket.socket.connect, _socket.socket.connect_ex = _connect, _connect_ex
+    _socket.create_connection, _socket.getaddrinfo = _create_connection, _getaddrinfo
+
+def allow_network():
+    "Undo `block_network`."
+    if not _originals: return
+    _socket.socket.connect, _socket.socket.connect_ex = _originals['connect'], _originals['connect_ex']
+    _socket.create_connection, _socket.getaddrinfo = _originals['create_connection'], _originals['getaddrinfo']
+    _originals.clear()
+'''
+NO_NETWORK_ENV = 'PET_BREEDS_TESTS_NO_NETWORK'
+
+import types as _types
+netguard = _types.ModuleType('pet_breeds_test_netguard')
+exec(compile(NETWORK_GUARD, 'pet_breeds_test_netguard', 'exec'), netguard.__dict__)
+NetworkBlocked = netguard.NetworkBlocked
+
+_SITECUSTOMIZE = (f"import os\nif os.environ.get({NO_NETWORK_ENV!r}) == '1':\n"
+                  f"    exec(compile({NETWORK_GUARD!r}, 'pet_breeds_test_netguard', 'exec'))\n"
+                  f"    block_network()\n")
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'network: the test may reach the internet (the others run with the network blocked)')
+
+@pytest.fixture(autouse=True, scope='session')
+def _offline_subprocesses(tmp_path_factory):
+    "Python subprocesses of the tests (the console scripts, Voila) run with the same guard, through a `sitecustomize`."
+    site = tmp_path_factory.mktemp('netguard')
+    (site/'sitecustomize.py').write_text(_SITECUSTOMIZE)
+    old = {k: os.environ.get(k) for k in ('PYTHONPATH', NO_NETWORK_ENV)}
+    os.environ['PYTHONPATH'] = os.pathsep.join([str(site), *filter(None, [old['PYTHONPATH']])])
+    os.environ[NO_NETWORK_ENV] = '1'
+    netguard.block_network()   # session fixtures (the tiny model) too
+    yield site
+    netguard.allow_network()
+    for k, v in old.items():
+        if v is None: os.environ.pop(k, None)
+        else: os.environ[k] = v
+
+@pytest.fixture(autouse=True)
+def no_network(request, monkeypatch, _offline_subprocesses):
+    "Block the network for this test (in-process and in its subprocesses) unless it is marked `network`."
+    if request.node.get_closest_marker('network') is None:
+        netguard.block_network(); yield; return
+    netguard.allow_network()
+    monkeypatch.delenv(NO_NETWORK_ENV, raising=False)
+    try: yield
+    finally: netguard.block_network()

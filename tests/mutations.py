@@ -1,0 +1,314 @@
+"""Mutation testing by a scripted list: does the suite fail when the code is wrong?
+
+Each mutation changes exact text in one of the package's modules (`pet_breeds/*.py`, the files
+`nbdev_export` writes). For each, the runner copies the repository (without `.venv` and `.git`) to
+`SCRATCH/<n>`, applies the change there, runs the tests chosen for it against the copy (the copy's
+`pet_breeds` first on the path, checked, so the editable install of the checkout is not used, also
+by the console scripts the tests start) and records *killed* (a test failed) or *survived* (all
+passed: a test is missing). The checkout itself is never touched.
+
+    .venv/bin/python tests/mutations.py --list          # the mutations, and whether each still applies
+    .venv/bin/python tests/mutations.py                  # run them all (about 7 min on 2 busy cores), print the table
+    .venv/bin/python tests/mutations.py 3 7 --keep       # only these, keeping their scratch copies
+
+To save the ~25 s of importing PyTorch and fastai per mutant, the runner imports them once and forks a
+child per mutant that runs pytest (`--no-fork`: a fresh `python -m pytest` each time instead).
+Mutations marked `issue` are those issue 10 reported as passing the suite; each must be killed.
+Not collected by pytest (the name does not start with `test_`)."""
+from __future__ import annotations
+import argparse, os, shutil, signal, subprocess, sys, time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRATCH = Path(os.environ.get('PET_BREEDS_MUTATION_DIR', '/tmp/mut'))
+TIMEOUT = 600   # seconds per mutant; a mutant that makes the tests hang counts as killed ('timeout')
+IGNORE = shutil.ignore_patterns('.venv', '.git', '__pycache__', '.pytest_cache', '.hypothesis', '.ruff_cache',
+                                '*.egg-info', '_proc', '_docs', 'runs')
+
+@dataclass
+class Mutation:
+    name: str
+    file: str                  # under pet_breeds/
+    edits: list                # [(exact old text, new text)]; each old text must occur exactly once
+    tests: list                # pytest node ids or files, relative to the repository root
+    issue: bool = False        # reported in issue 10's "Found": must be killed
+
+    def apply(self, text:str) -> str:
+        for old, new in self.edits:
+            n = text.count(old)
+            if n != 1: raise LookupError(f"{self.file}: expected the text once, found it {n} times: {old!r}")
+            text = text.replace(old, new)
+        return text
+
+P = 'tests/test_recipe_pins.py::'
+MUTATIONS = [
+    # --- issue 10, "Found": each passed the suite before -------------------------------------------------
+    Mutation("stage 2 lr_max -> stage 1's rate (train_finetune)", 'train.py',
+             [("Stage(spec.epochs, slice(*spec.lr_max), frozen=False)", "Stage(spec.epochs, spec.lr, frozen=False)")],
+             [P+'test_train_finetune_with_the_default_spec', P+'test_train_pets_runs_the_whole_recipe'], issue=True),
+    Mutation("stage 2 lr_max -> stage 1's rate (train_two_stage)", 'train.py',
+             [("Stage(epochs, lr_max, frozen=False)", "Stage(epochs, lr, frozen=False)")],
+             [P+'test_train_two_stage_defaults', P+'test_stage2_rates_in_a_real_run'], issue=True),
+    Mutation("default epochs 3/10 -> 1/1 (train_pets)", 'cli.py',
+             [("freeze_epochs:int=3,", "freeze_epochs:int=1,"), ("epochs:int=10, ", "epochs:int=1, ")],
+             [P+'test_entry_point_defaults_are_the_recipe', P+'test_train_pets_runs_the_whole_recipe'], issue=True),
+    Mutation("default epochs 3/10 -> 1/1 (TrainSpec)", 'train.py',
+             [("    freeze_epochs: int = 3\n    epochs: int = 10\n", "    freeze_epochs: int = 1\n    epochs: int = 1\n")],
+             [P+'test_entry_point_defaults_are_the_recipe', P+'test_train_finetune_with_the_default_spec'], issue=True),
+    Mutation("default epochs 3/10 -> 1/1 (train_two_stage)", 'train.py',
+             [("freeze_epochs:int=3, epochs:int=10,", "freeze_epochs:int=1, epochs:int=1,")],
+             [P+'test_entry_point_defaults_are_the_recipe', P+'test_train_two_stage_defaults'], issue=True),
+    Mutation("seed=42 -> seed=0 in pets_dataloaders", 'data.py',
+             [("bs:int=64, valid_pct:float=0.2, seed:int=42,", "bs:int=64, valid_pct:float=0.2, seed:int=0,")],
+             [P+'test_validation_split_is_random_splitter_02_seed_42', P+'test_entry_point_defaults_are_the_recipe'], issue=True),
+    Mutation("aug_transforms: flips off", 'data.py',
+             [("aug_transforms(size=size, min_scale=min_scale)", "aug_transforms(size=size, min_scale=min_scale, do_flip=False)")],
+             [P+'test_transforms_are_resize_460_and_default_aug_transforms_224'], issue=True),
+    Mutation("aug_transforms: rotation off", 'data.py',
+             [("aug_transforms(size=size, min_scale=min_scale)", "aug_transforms(size=size, min_scale=min_scale, max_rotate=0.)")],
+             [P+'test_transforms_are_resize_460_and_default_aug_transforms_224'], issue=True),
+    Mutation("aug_transforms: lighting off", 'data.py',
+             [("aug_transforms(size=size, min_scale=min_scale)", "aug_transforms(size=size, min_scale=min_scale, max_lighting=0.)")],
+             [P+'test_transforms_are_resize_460_and_default_aug_transforms_224'], issue=True),
+    Mutation("aug_transforms: warp off", 'data.py',
+             [("aug_transforms(size=size, min_scale=min_scale)", "aug_transforms(size=size, min_scale=min_scale, max_warp=0.)")],
+             [P+'test_transforms_are_resize_460_and_default_aug_transforms_224'], issue=True),
+    Mutation("read_model_json (read_meta): format check deleted", 'runtime.py',
+             [("or meta.get('format') != FORMAT:", "or False:")],
+             [P+'test_a_model_json_of_another_format_is_refused', P+'test_a_model_json_without_a_format_is_refused'], issue=True),
+    Mutation("read_model_json (read_meta): version check deleted", 'runtime.py',
+             [("if meta.get('format_version', 0) > FORMAT_VERSION:", "if False:")],
+             [P+'test_a_newer_format_version_is_refused_naming_it'], issue=True),
+    Mutation("read_meta: both checks bypassed", 'inference.py',
+             [("    try: return read_model_json(path)\n",
+               "    try: return json.loads((Path(path) if Path(path).suffix == '.json' else Path(path)/'model.json').read_text())\n")],
+             [P+'test_a_model_json_of_another_format_is_refused', P+'test_a_newer_format_version_is_refused_naming_it'], issue=True),
+    # --- core.py ---------------------------------------------------------------------------------------
+    Mutation("BREED_RE case-sensitive", 'core.py',
+             [("|bmp|webp|tiff?)$', re.IGNORECASE)", "|bmp|webp|tiff?)$')")],
+             ['tests/test_bad_images.py::test_labels_accept_any_case_and_image_extension']),
+    Mutation("BREED_RE dot unescaped", 'core.py',
+             [(r"(.+)_\d+\.(?:jpe?g", r"(.+)_\d+.(?:jpe?g")],
+             ['tests/test_bad_images.py::test_labels_accept_any_case_and_image_extension']),
+    Mutation("species label swapped", 'core.py',
+             [("return 'cat' if breed_label(fname)[:1].isupper() else 'dog'", "return 'dog' if breed_label(fname)[:1].isupper() else 'cat'")],
+             ['tests/test_data.py::test_species_from_capitalisation']),
+    Mutation("open_image: EXIF transpose removed", 'core.py',
+             [("if _orientation(im) != 1: im = ImageOps.exif_transpose(im)", "pass")],
+             ['tests/test_bad_images.py::test_the_pixels_are_right']),
+    Mutation("16-bit images clipped instead of scaled", 'core.py',
+             [("a = a.astype(np.float32) / 257           # 0-65535 -> 0-255", "a = a.astype(np.float32)")],
+             ['tests/test_bad_images.py::test_the_pixels_are_right']),
+    Mutation("read_image_bytes: empty-file check removed", 'core.py',
+             [("    if not data: raise BadImage(f\"{label}: empty file\")\n", "")],
+             ['tests/test_bad_images.py::test_scan_keeps_what_it_can_read_and_names_the_rest', P+'test_read_image_bytes_names_an_empty_file']),
+    Mutation("transparency composited on black", 'core.py',
+             [("Image.new('RGBA', rgba.size, (255, 255, 255, 255))", "Image.new('RGBA', rgba.size, (0, 0, 0, 255))")],
+             ['tests/test_bad_images.py', 'tests/test_onnx.py::test_read_rgb_opens_like_open_image']),
+    # --- data.py ---------------------------------------------------------------------------------------
+    Mutation("resize_short scales the longer side", 'data.py',
+             [("s = size / min(w, h)", "s = size / max(w, h)")],
+             ['tests/test_data.py::test_an_interrupted_write_leaves_no_trusted_file']),
+    Mutation("fit_workers off by one", 'data.py',
+             [("return max(0, min(cpus - 1, 8))", "return max(0, min(cpus, 8))")],
+             ['tests/test_data.py::test_worker_count_fits_the_machine']),
+    Mutation("scan: extension check removed", 'data.py',
+             [("if fn.suffix.lower() not in IMAGE_EXTENSIONS:", "if False:")],
+             ['tests/test_bad_images.py::test_scan_keeps_what_it_can_read_and_names_the_rest']),
+    Mutation("validation reads the resized copies", 'data.py',
+             [("loader = LoadImage({f: report.cached[f] for f in train if f in report.cached})", "loader = LoadImage(report.cached)")],
+             ['tests/test_data.py::test_cached_batches_match_uncached']),
+    Mutation("Resize(460) -> Resize(224) in the recipe", 'data.py',
+             [("def pets_transforms(item_size:int=460,", "def pets_transforms(item_size:int=224,")],
+             [P+'test_entry_point_defaults_are_the_recipe', P+'test_transforms_are_resize_460_and_default_aug_transforms_224']),
+    # --- train.py --------------------------------------------------------------------------------------
+    Mutation("lr_find_iterations off by one", 'train.py',
+             [("round(LR_FIND_SHARE * n_batches * epochs)", "round(LR_FIND_SHARE * n_batches * epochs) + 1")],
+             [P+'test_lr_find_iterations']),
+    Mutation("stage 1 uses lr_find's minimum, not its valley", 'train.py',
+             [("found = suggestions['valley'] if suggestions else None", "found = suggestions['minimum'] if suggestions else None")],
+             [P+'test_train_two_stage_defaults', 'tests/test_training.py::test_lr_find_supplies_the_stage1_rate']),
+    Mutation("BnFreeze callback dropped", 'train.py',
+             [("return [BnFreeze()] if self.frozen and not self.train_bn else []", "return []")],
+             ['tests/test_training.py::test_pretrained_stage1_leaves_the_whole_body_alone']),
+    Mutation("TRAIN_BN = True", 'train.py',
+             [("TRAIN_BN = False", "TRAIN_BN = True")],
+             [P+'test_entry_point_defaults_are_the_recipe', 'tests/test_training.py::test_pretrained_stage1_leaves_the_whole_body_alone']),
+    Mutation("from scratch: stage 1 batch norm frozen too", 'train.py',
+             [("TRAIN_BN if getattr(learn, 'pretrained', True) else True", "TRAIN_BN")],
+             ['tests/test_training.py::test_stage1_trains_head_and_bn_only_stage2_trains_body']),
+    Mutation("stage 1 not frozen", 'train.py',
+             [("learn.freeze() if self.frozen else learn.unfreeze()", "learn.unfreeze()")],
+             ['tests/test_training.py::test_stage1_trains_head_and_bn_only_stage2_trains_body']),
+    Mutation("resume: checkpoint epoch + 1", 'train.py',
+             [("(prog['stage'], prog['epoch'] + 1)", "(prog['stage'], prog['epoch'] + 2)")],
+             ['tests/test_resume.py']),
+    Mutation("write_atomic: tmp never replaces the file", 'train.py',
+             [("        f.write(data.encode() if isinstance(data, str) else data); f.flush(); os.fsync(f.fileno())\n    os.replace(tmp, path)\n",
+               "        f.write(data.encode() if isinstance(data, str) else data); f.flush(); os.fsync(f.fileno())\n")],
+             [P+'test_train_pets_runs_the_whole_recipe']),
+    Mutation("write_atomic writes in place (not atomic)", 'train.py',
+             [("    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')\n    with open(tmp, 'wb') as f:",
+               "    tmp = path\n    with open(tmp, 'wb') as f:")],
+             [P+'test_write_atomic_never_leaves_half_a_file']),
+    # --- inference.py / runtime.py ---------------------------------------------------------------------
+    Mutation("export: vocab order reversed", 'inference.py',
+             [("'vocab': list(map(str, dls.vocab)), 'head'", "'vocab': list(map(str, dls.vocab))[::-1], 'head'")],
+             ['tests/test_export_cli.py::test_loading_never_unpickles']),
+    Mutation("PetModel.topk: least probable first", 'inference.py',
+             [("vals, idxs = p.topk(min(k, len(self.vocab)))", "vals, idxs = p.topk(min(k, len(self.vocab)), largest=False)")],
+             ['tests/test_export_cli.py::test_predict_accepts_path_bytes_and_pil']),
+    Mutation("OnnxModel.topk: least probable first", 'runtime.py',
+             [("idx = np.argsort(-np.asarray(p), kind='stable')", "idx = np.argsort(np.asarray(p), kind='stable')")],
+             ['tests/test_onnx.py::test_predict_without_pytorch_prints_what_pytorch_prints']),
+    Mutation("runtime.read_rgb: EXIF transpose removed", 'runtime.py',
+             [("ImageOps.exif_transpose(im)", "im")],
+             ['tests/test_onnx.py::test_read_rgb_opens_like_open_image']),
+]
+
+# --- running ------------------------------------------------------------------------------------------
+
+PRELOAD = ['torch', 'torchvision', 'fastai.vision.all', 'fastai.callback.training', 'fastai.callback.fp16', 'pytest',
+           'hypothesis', 'safetensors.torch', 'matplotlib.pyplot', 'PIL.Image', 'numpy']
+
+def _env(copy:Path) -> dict:
+    return {'PYTHONPATH': str(copy), 'PYTHONDONTWRITEBYTECODE': '1', 'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', '1'),
+            'MPLBACKEND': 'Agg'}
+
+def _pytest_args(tests) -> list: return ['-x', '-q', '-p', 'no:cacheprovider', '-p', 'no:randomly', *tests]
+
+CHECK = "import pet_breeds, sys; from pathlib import Path; f = Path(pet_breeds.__file__).resolve(); " \
+        "print('pet_breeds from', f, flush=True); sys.exit(0 if f.is_relative_to(Path({copy!r}).resolve()) else 99)"
+
+def _child(copy:Path, tests, log:Path):
+    "In the forked child: run pytest on `copy`'s tests against `copy`'s package; never returns."
+    try:
+        os.setpgid(0, 0)
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 1); os.dup2(fd, 2)
+        os.chdir(copy)
+        os.environ.update(_env(copy))
+        sys.path.insert(0, str(copy))
+        sys.dont_write_bytecode = True
+        import importlib; importlib.invalidate_caches()
+        import pet_breeds
+        where = Path(pet_breeds.__file__).resolve()
+        print('pet_breeds from', where, flush=True)
+        if not where.is_relative_to(copy.resolve()): os._exit(99)
+        import pytest
+        rc = int(pytest.main(_pytest_args(tests)))
+        sys.stdout.flush(); sys.stderr.flush()
+        os._exit(rc)
+    except BaseException as e:
+        print(f'runner error: {type(e).__name__}: {e}', flush=True)
+        os._exit(98)
+
+def _wait(pid:int, timeout:float):
+    "The child's exit status, or None when it ran past `timeout` (then it and its process group are killed)."
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done: return os.waitstatus_to_exitcode(status)
+        time.sleep(0.2)
+    try: os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError: pass
+    os.waitpid(pid, 0)
+    return None
+
+def run_tests(copy:Path, tests, log:Path, fork:bool=True, timeout:float=TIMEOUT):
+    "pytest's exit code for `tests` run against `copy` (None: timed out)."
+    if fork:
+        sys.stdout.flush(); sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0: _child(copy, tests, log)
+        return _wait(pid, timeout)
+    env = {**os.environ, **_env(copy)}
+    with open(log, 'w') as out:
+        check = subprocess.run([sys.executable, '-c', CHECK.format(copy=str(copy))], cwd=copy, env=env, stdout=out, stderr=out)
+        if check.returncode: return 99
+        p = subprocess.Popen([sys.executable, '-m', 'pytest', *_pytest_args(tests)], cwd=copy, env=env, stdout=out,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+        try: return p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL); p.wait()
+            return None
+
+def fresh_copy(dest:Path) -> Path:
+    "A copy of the checkout at `dest`, with `../shared` (the real PETS sample) reachable from it as from the checkout."
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(ROOT, dest, ignore=IGNORE, symlinks=True)
+    shared = dest.parent/'shared'
+    if not shared.exists() and (ROOT.parent/'shared').exists(): shared.symlink_to(ROOT.parent/'shared')
+    return dest
+
+def outcome(rc) -> str:
+    if rc is None: return 'killed (timeout)'
+    return {0: 'SURVIVED', 1: 'killed'}.get(rc, f'error (pytest exit {rc})')
+
+def run(mutations, fork=True, keep=False, baseline=True, timeout=TIMEOUT):
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    if fork:
+        import importlib
+        for m in PRELOAD: importlib.import_module(m)
+    rows = []
+    if baseline:   # the chosen tests pass on the unmutated copy, or the run means nothing
+        tests = list(dict.fromkeys(t for _, m in mutations for t in m.tests))
+        copy = fresh_copy(SCRATCH/'baseline')
+        t0 = time.monotonic()
+        rc = run_tests(copy, tests, SCRATCH/'baseline.log', fork, timeout * 3)
+        print(f"baseline: {len(tests)} test targets {'pass' if rc == 0 else f'FAIL (exit {rc})'} "
+              f"on the unmutated copy ({time.monotonic() - t0:.0f} s); log {SCRATCH/'baseline.log'}", flush=True)
+        if rc != 0: sys.exit("the unmutated code fails its tests: fix that first")
+        if not keep: shutil.rmtree(copy, ignore_errors=True)
+    for i, m in mutations:
+        copy, log, t0 = SCRATCH/str(i), SCRATCH/f'{i}.log', time.monotonic()
+        try: mutated = m.apply((ROOT/'pet_breeds'/m.file).read_text())
+        except LookupError as e:
+            rows.append((i, m, 'error (does not apply)', 0.)); print(f'{i:>2} {e}', flush=True); continue
+        fresh_copy(copy)
+        (copy/'pet_breeds'/m.file).write_text(mutated)
+        res = outcome(run_tests(copy, m.tests, log, fork, timeout))
+        rows.append((i, m, res, time.monotonic() - t0))
+        print(f"{i:>2} {res:<17} {time.monotonic() - t0:5.0f} s  {m.name}", flush=True)
+        if not keep: shutil.rmtree(copy, ignore_errors=True)
+    return rows
+
+def table(rows) -> str:
+    w = max(len(m.name) for _, m, *_ in rows)
+    lines = [f"{'#':>2}  {'mutation':<{w}}  {'module':<12}  {'issue':<5}  {'result':<17}  {'s':>4}  tests",
+             '-' * (w + 60)]
+    for i, m, res, secs in rows:
+        lines.append(f"{i:>2}  {m.name:<{w}}  {m.file:<12}  {'yes' if m.issue else '':<5}  {res:<17}  {secs:4.0f}  "
+                     + ', '.join(t.replace('tests/', '') for t in m.tests))
+    killed = sum(r.startswith('killed') for _, _, r, _ in rows)
+    issue = [(r) for _, m, r, _ in rows if m.issue]
+    lines += ['', f"score: {killed}/{len(rows)} mutants killed ({100 * killed / max(len(rows), 1):.0f}%); "
+                  f"issue 10's: {sum(r.startswith('killed') for r in issue)}/{len(issue)}"]
+    survived = [f'{i} {m.name}' for i, m, r, _ in rows if not r.startswith('killed')]
+    if survived: lines.append('not killed: ' + '; '.join(survived))
+    return '\n'.join(lines)
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('which', nargs='*', type=int, help='numbers of the mutations to run (default: all)')
+    ap.add_argument('--list', action='store_true', help='list the mutations and whether each applies, run nothing')
+    ap.add_argument('--keep', action='store_true', help=f'keep the scratch copies under {SCRATCH}')
+    ap.add_argument('--no-fork', action='store_true', help='a fresh python per mutant instead of forking a preloaded one')
+    ap.add_argument('--no-baseline', action='store_true', help='skip the run of the chosen tests on the unmutated code')
+    ap.add_argument('--timeout', type=float, default=TIMEOUT, help='seconds per mutant')
+    a = ap.parse_args()
+    chosen = [(i, m) for i, m in enumerate(MUTATIONS, 1) if not a.which or i in a.which]
+    if a.list:
+        for i, m in chosen:
+            try: m.apply((ROOT/'pet_breeds'/m.file).read_text()); ok = 'applies'
+            except LookupError as e: ok = f'DOES NOT APPLY: {e}'
+            print(f"{i:>2} {'[issue] ' if m.issue else ''}{m.name} ({m.file}): {ok}\n     tests: {' '.join(m.tests)}")
+        return
+    t0 = time.monotonic()
+    rows = run(chosen, fork=not a.no_fork, keep=a.keep, baseline=not a.no_baseline, timeout=a.timeout)
+    print('\n' + table(rows))
+    print(f"\n{len(rows)} mutants in {(time.monotonic() - t0) / 60:.1f} min")
+    if any(m.issue and not r.startswith('killed') for _, m, r, _ in rows): sys.exit(1)
+
+if __name__ == '__main__': main()
