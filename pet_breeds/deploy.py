@@ -79,8 +79,8 @@ def export_main(argv=None):
           f"{meta['onnx']['check_max_abs_diff']:.1g}", flush=True)
 
 # %% ../nbs/14_onnx.ipynb #828c9806
-def load_predictor(path, onnx:bool=False):
-    "The model at `path`, ready to predict: an `OnnxModel` (onnxruntime) or a `PetModel` (PyTorch), as `model_kind` says."
+def load_predictor(path, onnx:bool=False, trust_pickle:bool=False):
+    "The model at `path`, ready to predict: an `OnnxModel` (onnxruntime) or a `PetModel` (PyTorch), as `model_kind` says; a fastai export only with `trust_pickle`."
     if model_kind(path, onnx) == 'onnx': return OnnxModel.load(path)
     folder = model_folder(path)
     if not torch_available():
@@ -89,7 +89,7 @@ def load_predictor(path, onnx:bool=False):
         raise BadModel(f"{path}: this model needs PyTorch, which is not installed here; {hint}")
     from pet_breeds.core import PetBreedsError
     from pet_breeds.inference import load_model
-    try: return load_model(path)
+    try: return load_model(path, trust_pickle=trust_pickle)
     except PetBreedsError as e: raise BadModel(str(e)) from None
 
 # %% ../nbs/14_onnx.ipynb #ec1edc8f
@@ -105,7 +105,9 @@ def predict_main(argv=None):
     p.add_argument('--tta', action=argparse.BooleanOptionalAction, default=None,
                    help=f"average each image's probabilities with its mirror image's (test-time augmentation); "
                         f"default: {'--tta' if use_tta() else '--no-tta'} (pet_breeds.runtime.TTA_DEFAULT)")
+    p.add_argument('--trust_pickle', action='store_true',
+                   help="load MODEL even if it is a fastai export (export.pkl): unpickling it runs any code it holds, so only for files you trust")
     a = p.parse_args(argv)
-    try: pm = load_predictor(a.model, a.onnx)
+    try: pm = load_predictor(a.model, a.onnx, a.trust_pickle)
     except PredictError as e: sys.exit(f"pet_breeds_predict: {e}")
     if not print_results(pm.predict_many(a.images, k=a.k, bs=a.bs, tta=a.tta), a.json): sys.exit(1)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_inference.ipynb #23b295fd
 from __future__ import annotations
-import json, sys
+import json, sys, warnings
 from pathlib import Path
 from .core import *
 import torch
@@ -13,12 +13,13 @@ from fastai.vision.all import *
 import pet_breeds
 from .data import pets_transforms, norm_stats, normalize_tfms
 from .learner import build_model
-from .runtime import (FORMAT, FORMAT_VERSION, WEIGHTS_FILE, PredictError, read_model_json, preprocess_spec,
+from .runtime import (FORMAT, FORMAT_VERSION, MODEL_JSON, WEIGHTS_FILE, PredictError, read_model_json, preprocess_spec,
                                 model_kind, OnnxModel, format_top, print_results, use_tta, tta_mean)
 from . import runtime
 
 # %% auto #0
-__all__ = ['export_model', 'read_meta', 'topk_in_batches', 'PetModel', 'load_model']
+__all__ = ['PICKLE_FILE', 'export_model', 'read_meta', 'check_meta', 'load_weights', 'topk_in_batches', 'PetModel',
+           'UnpicklingWarning', 'fastai_export', 'learner_meta', 'load_model']
 
 # %% ../nbs/05_inference.ipynb #9d64413f
 def _versions() -> dict:
@@ -50,6 +51,56 @@ def read_meta(path) -> dict:
     try: return read_model_json(path)
     except PredictError as e: raise PetBreedsError(str(e)) from None
 
+# %% ../nbs/05_inference.ipynb #1fa7df19
+def check_meta(meta:dict, fn) -> dict:
+    "`meta`, read from `fn`, if it holds what loading needs (a vocab of distinct labels as long as `n_out`, the image sizes); else `PetBreedsError` naming `fn` and the entry."
+    def bad(msg): return PetBreedsError(f"{fn}: {msg}; the file is damaged or was not written by export_model (export the model again)")
+    count = lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0
+    for k, ok, what in [('vocab', lambda v: isinstance(v, list) and v and all(isinstance(o, str) for o in v), 'a list of labels'),
+                        ('n_out', count, 'a positive whole number'), ('item_size', count, 'a positive whole number'),
+                        ('size', count, 'a positive whole number'),
+                        ('min_scale', lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1, 'a number in (0, 1]')]:
+        if k not in meta: raise bad(f"no {k!r} entry")
+        if not ok(meta[k]): raise bad(f"{k!r} is {meta[k]!r}, not {what}")
+    vocab = meta['vocab']
+    if len(set(vocab)) != len(vocab): raise bad(f"'vocab' repeats a label")
+    if meta['n_out'] != len(vocab): raise bad(f"wrong class count: 'n_out' is {meta['n_out']} but 'vocab' has {len(vocab)} labels")
+    return meta
+
+# %% ../nbs/05_inference.ipynb #085e6523
+def _few(keys, n:int=3) -> str: return ', '.join(keys[:n]) + (f' and {len(keys) - n} more' if len(keys) > n else '')
+
+def load_weights(model:nn.Module, fn) -> nn.Module:
+    "Load the safetensors file `fn` into `model`; `PetBreedsError` naming `fn` if it is missing, unreadable, or does not fit `model`."
+    fn = Path(fn)
+    if not fn.is_file():
+        raise PetBreedsError(f"{fn}: missing; an exported model folder holds {MODEL_JSON} and {WEIGHTS_FILE} (copy the whole folder, or export again)")
+    try: state = load_file(fn)
+    except Exception as e: raise PetBreedsError(f"{fn}: unreadable: truncated or damaged ({type(e).__name__}: {e}); copy it again, or export again") from None
+    own = model.state_dict()
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    w = f'{linears[-1]}.weight' if linears else None
+    if w in state and w in own and state[w].ndim == 2 and state[w].shape[0] != own[w].shape[0]:
+        raise PetBreedsError(f"{fn}: wrong class count: its last layer ({w}) has {state[w].shape[0]} outputs, but {MODEL_JSON}'s "
+                             f"vocab has {own[w].shape[0]} labels; the two files are not of the same model")
+    missing, unexpected = [k for k in own if k not in state], [k for k in state if k not in own]
+    shapes = [f"{k} is {tuple(state[k].shape)}, the network's {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    problems = ([f"{len(missing)} tensors missing ({_few(missing)})"] if missing else []) + \
+               ([f"{len(unexpected)} unexpected ({_few(unexpected)})"] if unexpected else []) + \
+               ([f"{len(shapes)} of another shape ({_few(shapes)})"] if shapes else [])
+    prefix = f"{fn}: the weights do not fit the network {MODEL_JSON} describes"
+    if problems: raise PetBreedsError(f"{prefix}: {'; '.join(problems)}")
+    try: model.load_state_dict(state)
+    except RuntimeError as e: raise PetBreedsError(f"{prefix} ({e})") from None
+    return model
+
+# %% ../nbs/05_inference.ipynb #79ffc79a
+def _build(meta:dict, fn) -> nn.Module:
+    "`build_model(meta)`, its errors naming `fn`."
+    try: return build_model(meta)
+    except KeyError as e: raise PetBreedsError(f"{fn}: no {e} entry, which the {meta.get('mode', 'finetune')!r} mode needs to build its network") from None
+    except PetBreedsError as e: raise type(e)(f"{fn}: {e}") from None
+
 # %% ../nbs/05_inference.ipynb #6fbf4b32
 def topk_in_batches(items, probs, topk, k:int=3, bs:int=64, names=None) -> list:
     "Open `items` in chunks of `bs` with `open_image`, run `probs` on the readable ones, and return `{'file', 'top'}` or `{'file', 'error'}` per item."
@@ -68,17 +119,77 @@ class PetModel:
 
     @classmethod
     def load(cls, path, device=None) -> PetModel:
-        "Load an exported model folder: `model.json` + `model.safetensors`; never unpickles."
+        "Load an exported model folder: `model.json` + `model.safetensors`, both checked (`check_meta`, `load_weights`); never unpickles."
         path = Path(path)
         meta = read_meta(path)
         folder = path if path.is_dir() else path.parent
-        model = build_model(meta)
-        model.load_state_dict(load_file(folder/'model.safetensors'))
-        return cls(model, meta, device)
+        check_meta(meta, path if path.suffix == '.json' else folder/MODEL_JSON)
+        return cls(load_weights(_build(meta, folder/MODEL_JSON), folder/WEIGHTS_FILE), meta, device)
+
+    @classmethod
+    def from_learner(cls, learn:Learner, device=None, source=None) -> PetModel:
+        "A fastai `Learner` of this package's recipe (as `load_learner` returns it), ready to predict: its network, vocab and image sizes (`learner_meta`)."
+        return cls(learn.model, learner_meta(learn, source), device)
 
 # %% ../nbs/05_inference.ipynb #a47b3005
-def load_model(path, device=None, onnx:bool=False) -> PetModel|OnnxModel:
-    "Load an exported pet_breeds model folder (see `export_model`); its `model.onnx` with onnxruntime when `runtime.model_kind` says so."
+PICKLE_FILE = 'export.pkl'
+
+class UnpicklingWarning(UserWarning):
+    "A fastai export is being unpickled (`trust_pickle=True`): it can run any code the file holds."
+
+def fastai_export(path, trust_pickle:bool=False) -> Path|None:
+    "The pickle if `path` names a fastai export (a `.pkl` file, or a folder with `export.pkl` and no `model.json`), else `None`; `PetBreedsError` for one unless `trust_pickle`."
+    path = Path(path)
+    if path.suffix == '.pkl': fn = path
+    elif path.is_dir() and not (path/MODEL_JSON).exists() and (path/PICKLE_FILE).exists(): fn = path/PICKLE_FILE
+    else: return None
+    if trust_pickle: return fn
+    raise PetBreedsError(f"{fn}: refused: a fastai export is a pickle, and unpickling can run any code the file holds. "
+                         f"If you trust where it came from, opt in: load_model(..., trust_pickle=True), or --trust_pickle on the command line")
+
+# %% ../nbs/05_inference.ipynb #5f22b175
+def learner_meta(learn:Learner, source=None) -> dict:
+    "What `PetModel` needs of a fastai `Learner` trained with this package's recipe: its vocab and the sizes of its `Resize` and `aug_transforms` crop; `PetBreedsError` naming `source` for another input pipeline."
+    dls, names = learn.dls, lambda tfms: sorted(type(t).__name__ for t in tfms)
+    vocab = list(map(str, dls.vocab))
+    resize = [t for t in dls.after_item if isinstance(t, Resize)]
+    crop = [t for t in dls.after_batch if isinstance(t, RandomResizedCropGPU)]
+    other = PetBreedsError(f"{ifnone(source, 'the learner')}: its input pipeline ({', '.join(names(dls.after_item) + names(dls.after_batch))}) "
+                           f"is not this package's recipe (a square, cropping Resize, then aug_transforms(size, min_scale)), the only one PetModel rebuilds")
+    if len(resize) != 1 or len(crop) != 1: raise other
+    r, c = resize[0], crop[0]
+    if r.method != ResizeMethod.Crop or r.size[0] != r.size[1] or c.size[0] != c.size[1] or c.valid_scale != 1: raise other
+    meta = {'format': 'fastai-export', 'source': str(source) if source else None, 'mode': getattr(learn, 'mode', 'finetune'),
+            'arch': getattr(learn, 'arch_name', None), 'pretrained': bool(getattr(learn, 'pretrained', False)), 'n_out': len(vocab),
+            'vocab': vocab, 'head': getattr(learn, 'head_kwargs', {}), 'normalize': norm_stats(dls),
+            'label': 'species' if set(vocab) <= {'cat', 'dog'} else 'breed',
+            'item_size': int(r.size[0]), 'size': int(c.size[0]), 'min_scale': float(c.min_scale), 'valid_files': []}
+    item_tfms, batch_tfms = pets_transforms(meta['item_size'], meta['size'], meta['min_scale'])
+    if (names(dls.after_item), names(dls.after_batch)) != (names([*item_tfms, ToTensor()]),
+                                                           names([IntToFloatTensor(), *batch_tfms, *normalize_tfms(meta['normalize'])])): raise other
+    return meta
+
+# %% ../nbs/05_inference.ipynb #a31329bb
+def _unpickle(fn:Path, device=None) -> PetModel:
+    "Unpickle the fastai export `fn` with `load_learner`, after a warning naming it, as a `PetModel`; only for a file the caller trusts."
+    if not fn.is_file(): raise PetBreedsError(f"{fn}: no such file")
+    warnings.warn(f"{fn}: unpickling a fastai export (trust_pickle=True): this runs whatever code the file holds", UnpicklingWarning, stacklevel=3)
+    import fastai.learner
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message='load_learner` uses')   # fastai's own, which names no file
+            learn = fastai.learner.load_learner(fn, cpu=True)
+    except Exception as e: raise PetBreedsError(f"{fn}: fastai cannot load it ({type(e).__name__}: {e})") from None
+    if not isinstance(learn, Learner): raise PetBreedsError(f"{fn}: not a fastai export (it holds a {type(learn).__name__}, not a Learner)")
+    return PetModel.from_learner(learn, device, fn)
+
+# %% ../nbs/05_inference.ipynb #5e3d3f0a
+def load_model(path, device=None, onnx:bool=False, trust_pickle:bool=False) -> PetModel|OnnxModel:
+    "Load an exported pet_breeds model folder (see `export_model`); its `model.onnx` with onnxruntime when `runtime.model_kind` says so; a fastai export only with `trust_pickle` (see `fastai_export`)."
+    pkl = fastai_export(path, trust_pickle)
+    if pkl is not None:
+        if onnx: raise PetBreedsError(f"{pkl}: a fastai export runs with PyTorch only, not onnxruntime")
+        return _unpickle(pkl, device)
     if model_kind(path, onnx) == 'onnx':
         try: return OnnxModel.load(path)
         except PredictError as e: raise PetBreedsError(str(e)) from None

@@ -108,6 +108,8 @@ def _eval_files(meta:dict, data=None, test=None) -> list:
         files = scan_images(folder).images
         if not files: raise DataNotFound(f"{folder}: no readable images")
         return files
+    if not meta.get('valid_files'):
+        raise DataNotFound("the model records no validation images (a fastai export records none); pass --test DIR, a folder of PETS-named images")
     folder = pets_images_path(data)
     files = [folder/f for f in meta['valid_files']]
     missing = [f for f in files if not f.exists()]
@@ -127,9 +129,9 @@ def _all_in_both(items):
     return idx, idx
 
 # %% ../nbs/06_interpret.ipynb #5b4dcdd6
-def interpret_model(model, data=None, test=None, bs:int=64) -> PetInterpretation:
-    "A `PetInterpretation` of an exported model (path or `PetModel`) on its validation split, or on `test`."
-    pm = model if isinstance(model, PetModel) else load_model(model)
+def interpret_model(model, data=None, test=None, bs:int=64, trust_pickle:bool=False) -> PetInterpretation:
+    "A `PetInterpretation` of an exported model (path or `PetModel`) on its validation split, or on `test`; a fastai export only with `trust_pickle`."
+    pm = model if isinstance(model, PetModel) else load_model(model, trust_pickle=trust_pickle)
     meta = pm.meta
     files = _eval_files(meta, data, test)
     _check_labels(files, meta['label'], pm.vocab)
@@ -169,8 +171,9 @@ def interpret_main(model:str,             # exported model folder
                    out:str='interpret',   # output folder
                    test:str=None,         # evaluate this folder of PETS-named images instead of the validation split
                    k:int=9,               # top losses to show
-                   bs:int=64):            # batch size
+                   bs:int=64,             # batch size
+                   trust_pickle:bool=False):  # load MODEL even if it is a fastai export (export.pkl): unpickling it runs any code it holds
     "Confusion matrix, most confused pairs, top losses and per-class scores of an exported model."
-    with command_errors('pet_breeds_interpret'): rep = write_report(interpret_model(model, data, test, bs), out, k)
+    with command_errors('pet_breeds_interpret'): rep = write_report(interpret_model(model, data, test, bs, trust_pickle), out, k)
     print(f"{rep['images']} images, error rate {rep['error_rate']:.4f}; wrote {out}/confusion.png, top_losses.png, "
           f"most_confused.csv, per_class.csv")

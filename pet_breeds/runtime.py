@@ -44,6 +44,10 @@ def read_model_json(path) -> dict:
     try: meta = json.loads(fn.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e: raise BadModel(f"{fn}: not valid JSON ({e})") from None
     if not isinstance(meta, dict) or meta.get('format') != FORMAT: raise BadModel(f"{fn}: not a pet_breeds model file")
+    v = meta.get('format_version')
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise BadModel(f"{fn}: " + ("no format_version" if v is None else f"unknown format version {v!r}") +
+                       f" (this pet_breeds reads versions 1 to {FORMAT_VERSION}); export the model again")
     if meta.get('format_version', 0) > FORMAT_VERSION:
         raise BadModel(f"{fn}: format version {meta['format_version']} is newer than this pet_breeds reads; upgrade pet_breeds")
     return meta

@@ -159,13 +159,15 @@ def sort_main(model:Param("exported model folder, or its model.onnx (run by onnx
               settle:Param("with --watch: seconds a file must stay unchanged before it is sorted", float)=2.0,
               onnx:Param("run the model folder's model.onnx with onnxruntime instead of PyTorch", store_true)=False,
               tta:Param("average each image's probabilities with its mirror image's (test-time augmentation); "
-                        "neither --tta nor --no-tta: pet_breeds.runtime.TTA_DEFAULT", action=argparse.BooleanOptionalAction)=None):
+                        "neither --tta nor --no-tta: pet_breeds.runtime.TTA_DEFAULT", action=argparse.BooleanOptionalAction)=None,
+              trust_pickle:Param("load MODEL even if it is a fastai export (export.pkl): unpickling it runs any code it holds, "
+                                 "so only for files you trust", store_true)=False):
     "Sort images into a folder per predicted breed, once or continuously; never overwrites, never loses a file."
     with command_errors('pet_breeds_sort', OSError):
         check_folders(incoming, out)
         if not 0 <= min_prob <= 1: raise PetBreedsError(f"--min_prob must be between 0 and 1, not {min_prob}")
         if bs < 1: raise PetBreedsError(f"--bs must be at least 1, not {bs}")
-        pm = load_model(model, onnx=onnx)
+        pm = load_model(model, onnx=onnx, trust_pickle=trust_pickle)
     stop = threading.Event()
     old = _stop_on_signals(stop) if threading.current_thread() is threading.main_thread() else {}
     try:

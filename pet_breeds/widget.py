@@ -13,7 +13,7 @@ import ipywidgets as widgets
 import nbformat
 from fastcore.basics import patch
 from fastcore.script import call_parse, Param
-from .inference import PetModel, load_model, read_meta
+from .inference import PetModel, load_model, read_meta, fastai_export
 
 # %% auto #0
 __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'CSS', 'APP_NAME', 'open_upload', 'predict_upload', 'result_html', 'result_widget',
@@ -94,8 +94,8 @@ def result_widget(r:dict) -> widgets.HTML:
 class PredictWidget(widgets.VBox):
     "Upload images and see the top-`k` labels of `model` (a `PetModel` or an exported model folder) for each."
     def __init__(self, model, k:int=3, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS, thumb:int=128,
-                 max_results:int=50, tta:bool|None=None, **kwargs):
-        self.model = model if isinstance(model, PetModel) else load_model(model)
+                 max_results:int=50, tta:bool|None=None, trust_pickle:bool=False, **kwargs):
+        self.model = model if isinstance(model, PetModel) else load_model(model, trust_pickle=trust_pickle)
         self.k, self.max_bytes, self.max_pixels, self.thumb, self.max_results = k, max_bytes, max_pixels, thumb, max_results
         self.tta = tta
         self.n_processed, self.last = 0, []
@@ -156,12 +156,13 @@ def _on_upload(self:PredictWidget, change):
 # %% ../nbs/10_widget.ipynb #e44d993a
 APP_NAME = 'pet_breeds.ipynb'  # Voila's page title is the notebook's name
 
-def app_notebook(model, dest, k:int=3, max_bytes:int=MAX_BYTES, tta:bool|None=None) -> Path:
-    "Write the app's notebook (and its `voila.json`) for the exported `model` folder into `dest`; return its path."
+def app_notebook(model, dest, k:int=3, max_bytes:int=MAX_BYTES, tta:bool|None=None, trust_pickle:bool=False) -> Path:
+    "Write the app's notebook (and its `voila.json`) for the exported `model` folder into `dest`; return its path. `trust_pickle`: the widget may unpickle a fastai export."
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
     src = ("# written by pet_breeds_app; serve with `voila pet_breeds.ipynb`\n"
            "from pet_breeds.widget import PredictWidget\n"
-           f"PredictWidget({str(Path(model).resolve())!r}, k={k}, max_bytes={max_bytes}, tta={tta!r})")
+           f"PredictWidget({str(Path(model).resolve())!r}, k={k}, max_bytes={max_bytes}, tta={tta!r}"
+           f"{', trust_pickle=True' if trust_pickle else ''})")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src)])
     nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}
     nbformat.write(nb, dest/APP_NAME)
@@ -183,12 +184,13 @@ def app_main(model:str,                   # exported model folder
              k:int=3,                      # labels shown per image
              max_mb:float=MAX_BYTES/1e6,   # largest accepted file, in MB
              tta:Param("average each image's probabilities with its mirror image's (test-time augmentation); "
-                       "neither --tta nor --no-tta: pet_breeds.runtime.TTA_DEFAULT", action=argparse.BooleanOptionalAction)=None):
+                       "neither --tta nor --no-tta: pet_breeds.runtime.TTA_DEFAULT", action=argparse.BooleanOptionalAction)=None,
+             trust_pickle:bool=False):     # load MODEL even if it is a fastai export (export.pkl): unpickling it runs any code it holds
     "Serve the upload-and-predict page for an exported model with Voila."
     with command_errors('pet_breeds_app'):
-        read_meta(model)
+        if fastai_export(model, trust_pickle) is None: read_meta(model)
         if importlib.util.find_spec('voila') is None: raise PetBreedsError("Voila is not installed: pip install voila")
-    nb = app_notebook(model, tempfile.mkdtemp(prefix='pet_breeds_app_'), k=k, max_bytes=int(max_mb * 1e6), tta=tta)
+    nb = app_notebook(model, tempfile.mkdtemp(prefix='pet_breeds_app_'), k=k, max_bytes=int(max_mb * 1e6), tta=tta, trust_pickle=trust_pickle)
     cmd = voila_command(nb, port, no_browser, ip)
     print(f"pet_breeds_app: serving {model} at http://{ip}:{port}/ (Ctrl-C to stop)", flush=True)
     os.chdir(nb.parent)  # Voila's config (voila.json) is read from the working folder
