@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_cli.ipynb #7989e34b
 from __future__ import annotations
-import csv, hashlib, io, json, os, shutil, time
+import csv, hashlib, io, json, os, shutil, subprocess, sys, time
 from collections import Counter
 from types import SimpleNamespace
 from pathlib import Path
@@ -17,11 +17,13 @@ from .probe import fit_probe, choose_mode, offline_backbones, wilson_interval, P
 from .train import TrainSpec, get_trainer, plot_losses, choose_policy, write_atomic, BadCheckpoint
 from .inference import export_model, load_model
 from .interpret import PetInterpretation, plot_confusion
+from .distrib import (init_distributed, is_distributed, is_main, world_size, backend, gather, on_main,
+                                 weights_digest, launch_command, without_option)
 
 # %% auto #0
 __all__ = ['MODES', 'FULL_RECIPE', 'check_writable', 'save_run_options', 'saved_run_options', 'check_same_images', 'find_images',
            'class_counts', 'pick_holdout', 'weights_note', 'write_predictions', 'train_probe', 'train_pets',
-           'run_summary', 'main']
+           'write_run', 'run_summary', 'main']
 
 # %% ../nbs/09_cli.ipynb #8361b987
 MODES = ('auto', 'finetune', 'probe', 'features', 'cut')
@@ -37,7 +39,8 @@ def check_writable(out):
     "Create `out` and prove a file can be written there, before any training; `BadOptions` names the folder if not."
     try:
         Path(out).mkdir(parents=True, exist_ok=True)
-        write_atomic(Path(out)/'.write-test', b'ok'); (Path(out)/'.write-test').unlink()
+        test = Path(out)/f'.write-test-{os.getpid()}'   # one per process: several may check at once
+        write_atomic(test, b'ok'); test.unlink()
     except OSError as e: raise BadOptions(f"{out}: cannot write the run's output there ({e.strerror or e})") from e
 
 def _images_fingerprint(dls) -> str:
@@ -194,6 +197,7 @@ def train_pets(data:str=None,              # folder of PETS-style images, or 'sa
     labeller(label)
     _check_options(mode, pretrained, valid_pct)
     choose_policy(precision)
+    init_distributed()   # before the loaders: on GPUs each process takes its own device
     check_writable(out)
     folder, source = find_images(data)
     why = f"--mode {mode}, as asked"
@@ -203,6 +207,7 @@ def train_pets(data:str=None,              # folder of PETS-style images, or 'sa
             counts = class_counts(folder, label)
             mode, why = choose_mode(sum(counts.values()), len(counts))
     common = dict(data=str(folder), data_source=source, mode_reason=why)
+    if mode == 'probe' and not is_main(): return {'mode': 'probe'}   # a logistic regression: the main process fits it alone
     if mode == 'probe':
         holdout = ifnone(holdout, 8 if folder == sample_path() else 0)
         run = train_probe(folder, out, arch, label, bs, seed, valid_pct, folds, refit, holdout, num_workers, cache_dir, size)
@@ -228,21 +233,31 @@ def train_pets(data:str=None,              # folder of PETS-style images, or 'sa
                            size=size, min_scale=min_scale, num_workers=num_workers)
     out.mkdir(parents=True, exist_ok=True)
     spec.checkpoints, spec.resume = out/'checkpoints', _resuming
-    if not _resuming: save_run_options(out, args, dls)
-    else: check_same_images(out, dls)
+    if not _resuming and is_main(): save_run_options(out, args, dls)
+    elif _resuming: check_same_images(out, dls)
     learn, run = trainer(dls, spec)
+    digests = gather(weights_digest(learn.model))
+    return on_main(write_run, learn, run, dls, out, spec, t0, dict(common, mode=mode, pretrained=pretrained, arch=arch.name,
+                                                                    label=label, settings=settings, digests=digests))
+
+def write_run(learn, run:dict, dls, out, spec, t0:float, info:dict) -> dict:
+    "Export the trained model, draw its plots and write `metrics.json` (the main process's work); return the metrics."
+    mode, arch, label, settings, digests = info['mode'], info['arch'], info['label'], info['settings'], info['digests']
     export_model(learn, out/'model')
     plot_losses(run, out/'loss.png')
     interp = PetInterpretation.from_learner(learn)
     plot_confusion(interp, out/'confusion.png', title=f'Confusion matrix ({label}, validation)')
-    metrics = {**common, 'mode': mode, 'weights': weights_note([arch.name]) if pretrained else 'none: random weights, as asked',
+    common = {k: info[k] for k in ('data', 'data_source', 'mode_reason')}
+    metrics = {**common, 'mode': mode, 'weights': weights_note([arch]) if info['pretrained'] else 'none: random weights, as asked',
                'epochs': run['epochs'], 'lr_find': run['lr_find'], 'lr_find_its': run['lr_find_its'], 'lr': run['lr'],
                'stages': run['stages'], 'policy': run['policy'], 'estimated_seconds': run['estimated_seconds'],
                'data_report': dls.report.to_dict(dls.path), 'vocab': list(map(str, dls.vocab)),
                'train_seconds': run['total_seconds'], 'total_seconds': round(time.perf_counter() - t0, 3),
                'confusion': {'labels': list(map(str, interp.vocab)), 'matrix': interp.confusion_matrix().tolist()},
                'settings': settings, 'batch_losses': run['batch_losses'],
-               **({'feature_cache': run['feature_cache']} if 'feature_cache' in run else {})}
+               **({'feature_cache': run['feature_cache']} if 'feature_cache' in run else {}),
+               **({'distributed': {'processes': len(digests), 'backend': backend(), 'weights_sha256': digests}}
+                  if len(digests) > 1 else {})}
     write_atomic(out/'metrics.json', json.dumps(metrics, indent=1))
     shutil.rmtree(spec.checkpoints, ignore_errors=True)   # the run is complete: the model and its report are written
     return metrics
@@ -283,7 +298,10 @@ def run_summary(m:dict, out) -> str:
 
 @call_parse
 @delegates(train_pets, but=['lr_max', '_resuming'])
-def main(**kwargs):
+def main(distributed:int=0,   # train data-parallel in this many processes (accelerate launch: GPUs if any, else CPU processes)
+         **kwargs):
     "Train a pet-breed classifier (the PETS recipe on PETS; on a small folder or the bundled sample, the probe) and export it."
+    if distributed > 1 and not is_distributed():
+        sys.exit(subprocess.call(launch_command(without_option(sys.argv[1:], 'distributed'), distributed)))
     with command_errors('pet_breeds_train'): m = train_pets(**kwargs)
-    print(run_summary(m, kwargs.get('resume') or kwargs.get('out', 'runs/pets')))
+    if is_main(): print(run_summary(m, kwargs.get('resume') or kwargs.get('out', 'runs/pets')))

@@ -14,6 +14,7 @@ from fastai.callback.training import BnFreeze
 from safetensors import SafetensorError
 from safetensors.torch import save_file, load_file
 from .learner import pets_learner, lookup_mode
+from .distrib import is_main, is_distributed, on_main, broadcast, data_parallel, inner_dl
 
 # %% auto #0
 __all__ = ['NATIVE_BF16_FLAGS', 'PRECISIONS', 'TRAIN_BN', 'LR_FIND_SHARE', 'LR_FIND_MIN', 'LR_FIND_MAX', 'CHECKPOINT_VERSION',
@@ -199,7 +200,8 @@ def _sync(device):
 
 def probe_seconds(learn:Learner, policy:Policy) -> dict:
     "Seconds of a forward pass (eval, no grad) and of a forward and backward pass through every layer, on `learn`'s current batch."
-    model, flags = learn.model, [p.requires_grad for p in learn.model.parameters()]
+    model = getattr(learn.model, 'module', learn.model)   # under data_parallel: the network, not its DDP wrapper (no collectives)
+    flags = [p.requires_grad for p in model.parameters()]
     modes = [m.training for m in model.modules()]
     model.eval()
     try:
@@ -277,7 +279,7 @@ def rng_states(dls=None) -> dict:
             'numpy': [np_state[0], np_state[1].tolist(), *np_state[2:]],
             'torch': torch.get_rng_state().tolist(),
             'cuda': [s.tolist() for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
-            'loaders': [[s[0], list(s[1]), s[2]] for s in (dl.rng.getstate() for dl in (dls.loaders if dls else []))]}
+            'loaders': [[s[0], list(s[1]), s[2]] for s in (inner_dl(dl).rng.getstate() for dl in (dls.loaders if dls else []))]}
 
 def set_rng_states(states:dict, dls=None):
     "Restore what `rng_states` returned."
@@ -286,7 +288,7 @@ def set_rng_states(states:dict, dls=None):
     torch.set_rng_state(torch.tensor(states['torch'], dtype=torch.uint8))
     if states['cuda'] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in states['cuda']])
-    for dl, s in zip(dls.loaders if dls else [], states['loaders']): dl.rng.setstate((s[0], tuple(s[1]), s[2]))
+    for dl, s in zip(dls.loaders if dls else [], states['loaders']): inner_dl(dl).rng.setstate((s[0], tuple(s[1]), s[2]))
 
 # %% ../nbs/03_train.ipynb #b0d68605
 def save_checkpoint(folder, learn:Learner, progress:dict) -> Path:
@@ -295,7 +297,8 @@ def save_checkpoint(folder, learn:Learner, progress:dict) -> Path:
     name = f"stage{progress['stage']}-epoch{progress['epoch']}"
     tmp = folder/f'.{name}.tmp'
     shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir()
-    save_file({k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}, tmp/'model.safetensors')
+    model = getattr(learn.model, 'module', learn.model)   # the network, also while data_parallel wraps it
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp/'model.safetensors')
     sd, tensors, rest = learn.opt.state_dict(), {}, []
     for i, st in enumerate(sd['state']):
         tensors.update({f'{i}.{k}': v.detach().cpu().contiguous() for k, v in st.items() if isinstance(v, Tensor)})
@@ -344,14 +347,14 @@ class Checkpoint(Callback):
     order = Recorder.order + 3   # after `RunLog` has logged the epoch
     def __init__(self, folder, progress, skip_to:int=0): store_attr()
     def after_epoch(self):
-        if self.epoch >= self.skip_to: save_checkpoint(self.folder, self.learn, self.progress(self.epoch))
+        if self.epoch >= self.skip_to and is_main(): save_checkpoint(self.folder, self.learn, self.progress(self.epoch))
 
 # %% ../nbs/03_train.ipynb #6e5cf9f4
 def fit_stages(learn:Learner, stages, lr_find_fname=None, lr_find_its:int=None, policy:Policy=None, show:bool=True,
                checkpoints=None, resume:bool=False) -> dict:
     "The training core: lr_find if a stage needs its rate, then `fit_one_cycle` per `Stage` under `policy`, logged, timed, checkpointed."
     t0, log, suggestions, stages = time.perf_counter(), RunLog(), None, list(stages)
-    policy = ifnone(policy, choose_policy(device=learn.dls.device))
+    policy, show = ifnone(policy, choose_policy(device=learn.dls.device)), show and is_main()
     fast, its, before, start = FastPath(policy), 0, 0., (1, 0)
     if show: print(f"precision: {policy.name}{', channels_last' if policy.channels_last else ''} on {policy.device} ({policy.reason})")
     saved = read_checkpoint(checkpoints) if resume and checkpoints is not None else None
@@ -368,7 +371,8 @@ def fit_stages(learn:Learner, stages, lr_find_fname=None, lr_find_its:int=None, 
             n, epochs = len(learn.dls.train), sum(s.epochs for s in stages)
             its = ifnone(lr_find_its, lr_find_iterations(n, epochs))
             if show: print(f"lr_find: {its} iterations (fastai's default is 100; this run has {n} batches x {epochs} epochs)")
-            with learn.added_cbs([fast, *stages[0].callbacks()]): suggestions = find_lr(learn, lr_find_fname, its)
+            with learn.added_cbs([fast, *stages[0].callbacks()]): suggestions = on_main(find_lr, learn, lr_find_fname, its)
+            if is_distributed(): set_rng_states(broadcast(rng_states(learn.dls)), learn.dls)   # one random stream again
     found = suggestions['valley'] if suggestions else None
     estimate = RunEstimate(stages, t0, policy, show=show and not saved)
     def progress(i, epoch): return {'stage': i, 'epoch': epoch, 'lr_find': suggestions, 'lr_find_its': its,
@@ -383,7 +387,7 @@ def fit_stages(learn:Learner, stages, lr_find_fname=None, lr_find_its:int=None, 
         if skip < stage.epochs:
             cbs = [log, fast, estimate, *stage.callbacks()]
             if checkpoints is not None: cbs.append(Checkpoint(checkpoints, partial(progress, i), skip))
-            learn.fit_one_cycle(stage.epochs, ifnone(stage.lr, found), cbs=cbs, start_epoch=skip)
+            with data_parallel(learn): learn.fit_one_cycle(stage.epochs, ifnone(stage.lr, found), cbs=cbs, start_epoch=skip)
     first = stages[0].to_dict(found)['lr'] if stages else None
     records = [{**s.to_dict(found), 'peak_lrs': log.peak_lrs.get(i)} for i, s in enumerate(stages, 1)]
     return {'epochs': log.epochs, 'lr_find': suggestions, 'lr_find_its': its, 'lr': first, 'stages': records,

@@ -165,6 +165,19 @@ MUTATIONS = [
     Mutation("runtime.read_rgb: EXIF transpose removed", 'runtime.py',
              [("ImageOps.exif_transpose(im)", "im")],
              ['tests/test_onnx.py::test_read_rgb_opens_like_open_image']),
+    # --- distrib.py / train.py: data-parallel training (issue 11) --------------------------------------
+    Mutation("data_parallel does nothing (every process trains on all the data)", 'distrib.py',
+             [("    if not is_distributed():\n        yield learn; return\n", "    if True:\n        yield learn; return\n")],
+             ['tests/test_distributed.py::test_two_processes_train_one_model_and_only_the_main_one_writes']),
+    Mutation("metrics averaged per process (padding counted twice)", 'distrib.py',
+             [("    learn.metrics = [exact_metric(m) for m in metrics]\n    learn.recorder.loss = AccumMetric(_loss_on(learn.loss_func), flatten=False)\n", "")],
+             ['tests/test_distributed.py::test_the_metrics_cover_the_whole_validation_set_once']),
+    Mutation("weights_digest reads names and shapes only", 'distrib.py',
+             [("        h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes())\n", "")],
+             ['tests/test_distributed.py::test_the_digests_are_those_of_the_exported_weights']),
+    Mutation("after lr_find the processes keep their own random streams", 'train.py',
+             [("            if is_distributed(): set_rng_states(broadcast(rng_states(learn.dls)), learn.dls)", "            pass")],
+             ['tests/test_distributed.py::test_sigkill_then_resume_in_two_processes']),
 ]
 
 # --- running ------------------------------------------------------------------------------------------
