@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_inference.ipynb #23b295fd
 from __future__ import annotations
-import json, sys, warnings
+import json, os, sys, warnings
 from pathlib import Path
 from .core import *
 import torch
@@ -13,6 +13,7 @@ from fastai.vision.all import *
 import pet_breeds
 from .data import pets_transforms, norm_stats, normalize_tfms
 from .learner import build_model
+from .train import write_atomic
 from .runtime import (FORMAT, FORMAT_VERSION, MODEL_JSON, WEIGHTS_FILE, PredictError, read_model_json, preprocess_spec,
                                 model_kind, OnnxModel, format_top, print_results, use_tta, tta_mean)
 from . import runtime
@@ -41,8 +42,9 @@ def export_model(learn:Learner, dest, extra:dict=None) -> Path:
             **getattr(learn, 'export_extra', {}), **(extra or {})}
     meta['preprocess'] = preprocess_spec(meta)
     state = {k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}
-    save_file(state, dest/'model.safetensors', metadata={'format': FORMAT})
-    (dest/'model.json').write_text(json.dumps(meta, indent=1))
+    tmp = dest/f'.model.safetensors.tmp-{os.getpid()}'     # atomic, as every file the package writes
+    save_file(state, tmp, metadata={'format': FORMAT}); os.replace(tmp, dest/'model.safetensors')
+    write_atomic(dest/'model.json', json.dumps(meta, indent=1))
     return dest
 
 # %% ../nbs/05_inference.ipynb #bc2b847f
