@@ -108,6 +108,12 @@ def test_every_command_refuses_a_pickle_and_runs_nothing(evil, no_unpickling, tm
         assert '--trust_pickle' in e.value.code
     assert not marker.exists() and not (tmp_path/'rep').exists()
 
+def test_the_sorter_in_the_library_refuses_a_pickle(evil, tmp_path):
+    from pet_breeds.sort import Sorter
+    folder, marker = evil
+    with pytest.raises(PetBreedsError, match=re.escape(f'{folder/"export.pkl"}: refused')): Sorter(folder, tmp_path/'out')
+    assert not marker.exists()
+
 def test_predict_command_refuses_a_pickle(evil, tmp_path):
     folder, marker = evil
     photo().save(tmp_path/'cat.jpg')
@@ -214,6 +220,8 @@ def test_the_other_commands_load_a_fastai_export_with_the_flag(fastai_learner, t
     with pytest.warns(UnpicklingWarning):
         sort_main(model=str(folder), incoming=str(tmp_path/'in'), out=str(tmp_path/'out'), copy=True, min_prob=0.0, trust_pickle=True)
     assert sorted(p.name for p in (tmp_path/'out').rglob('*.jpg')) == sorted(f.name for f in files[:3])
+    from pet_breeds.sort import Sorter
+    with pytest.warns(UnpicklingWarning): assert Sorter(folder, tmp_path/'out2', trust_pickle=True).model.vocab == VOCAB
     with pytest.warns(UnpicklingWarning):
         with pytest.raises(SystemExit, match='records no validation images'): interpret_main(model=str(folder), out=str(tmp_path/'r0'), trust_pickle=True)
     with pytest.warns(UnpicklingWarning):
