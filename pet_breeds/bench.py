@@ -17,11 +17,15 @@ from .learner import pets_learner, get_arch
 from .train import (Stage, FastPath, choose_policy, native_bf16_cpu, lr_find_iterations, format_duration,
                               LR_FIND_MAX, _sync)
 from .inference import export_model, load_model
+from .data import sample_path
+from .core import open_image
+from .runtime import OnnxModel, ONNX_FILE
+from .deploy import export_onnx
 
 # %% auto #0
-__all__ = ['PETS_TRAIN', 'PETS_VALID', 'synthetic_pets', 'Throughput', 'PeakMemory', 'stock_learner', 'package_learner',
-           'time_epoch', 'ceiling_step', 'time_predict', 'project_recipe_minutes', 'machine_info', 'run_bench',
-           'format_bench', 'bench_main']
+__all__ = ['PETS_TRAIN', 'PETS_VALID', 'DEPLOY_ARCHS', 'synthetic_pets', 'Throughput', 'PeakMemory', 'stock_learner',
+           'package_learner', 'time_epoch', 'ceiling_step', 'time_predict', 'project_recipe_minutes', 'machine_info',
+           'run_bench', 'format_bench', 'time_per_image', 'deploy_row', 'run_deploy', 'format_deploy', 'bench_main']
 
 # %% ../nbs/15_bench.ipynb #1b9e344d
 PETS_TRAIN, PETS_VALID = 5912, 1478   # PETS's 7,390 images at the recipe's 20% validation split
@@ -207,6 +211,49 @@ def format_bench(res:dict) -> str:
               f"{format_duration(60 * res['projected_recipe_minutes']['package']):>18}"]
     return '\n'.join(lines)
 
+# %% ../nbs/15_bench.ipynb #58797617
+DEPLOY_ARCHS = ('resnet50', 'vgg16', 'inception_v3', 'xception', 'efficientnet_lite0')
+
+def time_per_image(predictor, images, repeat:int=3) -> float:
+    "Median milliseconds `predictor.probs([image], bs=1)` takes over `images`, `repeat` times each, after a warm-up."
+    predictor.probs(images[:1], bs=1)
+    ts = []
+    for _ in range(repeat):
+        for im in images:
+            t = time.perf_counter(); predictor.probs([im], bs=1); ts.append(time.perf_counter() - t)
+    return 1000 * float(np.median(ts))
+
+def deploy_row(folder, arch:str, dest, images, repeat:int=3) -> dict:
+    "Export `arch` (trained on nothing: sizes and speed only) with its ONNX file and time both predictors."
+    spec = get_arch(arch)
+    pretrained = spec.name.startswith('efficientnet_lite')   # the ImageNet weights on disk here
+    dls = pets_dataloaders(folder, bs=8, size=spec.size, num_workers=0)
+    dest = export_model(pets_learner(dls, spec.name, pretrained=pretrained), Path(dest)/spec.name)
+    export_onnx(dest)
+    mb = lambda f: round((dest/f).stat().st_size / 2**20, 1)
+    return {'arch': spec.name, 'weights': 'ImageNet' if pretrained else 'random', 'size': spec.size,
+            'safetensors_mb': mb('model.safetensors'), 'onnx_mb': mb(ONNX_FILE),
+            'pytorch_ms': time_per_image(load_model(dest), images, repeat),
+            'onnxruntime_ms': time_per_image(OnnxModel.load(dest), images, repeat)}
+
+def run_deploy(folder=None, archs=DEPLOY_ARCHS, n_images:int=8, repeat:int=3) -> dict:
+    "`deploy_row` for each of `archs` on `n_images` photos of `folder` (default: the bundled sample)."
+    folder = Path(ifnone(folder, sample_path()))
+    images = [open_image(f) for f in sorted(get_image_files(folder))[:n_images]]
+    with tempfile.TemporaryDirectory() as tmp: rows = [deploy_row(folder, a, tmp, images, repeat) for a in archs]
+    return {'rows': rows, 'images': len(images), 'repeat': repeat, 'folder': str(folder), 'machine': machine_info()}
+
+def format_deploy(res:dict) -> str:
+    "The deployment figures as a table."
+    m = res['machine']
+    lines = [f"per-image latency (batch of 1, preprocessing included), median of {res['images']} photos x {res['repeat']}; "
+             f"{m['cpu']} ({m['cores']} cores, {m['torch_threads']} PyTorch threads)", '',
+             f"{'architecture':<20}{'weights':>9}{'px':>5}{'safetensors':>13}{'onnx':>9}{'PyTorch':>11}{'onnxruntime':>13}{'ratio':>7}"]
+    for r in res['rows']:
+        lines.append(f"{r['arch']:<20}{r['weights']:>9}{r['size']:>5}{r['safetensors_mb']:>10.1f} MB{r['onnx_mb']:>6.1f} MB"
+                     f"{r['pytorch_ms']:>8.1f} ms{r['onnxruntime_ms']:>10.1f} ms{r['pytorch_ms'] / r['onnxruntime_ms']:>6.1f}x")
+    return '\n'.join(lines)
+
 # %% ../nbs/15_bench.ipynb #0277aef7
 @call_parse
 def bench_main(data:str=None,          # folder of PETS-style photos to measure on
@@ -219,11 +266,20 @@ def bench_main(data:str=None,          # folder of PETS-style photos to measure 
                predict_images:int=32,  # images for the prediction comparison
                precision:str='auto',   # the package's precision (see `choose_policy`)
                json:str=None,          # also write the figures to this JSON file
+               deploy:bool=False,      # instead: each family's file sizes and per-image latency, PyTorch against onnxruntime
+               archs:str=None,         # with --deploy: comma-separated architectures (default: one of each family)
               ):
     "Measure the PETS recipe's training and prediction speed: stock fastai against pet_breeds, with the raw ceiling."
     with command_errors('pet_breeds_bench'):
         get_arch(arch); choose_policy(precision)
         if data is not None and synthetic is not None: raise BadOptions("pass --data or --synthetic, not both")
+        if deploy:
+            names = archs.split(',') if archs else DEPLOY_ARCHS
+            for a in names: get_arch(a)
+            res = run_deploy(data, names, min(predict_images, 8))
+            print(format_deploy(res))
+            if json: Path(json).write_text(dumps(res, indent=1))
+            return
         with tempfile.TemporaryDirectory() as tmp:
             n = ifnone(synthetic, 256)   # at least 8 images a breed, so every breed reaches the training split
             folder = Path(data) if data is not None else synthetic_pets(Path(tmp)/'images', n, breeds=max(2, min(37, n // 8)))

@@ -25,3 +25,20 @@ def test_bench_rejects_data_and_synthetic_together(tmp_path):
     exe = shutil.which('pet_breeds_bench') or str(Path(__file__).parents[1]/'.venv'/'bin'/'pet_breeds_bench')
     r = subprocess.run([exe, '--data', str(tmp_path), '--synthetic', '8'], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and 'pass --data or --synthetic, not both' in r.stderr, (r.returncode, r.stderr[-2000:])
+
+def test_bench_deploy_measures_both_runtimes(tmp_path):
+    "`--deploy`: per architecture, the exported files' sizes and the per-image latency of PyTorch and onnxruntime."
+    exe = shutil.which('pet_breeds_bench') or str(Path(__file__).parents[1]/'.venv'/'bin'/'pet_breeds_bench')
+    out = tmp_path/'deploy.json'
+    r = subprocess.run([exe, '--deploy', '--archs', 'resnet18,efficientnet_lite0', '--predict_images', '2', '--json', str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    rows = {row['arch']: row for row in res['rows']}
+    assert set(rows) == {'resnet18', 'efficientnet_lite0'} and res['images'] == 2
+    assert rows['efficientnet_lite0']['weights'] == 'ImageNet' and rows['resnet18']['weights'] == 'random'
+    # ResNet18 holds ~11.7M float32 weights (~45 MB), EfficientNet-Lite0 ~3.4M (~13 MB), in either file
+    assert 40 < rows['resnet18']['onnx_mb'] < 50 and 10 < rows['efficientnet_lite0']['onnx_mb'] < 20, rows
+    for row in rows.values():
+        assert abs(row['onnx_mb'] - row['safetensors_mb']) < 2 and row['pytorch_ms'] > 0 and row['onnxruntime_ms'] > 0
+        assert f"{row['arch']:<20}" in r.stdout
