@@ -110,4 +110,4 @@ def predict_main(argv=None):
     a = p.parse_args(argv)
     try: pm = load_predictor(a.model, a.onnx, a.trust_pickle)
     except PredictError as e: sys.exit(f"pet_breeds_predict: {e}")
-    if not print_results(pm.predict_many(a.images, k=a.k, bs=a.bs, tta=a.tta), a.json): sys.exit(1)
+    if not print_results(pm.predict_many(a.images, k=a.k, bs=a.bs, tta=a.tta), a.json): sys.exit(EXIT_PARTIAL)

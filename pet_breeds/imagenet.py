@@ -17,6 +17,7 @@ from fastcore.script import call_parse, Param
 from .learner import get_arch, ensure_weights, timm_overlay, LITE_STATS
 from .train import predict_batches, choose_policy
 from .inference import print_results, topk_in_batches
+from .runtime import EXIT_PARTIAL
 
 # %% auto #0
 __all__ = ['IMAGENET_CLASSES', 'DOMESTIC_CAT_CLASSES', 'DOG_CLASSES', 'ImagenetClassifier', 'imagenet_classifier',
@@ -95,4 +96,4 @@ def imagenet_main(images:Param("image files", str, nargs='+'),
                   bs:int=32):                      # batch size
     "Print the top-k ImageNet classes of each image, from the pretrained network as it is."
     with command_errors('pet_breeds_imagenet'): _classifier(arch)
-    if not print_results(imagenet_topk_many(images, arch, k, bs), json): sys.exit(1)
+    if not print_results(imagenet_topk_many(images, arch, k, bs), json): sys.exit(EXIT_PARTIAL)

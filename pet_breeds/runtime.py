@@ -11,10 +11,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # %% auto #0
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'MODEL_JSON', 'WEIGHTS_FILE', 'ONNX_FILE', 'IMAGE_FORMATS', 'MAX_IMAGE_BYTES',
-           'MAX_IMAGE_PIXELS', 'TTA_DEFAULT', 'TTA_VIEWS', 'PredictError', 'BadModel', 'UnreadableImage',
-           'model_folder', 'read_model_json', 'torch_available', 'model_kind', 'read_rgb', 'preprocess_spec',
-           'crop_resize', 'area_matrix', 'bilinear_matrix', 'resize_matrix', 'Preprocess', 'topk_in_batches',
-           'format_top', 'print_results', 'use_tta', 'tta_batch', 'tta_mean', 'OnnxModel']
+           'MAX_IMAGE_PIXELS', 'EXIT_OK', 'EXIT_FAILED', 'EXIT_USAGE', 'EXIT_PARTIAL', 'EXIT_STOPPED', 'TTA_DEFAULT',
+           'TTA_VIEWS', 'PredictError', 'BadModel', 'UnreadableImage', 'model_folder', 'read_model_json',
+           'torch_available', 'model_kind', 'read_rgb', 'preprocess_spec', 'crop_resize', 'area_matrix',
+           'bilinear_matrix', 'resize_matrix', 'Preprocess', 'topk_in_batches', 'format_top', 'print_results',
+           'use_tta', 'tta_batch', 'tta_mean', 'OnnxModel']
 
 # %% ../nbs/04b_runtime.ipynb #0ab32cd0
 class PredictError(Exception):
@@ -232,6 +233,9 @@ def topk_in_batches(items, probs, topk, k:int=3, bs:int=64, names=None, open_ite
         for j, p in zip(good, probs(imgs, bs)): chunk[j]['top'] = topk(p, k)
         res += chunk
     return res
+
+# %% ../nbs/04b_runtime.ipynb #b5d3e6ce
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_STOPPED = 0, 1, 2, 3, 4
 
 # %% ../nbs/04b_runtime.ipynb #c4699016
 def format_top(top) -> str:

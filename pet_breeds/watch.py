@@ -16,6 +16,7 @@ from .core import PetBreedsError, command_errors
 from .files import CSV_NAME, incoming_files, is_partial_name
 from .inference import load_model
 from .sort import Sorter, check_folders, sort_images
+from .runtime import EXIT_PARTIAL, EXIT_STOPPED
 
 # %% auto #0
 __all__ = ['Settling', 'watch_folder', 'format_summary', 'format_row', 'sort_main']
@@ -148,6 +149,11 @@ def _stop_on_signals(stop:threading.Event) -> dict:
     return old
 
 # %% ../nbs/13_watch.ipynb #c66f5d64
+def _stopped(msg:str):
+    "Exit `EXIT_STOPPED` with `msg` on stderr: the run stopped early, and running it again finishes it."
+    print(msg, file=sys.stderr, flush=True)
+    sys.exit(EXIT_STOPPED)
+
 @call_parse
 def sort_main(model:Param("exported model folder, or its model.onnx (run by onnxruntime)", str),
               incoming:Param("folder where new images arrive", str),
@@ -177,10 +183,10 @@ def sort_main(model:Param("exported model folder, or its model.onnx (run by onnx
                 s = watch_folder(pm, incoming, out, copy=copy, min_prob=min_prob, bs=bs, settle=settle, stop=stop, tta=tta,
                                  on_rows=lambda rows: print('\n'.join(map(format_row, rows)), flush=True))
             else: s = sort_images(pm, incoming, out, copy=copy, min_prob=min_prob, bs=bs, progress=sys.stdout.isatty(), stop=stop, tta=tta)
-    except KeyboardInterrupt: sys.exit("pet_breeds_sort: interrupted; run it again to finish (nothing is lost)")
+    except KeyboardInterrupt: _stopped("pet_breeds_sort: interrupted; run it again to finish (nothing is lost)")
     finally:
         for sig, h in old.items(): signal.signal(sig, h)
     print(format_summary(s, out), flush=True)
     for e in s['errors']: print(f"pet_breeds_sort: cannot read {e}", file=sys.stderr)
-    if stop.is_set() and not watch: sys.exit("pet_breeds_sort: stopped before the end; run it again to sort the rest")
-    if s['errors']: sys.exit(1)
+    if stop.is_set() and not watch: _stopped("pet_breeds_sort: stopped before the end; run it again to sort the rest")
+    if s['errors']: sys.exit(EXIT_PARTIAL)

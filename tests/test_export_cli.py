@@ -98,7 +98,7 @@ def test_predict_cli_reports_bad_files_and_carries_on(cli_run, tmp_path):
     bad = tmp_path/'notes.jpg'; bad.write_text('not an image')
     good = sorted(held.iterdir())[0]
     r = run_cli('pet_breeds_predict', out/'model', bad, tmp_path/'missing.jpg', good, '--json')
-    assert r.returncode == 1
+    assert r.returncode == 3   # EXIT_PARTIAL: the good file is predicted, the two bad ones named
     rows = [json.loads(l) for l in r.stdout.splitlines()]
     assert 'error' in rows[0] and 'notes.jpg' in rows[0]['error']
     assert 'no such file' in rows[1]['error']

@@ -163,6 +163,26 @@ def test_min_prob_above_every_prediction_sends_all_to_unsure(pm, tiny_model, sam
     assert all(r['status'] == 'unsure' and r['label'] in pm.vocab and float(r['prob']) < threshold for r in rows)
 
 
+def test_exit_codes_say_what_happened(tiny_model, sample_dir, tmp_path, monkeypatch, capsys):
+    "0: all sorted; 3 (EXIT_PARTIAL): a file could not be read, named on stderr, the rest sorted; 4 (EXIT_STOPPED): interrupted."
+    files = spread(sample_dir, 3)
+    sort_main(model=str(tiny_model[0]), incoming=str(make_incoming(tmp_path/'a', files)), out=str(tmp_path/'oa'), copy=True)
+    inc = make_incoming(tmp_path/'b', files)
+    unreadable, read_bytes = inc/files[0].name, Path.read_bytes
+    readable = {n: h for n, h in checksums(inc).items() if n != unreadable.name}
+    def refuse(self):
+        if self == unreadable: raise PermissionError(13, 'Permission denied')
+        return read_bytes(self)
+    monkeypatch.setattr(Path, 'read_bytes', refuse)
+    with pytest.raises(SystemExit) as e: sort_main(model=str(tiny_model[0]), incoming=str(inc), out=str(tmp_path/'ob'), copy=True)
+    assert e.value.code == 3 and f'cannot read {unreadable.name}: [Errno 13] Permission denied' in capsys.readouterr().err
+    monkeypatch.setattr(Path, 'read_bytes', read_bytes)
+    assert len(check_exactly_once(readable, tmp_path/'ob')) == len(files) - 1    # the others sorted
+    from pet_breeds import watch
+    monkeypatch.setattr(watch, 'sort_images', lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(SystemExit) as e: sort_main(model=str(tiny_model[0]), incoming=str(inc), out=str(tmp_path/'oc'))
+    assert e.value.code == 4 and 'interrupted; run it again to finish' in capsys.readouterr().err
+
 def test_mistakes_a_user_can_fix_give_one_line(tiny_model, sample_dir, tmp_path):
     inc = make_incoming(tmp_path/'in', spread(sample_dir, 2))
     with pytest.raises(SystemExit, match='^pet_breeds_sort: .*no model.json'):
