@@ -14,7 +14,7 @@ from fastai.vision.all import *
 from fastcore.script import call_parse
 from .data import pets_dataloaders, scan_images
 from .learner import pets_learner, get_arch
-from .train import (Stage, FastPath, choose_policy, native_bf16_cpu, lr_find_iterations, format_duration,
+from .train import (Stage, FastPath, choose_policy, native_bf16_cpu, lr_find_iterations, format_duration, write_atomic,
                               LR_FIND_MAX, _sync)
 from .inference import export_model, load_model
 from .data import sample_path
@@ -278,7 +278,7 @@ def bench_main(data:str=None,          # folder of PETS-style photos to measure 
             for a in names: get_arch(a)
             res = run_deploy(data, names, min(predict_images, 8))
             print(format_deploy(res))
-            if json: Path(json).write_text(dumps(res, indent=1))
+            if json: write_atomic(json, dumps(res, indent=1))
             return
         with tempfile.TemporaryDirectory() as tmp:
             n = ifnone(synthetic, 256)   # at least 8 images a breed, so every breed reaches the training split
@@ -286,4 +286,4 @@ def bench_main(data:str=None,          # folder of PETS-style photos to measure 
             if not folder.is_dir(): raise DataNotFound(f"{folder}: no such folder")
             res = run_bench(folder, arch, bs, size, item_size, batches, predict_images, precision)
     print(format_bench(res))
-    if json: Path(json).write_text(dumps(res, indent=1))
+    if json: write_atomic(json, dumps(res, indent=1))

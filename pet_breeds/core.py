@@ -50,7 +50,12 @@ def check_choice(value, choices, what:str):
 def command_errors(prog:str, *also):
     "Exit with `prog: message` on a `PetBreedsError` (or one of the exception types `also`); let anything else raise."
     try: yield
-    except (PetBreedsError, *also) as e: sys.exit(f"{prog}: {e}")
+    except (PetBreedsError, *also) as e: sys.exit(f"{prog}: {_own_message(e)}")
+
+def _own_message(e) -> str:
+    "`e`'s message without the line fastai puts before an error raised in a callback."
+    msg = str(e)
+    return msg.split('\n\t', 1)[1] if msg.startswith('Exception occured in `') and '\n\t' in msg else msg
 
 # %% ../nbs/00_core.ipynb #ef638b85
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp', '.tif', '.tiff')

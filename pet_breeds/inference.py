@@ -13,7 +13,7 @@ from fastai.vision.all import *
 import pet_breeds
 from .data import pets_transforms, norm_stats, normalize_tfms
 from .learner import build_model
-from .train import write_atomic
+from .train import write_atomic, writing
 from .runtime import (FORMAT, FORMAT_VERSION, MODEL_JSON, WEIGHTS_FILE, PredictError, read_model_json, preprocess_spec,
                                 model_kind, OnnxModel, format_top, print_results, use_tta, tta_mean)
 from . import runtime
@@ -43,7 +43,7 @@ def export_model(learn:Learner, dest, extra:dict=None) -> Path:
     meta['preprocess'] = preprocess_spec(meta)
     state = {k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}
     tmp = dest/f'.model.safetensors.tmp-{os.getpid()}'     # atomic, as every file the package writes
-    save_file(state, tmp, metadata={'format': FORMAT}); os.replace(tmp, dest/'model.safetensors')
+    with writing(dest/'model.safetensors', tmp): save_file(state, tmp, metadata={'format': FORMAT}); os.replace(tmp, dest/'model.safetensors')
     write_atomic(dest/'model.json', json.dumps(meta, indent=1))
     return dest
 

@@ -5,6 +5,7 @@
 # %% ../nbs/03_train.ipynb #b3553b2e
 from __future__ import annotations
 import json, math, os, random, shutil, time
+from contextlib import contextmanager
 from dataclasses import dataclass, asdict
 import matplotlib.pyplot as plt
 from .core import *
@@ -18,11 +19,11 @@ from .distrib import is_main, is_distributed, on_main, broadcast, data_parallel,
 
 # %% auto #0
 __all__ = ['NATIVE_BF16_FLAGS', 'PRECISIONS', 'TRAIN_BN', 'LR_FIND_SHARE', 'LR_FIND_MIN', 'LR_FIND_MAX', 'CHECKPOINT_VERSION',
-           'TRAINERS', 'RunLog', 'save_figure', 'find_lr', 'cpu_flags', 'native_bf16_cpu', 'Policy', 'choose_policy',
-           'FastPath', 'predict_batches', 'Stage', 'lr_find_iterations', 'probe_seconds', 'format_duration',
-           'RunEstimate', 'BadCheckpoint', 'write_atomic', 'rng_states', 'set_rng_states', 'save_checkpoint',
-           'read_checkpoint', 'restore_checkpoint', 'Checkpoint', 'fit_stages', 'stage1_train_bn', 'train_two_stage',
-           'plot_losses', 'TrainSpec', 'register_trainer', 'get_trainer', 'train_finetune']
+           'TRAINERS', 'RunLog', 'WriteFailed', 'writing', 'save_figure', 'find_lr', 'cpu_flags', 'native_bf16_cpu',
+           'Policy', 'choose_policy', 'FastPath', 'predict_batches', 'Stage', 'lr_find_iterations', 'probe_seconds',
+           'format_duration', 'RunEstimate', 'BadCheckpoint', 'write_atomic', 'rng_states', 'set_rng_states',
+           'save_checkpoint', 'read_checkpoint', 'restore_checkpoint', 'Checkpoint', 'fit_stages', 'stage1_train_bn',
+           'train_two_stage', 'plot_losses', 'TrainSpec', 'register_trainer', 'get_trainer', 'train_finetune']
 
 # %% ../nbs/03_train.ipynb #9fa61238
 class RunLog(Callback):
@@ -44,13 +45,27 @@ class RunLog(Callback):
         self.epochs.append(row)
 
 # %% ../nbs/03_train.ipynb #6f2954c7
+class WriteFailed(PetBreedsError, OSError):
+    "A file the package writes could not be written (disk full, read-only, no permission); any earlier version is unchanged."
+
+@contextmanager
+def writing(path, tmp=None):
+    "Turn a failure while writing `path` (through `tmp`, then removed) into `WriteFailed` naming the file and the reason."
+    try: yield
+    except (OSError, SafetensorError) as e:
+        if tmp is not None: shutil.rmtree(tmp, ignore_errors=True) if Path(tmp).is_dir() else Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, WriteFailed): raise
+        raise WriteFailed(f"{path}: cannot write it ({getattr(e, 'strerror', None) or e}); any earlier version is unchanged") from e
+
+# %% ../nbs/03_train.ipynb #51fced33
 def save_figure(fig, fname=None):
     "Save `fig` to `fname` atomically and close it (a written plot is not shown again); without `fname`, return it."
     if fname is None: return fig
     fname = Path(fname)
     tmp = fname.with_name(f'.{fname.name}.tmp-{os.getpid()}')
-    fig.savefig(tmp, format=fname.suffix[1:] or 'png', dpi=100, bbox_inches='tight')
-    os.replace(tmp, fname)
+    with writing(fname, tmp):
+        fig.savefig(tmp, format=fname.suffix[1:] or 'png', dpi=100, bbox_inches='tight')
+        os.replace(tmp, fname)
     plt.close(fig)
     return fig
 
@@ -260,9 +275,10 @@ def write_atomic(path, data:str|bytes):
     "Write `data` to `path` through a temporary file, fsync and rename: a reader sees the old file or the new one, never half."
     path = Path(path)
     tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-    with open(tmp, 'wb') as f:
-        f.write(data.encode() if isinstance(data, str) else data); f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with writing(path, tmp):
+        with open(tmp, 'wb') as f:
+            f.write(data.encode() if isinstance(data, str) else data); f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, path)
     return path
 
 # %% ../nbs/03_train.ipynb #ddbafdb2
@@ -296,19 +312,20 @@ def save_checkpoint(folder, learn:Learner, progress:dict) -> Path:
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     name = f"stage{progress['stage']}-epoch{progress['epoch']}"
     tmp = folder/f'.{name}.tmp'
-    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir()
-    model = getattr(learn.model, 'module', learn.model)   # the network, also while data_parallel wraps it
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp/'model.safetensors')
-    sd, tensors, rest = learn.opt.state_dict(), {}, []
-    for i, st in enumerate(sd['state']):
-        tensors.update({f'{i}.{k}': v.detach().cpu().contiguous() for k, v in st.items() if isinstance(v, Tensor)})
-        rest.append({k: _jsonable(v) for k, v in st.items() if not isinstance(v, Tensor)})
-    save_file(tensors, tmp/'optimizer.safetensors')
-    state = {'version': CHECKPOINT_VERSION, 'progress': progress, 'rng': rng_states(learn.dls),
-             'optimizer': {'state': rest, 'hypers': _jsonable([{k: _jsonable(v) for k, v in h.items()} for h in sd['hypers']])}}
-    write_atomic(tmp/'state.json', json.dumps(state))
-    shutil.rmtree(folder/name, ignore_errors=True)
-    os.replace(tmp, folder/name)
+    with writing(folder/name, tmp):
+        shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir()
+        model = getattr(learn.model, 'module', learn.model)   # the network, also while data_parallel wraps it
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp/'model.safetensors')
+        sd, tensors, rest = learn.opt.state_dict(), {}, []
+        for i, st in enumerate(sd['state']):
+            tensors.update({f'{i}.{k}': v.detach().cpu().contiguous() for k, v in st.items() if isinstance(v, Tensor)})
+            rest.append({k: _jsonable(v) for k, v in st.items() if not isinstance(v, Tensor)})
+        save_file(tensors, tmp/'optimizer.safetensors')
+        state = {'version': CHECKPOINT_VERSION, 'progress': progress, 'rng': rng_states(learn.dls),
+                 'optimizer': {'state': rest, 'hypers': _jsonable([{k: _jsonable(v) for k, v in h.items()} for h in sd['hypers']])}}
+        write_atomic(tmp/'state.json', json.dumps(state))
+        shutil.rmtree(folder/name, ignore_errors=True)
+        os.replace(tmp, folder/name)
     write_atomic(folder/'latest.json', json.dumps({'version': CHECKPOINT_VERSION, 'checkpoint': name}))
     for old in folder.glob('stage*-epoch*'):
         if old.name != name: shutil.rmtree(old, ignore_errors=True)

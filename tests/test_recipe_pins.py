@@ -281,8 +281,11 @@ def test_write_atomic_never_leaves_half_a_file(tmp_path, monkeypatch):
     assert f.read_text() == '{"old": 1}'
     def full(fd): raise OSError(errno.ENOSPC, 'No space left on device')
     monkeypatch.setattr(os, 'fsync', full)
-    with pytest.raises(OSError, match='No space'): write_atomic(f, '{"new": 2, "much": "' + 'x' * 10000 + '"}')
+    with pytest.raises(OSError, match='No space') as e: write_atomic(f, '{"new": 2, "much": "' + 'x' * 10000 + '"}')
     assert f.read_text() == '{"old": 1}'
+    from pet_breeds.train import WriteFailed
+    assert isinstance(e.value, WriteFailed) and str(e.value).startswith(f'{f}: cannot write it (No space left on device)')
+    assert [p.name for p in tmp_path.iterdir()] == ['metrics.json']          # the temporary file is gone
     monkeypatch.undo()
     write_atomic(f, b'{"new": 2}')
     assert f.read_bytes() == b'{"new": 2}'
@@ -292,3 +295,18 @@ def test_read_image_bytes_names_an_empty_file(tmp_path):
     from pet_breeds.core import read_image_bytes, BadImage
     (tmp_path/'pug_1.jpg').write_bytes(b'')
     with pytest.raises(BadImage, match=r'pug_1\.jpg: empty file'): read_image_bytes(tmp_path/'pug_1.jpg')
+
+def test_a_full_disk_stops_training_with_one_line_naming_the_file(tmp_path, monkeypatch):
+    "A checkpoint that cannot be written ends `pet_breeds_train` with one line naming it, not a traceback or a half checkpoint."
+    import errno, pet_breeds.train as tr
+    from pet_breeds.cli import main
+    from conftest import make_synthetic_pets
+    def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(tr, 'save_file', full)
+    data, out = make_synthetic_pets(tmp_path/'images', n=6, size=32), tmp_path/'run'
+    with pytest.raises(SystemExit) as e:
+        main(data=str(data), out=str(out), mode='finetune', arch='resnet18', pretrained=False, freeze_epochs=1, epochs=1,
+             lr=1e-3, size=32, item_size=48, bs=8, num_workers=0)
+    assert e.value.code == f"pet_breeds_train: {out/'checkpoints'/'stage1-epoch0'}: cannot write it (No space left on device); " \
+                          "any earlier version is unchanged", e.value.code
+    assert sorted(p.name for p in (out/'checkpoints').iterdir()) == ['run.json']   # no half checkpoint, no temporary folder
