@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_bench.ipynb #099d961f
 from __future__ import annotations
-import os, platform, tempfile, threading, time
+import os, platform, re, tempfile, threading, time
 from copy import deepcopy
 from json import dumps
 from pathlib import Path
@@ -63,9 +63,19 @@ class Throughput(Callback):
         return sum(n for _, n in t[1:]) / (t[-1][0] - t[0][0])
 
 # %% ../nbs/15_bench.ipynb #002c8aac
-def _rss_mb() -> float:
-    try: return int(Path('/proc/self/statm').read_text().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
-    except (OSError, ValueError): return float('nan')
+_STATUS = Path('/proc/self/status')
+
+def _status_mb(field:str) -> float:
+    "A `/proc/self/status` memory field (`VmRSS`, `VmHWM`) in MB, NaN where there is none."
+    try: return int(re.search(rf'^{field}:\s+(\d+) kB', _STATUS.read_text(), re.M)[1]) / 1024
+    except (OSError, TypeError): return float('nan')
+
+def _rss_mb() -> float: return _status_mb('VmRSS')
+
+def _reset_high_water_mark() -> bool:
+    "Start the kernel's peak-RSS count afresh; False where the kernel does not let us."
+    try: Path('/proc/self/clear_refs').write_text('5'); return True
+    except OSError: return False
 
 class PeakMemory:
     "Context manager: `.mb`, the peak resident memory (MB) of the process while the block ran; `.gpu_mb` on CUDA."
@@ -73,12 +83,15 @@ class PeakMemory:
     def _watch(self):
         while not self._done.wait(self.every): self.mb = max(self.mb, _rss_mb())
     def __enter__(self):
-        self.mb, self._done = _rss_mb(), threading.Event()
+        self.mb, self._done, self._thread = _rss_mb(), threading.Event(), None
         if torch.device(self.device).type == 'cuda': torch.cuda.reset_peak_memory_stats()
-        self._thread = threading.Thread(target=self._watch, daemon=True); self._thread.start()
+        self.exact = _reset_high_water_mark()
+        if not self.exact:
+            self._thread = threading.Thread(target=self._watch, daemon=True); self._thread.start()
         return self
     def __exit__(self, *exc):
-        self._done.set(); self._thread.join(); self.mb = max(self.mb, _rss_mb())
+        if self._thread: self._done.set(); self._thread.join()
+        self.mb = max(self.mb, _status_mb('VmHWM') if self.exact else _rss_mb())
         if torch.device(self.device).type == 'cuda': self.gpu_mb = torch.cuda.max_memory_allocated() / 2**20
 
 # %% ../nbs/15_bench.ipynb #6b7ba567
