@@ -14,7 +14,7 @@ from fastcore.script import call_parse
 from .data import pets_dataloaders, pets_images_path, sample_path, ENV_VAR
 from .learner import get_arch, ensure_weights
 from .probe import fit_probe, choose_mode, offline_backbones, wilson_interval, PROBE_FOLDS
-from .train import TrainSpec, get_trainer, plot_losses, choose_policy, write_atomic, BadCheckpoint
+from .train import TrainSpec, get_trainer, plot_losses, choose_policy, write_atomic, BadCheckpoint, check_lr_find_its
 from .inference import export_model, load_model
 from .interpret import PetInterpretation, plot_confusion
 from .distrib import (init_distributed, is_distributed, is_main, world_size, backend, gather, on_main,
@@ -28,8 +28,9 @@ __all__ = ['MODES', 'FULL_RECIPE', 'check_writable', 'save_run_options', 'saved_
 # %% ../nbs/09_cli.ipynb #8361b987
 MODES = ('auto', 'finetune', 'probe', 'features', 'cut')
 
-def _check_options(mode:str, pretrained:bool, valid_pct:float):
+def _check_options(mode:str, pretrained:bool, valid_pct:float, lr_find_its:int|None=None):
     if not 0 < valid_pct < 1: raise BadOptions(f"valid_pct must be between 0 and 1 (exclusive), not {valid_pct}")
+    if lr_find_its is not None: check_lr_find_its(lr_find_its)
     if mode in ('features', 'probe') and not pretrained:
         raise BadOptions(f"--mode {mode} needs pretrained weights: a random body's features carry nothing to transfer; "
                          "to train from scratch use --mode finetune --no-pretrained")
@@ -195,7 +196,7 @@ def train_pets(data:str=None,              # folder of PETS-style images, or 'sa
     mode = check_choice(mode, MODES, 'mode')
     if arch is not None: get_arch(arch)
     labeller(label)
-    _check_options(mode, pretrained, valid_pct)
+    _check_options(mode, pretrained, valid_pct, lr_find_its)
     choose_policy(precision)
     init_distributed()   # before the loaders: on GPUs each process takes its own device
     check_writable(out)

@@ -18,12 +18,13 @@ from .learner import pets_learner, lookup_mode
 from .distrib import is_main, is_distributed, on_main, broadcast, data_parallel, inner_dl
 
 # %% auto #0
-__all__ = ['NATIVE_BF16_FLAGS', 'PRECISIONS', 'TRAIN_BN', 'LR_FIND_SHARE', 'LR_FIND_MIN', 'LR_FIND_MAX', 'CHECKPOINT_VERSION',
-           'TRAINERS', 'RunLog', 'WriteFailed', 'writing', 'save_figure', 'find_lr', 'cpu_flags', 'native_bf16_cpu',
-           'Policy', 'choose_policy', 'FastPath', 'predict_batches', 'Stage', 'lr_find_iterations', 'probe_seconds',
-           'format_duration', 'RunEstimate', 'BadCheckpoint', 'write_atomic', 'rng_states', 'set_rng_states',
-           'save_checkpoint', 'read_checkpoint', 'restore_checkpoint', 'Checkpoint', 'fit_stages', 'stage1_train_bn',
-           'train_two_stage', 'plot_losses', 'TrainSpec', 'register_trainer', 'get_trainer', 'train_finetune']
+__all__ = ['LR_FIND_FLOOR', 'NATIVE_BF16_FLAGS', 'PRECISIONS', 'TRAIN_BN', 'LR_FIND_SHARE', 'LR_FIND_MIN', 'LR_FIND_MAX',
+           'CHECKPOINT_VERSION', 'TRAINERS', 'RunLog', 'WriteFailed', 'writing', 'save_figure', 'check_lr_find_its',
+           'find_lr', 'cpu_flags', 'native_bf16_cpu', 'Policy', 'choose_policy', 'FastPath', 'predict_batches', 'Stage',
+           'lr_find_iterations', 'probe_seconds', 'format_duration', 'RunEstimate', 'BadCheckpoint', 'write_atomic',
+           'rng_states', 'set_rng_states', 'save_checkpoint', 'read_checkpoint', 'restore_checkpoint', 'Checkpoint',
+           'fit_stages', 'stage1_train_bn', 'train_two_stage', 'plot_losses', 'TrainSpec', 'register_trainer',
+           'get_trainer', 'train_finetune']
 
 # %% ../nbs/03_train.ipynb #9fa61238
 class RunLog(Callback):
@@ -70,12 +71,27 @@ def save_figure(fig, fname=None):
     return fig
 
 # %% ../nbs/03_train.ipynb #f48eb431
+LR_FIND_FLOOR = 10   # fastai suggests from the sweep less its first tenth and last 5 points
+
+def check_lr_find_its(num_it:int) -> int:
+    "`num_it` if lr_find can suggest a rate from that many iterations; else `BadOptions` saying why."
+    if num_it < LR_FIND_FLOOR:
+        raise BadOptions(f"lr_find needs at least {LR_FIND_FLOOR} iterations, not {num_it}: fastai suggests a rate from the "
+                         "sweep less its first tenth and last 5 points (or give the rate with --lr and skip lr_find)")
+    return num_it
+
+def _too_short(learn, num_it): return len(learn.recorder.lrs) - num_it // 10 - 5 < 2
+
 def find_lr(learn:Learner, fname=None, num_it:int=100) -> dict:
     "Run `lr_find`; return `{valley, minimum, steep}` and save the plot to `fname` if given."
-    start_lr, beta = (1e-7, 0.98) if num_it >= 100 else (1e-5, 1 - 2 / num_it)   # a short sweep: see below
+    start_lr, beta = (1e-7, 0.98) if check_lr_find_its(num_it) >= 100 else (1e-5, 1 - 2 / num_it)   # a short sweep: see below
     smooth, old_beta = learn.recorder.smooth_loss, learn.recorder.smooth_loss.beta
     smooth.beta = beta
     try: sugg = learn.lr_find(start_lr, suggest_funcs=(valley, minimum, steep), num_it=num_it, show_plot=fname is not None)
+    except (IndexError, RuntimeError) as e:
+        if not _too_short(learn, num_it): raise
+        raise PetBreedsError(f"lr_find stopped after {len(learn.recorder.lrs)} of {num_it} iterations, too few to suggest "
+                             "a rate: the loss diverged at once; give the rate with --lr") from e
     finally: smooth.beta = old_beta
     if fname is not None: save_figure(plt.gcf(), fname)
     return {k: float(v) for k, v in sugg._asdict().items()}
