@@ -21,11 +21,7 @@ def _sha256(fn) -> str:
         for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
     return h.hexdigest()
 
-def _write_json(fn:Path, obj):
-    "Write `obj` to `fn` as JSON through a temporary file, so a reader never sees half a file."
-    tmp = fn.with_name(fn.name + '.tmp')
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, fn)
+
 
 # %% ../nbs/14_onnx.ipynb #e3e0ef2c
 def export_onnx(model, opset:int=ONNX_OPSET, tol:float=1e-4, loaded=None) -> Path:
@@ -35,31 +31,33 @@ def export_onnx(model, opset:int=ONNX_OPSET, tol:float=1e-4, loaded=None) -> Pat
     from torch import nn
     from pet_breeds.core import PetBreedsError
     from pet_breeds.inference import PetModel
+    from pet_breeds.train import writing, write_atomic   # one rule for atomic writes and failed ones (WriteFailed)
     folder = model_folder(model)
     pm = loaded if loaded is not None else PetModel.load(folder, device='cpu')
     meta, s = dict(pm.meta), int(pm.meta['size'])
     net = nn.Sequential(pm.model, nn.Softmax(dim=1)).cpu().eval()
     x = torch.randn(2, 3, s, s, generator=torch.Generator().manual_seed(0))
     fn = folder/ONNX_FILE
-    tmp = fn.with_name(fn.name + '.tmp')
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter('ignore')   # the tracer's notes on shape arithmetic, constant once the input size is fixed
-        torch.onnx.export(net, (x,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
-                          dynamic_axes={INPUT_NAME: {0: 'batch'}, OUTPUT_NAME: {0: 'batch'}}, dynamo=False)
-    with torch.inference_mode(): expected = net(x).numpy()
-    got = ort.InferenceSession(str(tmp), providers=['CPUExecutionProvider']).run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
-    diff = float(np.abs(got - expected).max())
-    if not diff <= tol:
-        tmp.unlink()
-        raise PetBreedsError(f"{folder}: onnxruntime's probabilities differ from PyTorch's by {diff:.2g} (more than {tol}) "
-                             f"for {meta['arch']} ({meta.get('mode', 'finetune')}); model.onnx was not written")
-    os.replace(tmp, fn)
+    tmp = fn.with_name(f'.{fn.name}.tmp-{os.getpid()}')
+    with writing(fn, tmp):
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter('ignore')   # the tracer's notes on shape arithmetic, constant once the input size is fixed
+            torch.onnx.export(net, (x,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
+                              dynamic_axes={INPUT_NAME: {0: 'batch'}, OUTPUT_NAME: {0: 'batch'}}, dynamo=False)
+        with torch.inference_mode(): expected = net(x).numpy()
+        got = ort.InferenceSession(str(tmp), providers=['CPUExecutionProvider']).run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
+        diff = float(np.abs(got - expected).max())
+        if not diff <= tol:
+            tmp.unlink()
+            raise PetBreedsError(f"{folder}: onnxruntime's probabilities differ from PyTorch's by {diff:.2g} (more than {tol}) "
+                                 f"for {meta['arch']} ({meta.get('mode', 'finetune')}); model.onnx was not written")
+        os.replace(tmp, fn)
     meta['preprocess'] = meta.get('preprocess') or preprocess_spec(meta)
     meta['onnx'] = {'file': ONNX_FILE, 'opset': opset, 'sha256': _sha256(fn), 'torch': torch.__version__,
                     'input': {'name': INPUT_NAME, 'shape': ['batch', 3, s, s], 'dtype': 'float32'},
                     'output': {'name': OUTPUT_NAME, 'shape': ['batch', len(meta['vocab'])], 'dtype': 'float32'},
                     'check_max_abs_diff': diff}
-    _write_json(folder/MODEL_JSON, meta)
+    write_atomic(folder/MODEL_JSON, json.dumps(meta, indent=1))
     return fn
 
 # %% ../nbs/14_onnx.ipynb #86283bf6

@@ -14,6 +14,7 @@ import nbformat
 from fastcore.basics import patch
 from fastcore.script import call_parse, Param
 from .inference import PetModel, load_model, read_meta, fastai_export
+from .train import write_atomic
 
 # %% auto #0
 __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'CSS', 'APP_NAME', 'open_upload', 'predict_upload', 'result_html', 'result_widget',
@@ -165,9 +166,9 @@ def app_notebook(model, dest, k:int=3, max_bytes:int=MAX_BYTES, tta:bool|None=No
            f"{', trust_pickle=True' if trust_pickle else ''})")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src)])
     nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}
-    nbformat.write(nb, dest/APP_NAME)
+    write_atomic(dest/APP_NAME, nbformat.writes(nb))
     ws = max(10 * max_bytes, 10 * 2**20) + 2**20  # several files of max_bytes may come in one message
-    (dest/'voila.json').write_text(json.dumps({'Voila': {'tornado_settings': {'websocket_max_message_size': ws}}}))
+    write_atomic(dest/'voila.json', json.dumps({'Voila': {'tornado_settings': {'websocket_max_message_size': ws}}}))
     return dest/APP_NAME
 
 # %% ../nbs/10_widget.ipynb #3f782cc4
