@@ -77,9 +77,9 @@ def export_main(argv=None):
           f"{meta['onnx']['check_max_abs_diff']:.1g}", flush=True)
 
 # %% ../nbs/14_onnx.ipynb #828c9806
-def load_predictor(path, onnx:bool=False, trust_pickle:bool=False):
-    "The model at `path`, ready to predict: an `OnnxModel` (onnxruntime) or a `PetModel` (PyTorch), as `model_kind` says; a fastai export only with `trust_pickle`."
-    if model_kind(path, onnx) == 'onnx': return OnnxModel.load(path)
+def load_predictor(path, onnx:bool=False, trust_pickle:bool=False, precision:str='fp32'):
+    "The model at `path`, ready to predict: an `OnnxModel` (onnxruntime) or a `PetModel` (PyTorch, under `precision`), as `model_kind` says; a fastai export only with `trust_pickle`."
+    if model_kind(path, onnx) == 'onnx': return OnnxModel.load(path, precision=precision)
     folder = model_folder(path)
     if not torch_available():
         hint = (f"run its model.onnx: pet_breeds_predict {folder/ONNX_FILE}" if (folder/ONNX_FILE).exists() else
@@ -87,7 +87,7 @@ def load_predictor(path, onnx:bool=False, trust_pickle:bool=False):
         raise BadModel(f"{path}: this model needs PyTorch, which is not installed here; {hint}")
     from pet_breeds.core import PetBreedsError
     from pet_breeds.inference import load_model
-    try: return load_model(path, trust_pickle=trust_pickle)
+    try: return load_model(path, trust_pickle=trust_pickle, precision=precision)
     except PetBreedsError as e: raise BadModel(str(e)) from None
 
 # %% ../nbs/14_onnx.ipynb #ec1edc8f
@@ -105,7 +105,8 @@ def predict_main(argv=None):
                         f"default: {'--tta' if use_tta() else '--no-tta'} (pet_breeds.runtime.TTA_DEFAULT)")
     p.add_argument('--trust_pickle', action='store_true',
                    help="load MODEL even if it is a fastai export (export.pkl): unpickling it runs any code it holds, so only for files you trust")
+    p.add_argument('--precision', default='fp32', help=PRECISION_HELP)
     a = p.parse_args(argv)
-    try: pm = load_predictor(a.model, a.onnx, a.trust_pickle)
+    try: pm = load_predictor(a.model, a.onnx, a.trust_pickle, a.precision)
     except PredictError as e: sys.exit(f"pet_breeds_predict: {e}")
     if not print_results(pm.predict_many(a.images, k=a.k, bs=a.bs, tta=a.tta), a.json): sys.exit(EXIT_PARTIAL)

@@ -13,7 +13,7 @@ from fastai.vision.all import *
 import pet_breeds
 from .data import pets_transforms, norm_stats, normalize_tfms
 from .learner import build_model
-from .train import write_atomic, writing
+from .train import write_atomic, writing, choose_policy, predict_batches
 from .runtime import (FORMAT, FORMAT_VERSION, MODEL_JSON, WEIGHTS_FILE, PredictError, read_model_json, preprocess_spec,
                                 model_kind, OnnxModel, format_top, print_results, use_tta, tta_mean)
 from . import runtime
@@ -110,28 +110,29 @@ def topk_in_batches(items, probs, topk, k:int=3, bs:int=64, names=None) -> list:
 
 # %% ../nbs/05_inference.ipynb #fec487ee
 class PetModel:
-    "An exported model, ready to predict: the network, the vocab and the validation-time transforms."
-    def __init__(self, model:nn.Module, meta:dict, device=None):
+    "An exported model, ready to predict: the network, the vocab, the validation-time transforms and the `precision` policy (see `choose_policy`)."
+    def __init__(self, model:nn.Module, meta:dict, device=None, precision:str='fp32'):
         self.meta, self.vocab = meta, list(meta['vocab'])
         self.device = ifnone(device, default_device())
+        self.policy = choose_policy(precision, self.device)
         self.model = model.to(self.device).eval()
         item_tfms, batch_tfms = pets_transforms(meta['item_size'], meta['size'], meta['min_scale'])
         self.after_item = [*item_tfms, ToTensor()]
         self.after_batch = [IntToFloatTensor(), *batch_tfms, *normalize_tfms(meta.get('normalize'))]
 
     @classmethod
-    def load(cls, path, device=None) -> PetModel:
+    def load(cls, path, device=None, precision:str='fp32') -> PetModel:
         "Load an exported model folder: `model.json` + `model.safetensors`, both checked (`check_meta`, `load_weights`); never unpickles."
         path = Path(path)
         meta = read_meta(path)
         folder = path if path.is_dir() else path.parent
         check_meta(meta, path if path.suffix == '.json' else folder/MODEL_JSON)
-        return cls(load_weights(_build(meta, folder/MODEL_JSON), folder/WEIGHTS_FILE), meta, device)
+        return cls(load_weights(_build(meta, folder/MODEL_JSON), folder/WEIGHTS_FILE), meta, device, precision)
 
     @classmethod
-    def from_learner(cls, learn:Learner, device=None, source=None) -> PetModel:
+    def from_learner(cls, learn:Learner, device=None, source=None, precision:str='fp32') -> PetModel:
         "A fastai `Learner` of this package's recipe (as `load_learner` returns it), ready to predict: its network, vocab and image sizes (`learner_meta`)."
-        return cls(learn.model, learner_meta(learn, source), device)
+        return cls(learn.model, learner_meta(learn, source), device, precision)
 
 # %% ../nbs/05_inference.ipynb #a47b3005
 PICKLE_FILE = 'export.pkl'
@@ -172,7 +173,7 @@ def learner_meta(learn:Learner, source=None) -> dict:
     return meta
 
 # %% ../nbs/05_inference.ipynb #a31329bb
-def _unpickle(fn:Path, device=None) -> PetModel:
+def _unpickle(fn:Path, device=None, precision:str='fp32') -> PetModel:
     "Unpickle the fastai export `fn` with `load_learner`, after a warning naming it, as a `PetModel`; only for a file the caller trusts."
     if not fn.is_file(): raise PetBreedsError(f"{fn}: no such file")
     warnings.warn(f"{fn}: unpickling a fastai export (trust_pickle=True): this runs whatever code the file holds", UnpicklingWarning, stacklevel=3)
@@ -183,19 +184,19 @@ def _unpickle(fn:Path, device=None) -> PetModel:
             learn = fastai.learner.load_learner(fn, cpu=True)
     except Exception as e: raise PetBreedsError(f"{fn}: fastai cannot load it ({type(e).__name__}: {e})") from None
     if not isinstance(learn, Learner): raise PetBreedsError(f"{fn}: not a fastai export (it holds a {type(learn).__name__}, not a Learner)")
-    return PetModel.from_learner(learn, device, fn)
+    return PetModel.from_learner(learn, device, fn, precision)
 
 # %% ../nbs/05_inference.ipynb #5e3d3f0a
-def load_model(path, device=None, onnx:bool=False, trust_pickle:bool=False) -> PetModel|OnnxModel:
-    "Load an exported pet_breeds model folder (see `export_model`); its `model.onnx` with onnxruntime when `runtime.model_kind` says so; a fastai export only with `trust_pickle` (see `fastai_export`)."
+def load_model(path, device=None, onnx:bool=False, trust_pickle:bool=False, precision:str='fp32') -> PetModel|OnnxModel:
+    "Load an exported pet_breeds model folder (see `export_model`); its `model.onnx` with onnxruntime when `runtime.model_kind` says so; a fastai export only with `trust_pickle` (see `fastai_export`). `precision`: PyTorch's policy (`choose_policy`); onnxruntime runs fp32."
     pkl = fastai_export(path, trust_pickle)
     if pkl is not None:
         if onnx: raise PetBreedsError(f"{pkl}: a fastai export runs with PyTorch only, not onnxruntime")
-        return _unpickle(pkl, device)
+        return _unpickle(pkl, device, precision)
     if model_kind(path, onnx) == 'onnx':
-        try: return OnnxModel.load(path)
+        try: return OnnxModel.load(path, precision=precision)
         except PredictError as e: raise PetBreedsError(str(e)) from None
-    return PetModel.load(path, device)
+    return PetModel.load(path, device, precision)
 
 # %% ../nbs/05_inference.ipynb #da01e03c
 @patch
@@ -211,12 +212,11 @@ def dl(self:PetModel, images, bs:int=64) -> TfmdDL:
 def probs(self:PetModel, images, bs:int=64, tta:bool|None=None) -> torch.Tensor:
     "Class probabilities for opened `images`, in order, shape `(n, len(vocab))`; `tta`: the mean over each image and its mirror image (`None`: `runtime.TTA_DEFAULT`)."
     if not len(images): return torch.zeros(0, len(self.vocab))
-    tta, out = use_tta(tta), []
-    with torch.inference_mode():
-        for (xb,) in self.dl(images, bs):
-            p = self.model(torch.cat([xb, xb.flip(-1)]) if tta else xb).softmax(dim=1).float().cpu()
-            out.append(tta_mean(p, len(xb)) if tta else p)
-    return torch.cat(out)
+    tta, sizes = use_tta(tta), []
+    def batches():
+        for (xb,) in self.dl(images, bs): sizes.append(len(xb)); yield torch.cat([xb, xb.flip(-1)]) if tta else xb
+    p = predict_batches(self.model, batches(), self.policy).softmax(dim=1)
+    return torch.cat([tta_mean(q, n) for q, n in zip(p.split([2 * n for n in sizes]), sizes)]) if tta else p
 
 # %% ../nbs/05_inference.ipynb #aaecf719
 @patch

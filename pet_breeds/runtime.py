@@ -12,10 +12,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # %% auto #0
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'MODEL_JSON', 'WEIGHTS_FILE', 'ONNX_FILE', 'IMAGE_FORMATS', 'MAX_IMAGE_BYTES',
            'MAX_IMAGE_PIXELS', 'EXIT_OK', 'EXIT_FAILED', 'EXIT_USAGE', 'EXIT_PARTIAL', 'EXIT_STOPPED', 'TTA_DEFAULT',
-           'TTA_VIEWS', 'PredictError', 'BadModel', 'UnreadableImage', 'model_folder', 'read_model_json',
-           'torch_available', 'model_kind', 'read_rgb', 'preprocess_spec', 'crop_resize', 'area_matrix',
-           'bilinear_matrix', 'resize_matrix', 'Preprocess', 'topk_in_batches', 'format_top', 'print_results',
-           'use_tta', 'tta_batch', 'tta_mean', 'OnnxModel']
+           'PRECISION_HELP', 'TTA_VIEWS', 'PredictError', 'BadModel', 'UnreadableImage', 'model_folder',
+           'read_model_json', 'torch_available', 'model_kind', 'read_rgb', 'preprocess_spec', 'crop_resize',
+           'area_matrix', 'bilinear_matrix', 'resize_matrix', 'Preprocess', 'topk_in_batches', 'format_top',
+           'print_results', 'use_tta', 'tta_batch', 'tta_mean', 'OnnxModel']
 
 # %% ../nbs/04b_runtime.ipynb #0ab32cd0
 class PredictError(Exception):
@@ -254,6 +254,8 @@ def print_results(results, as_json:bool=False) -> bool:
 
 # %% ../nbs/04b_runtime.ipynb #61931d94
 TTA_DEFAULT = False                 # whether predictions average each image with its mirror image when `tta=None`
+PRECISION_HELP = ("PyTorch's precision (onnxruntime runs fp32): fp32, the same figures as the ONNX model on any machine; "
+                  "auto, bf16 where the CPU or GPU computes it natively (faster, good to about 3 significant digits); bf16; fp16")
 TTA_VIEWS = ('identity', 'hflip')   # the views averaged, in the order `tta_batch` stacks them
 
 def use_tta(tta:bool|None=None) -> bool:
@@ -279,9 +281,11 @@ class OnnxModel:
         self.output_name = io_.get('output', {}).get('name') or session.get_outputs()[0].name
 
     @classmethod
-    def load(cls, path, threads:int=0) -> OnnxModel:
-        "Load the model at `path` (its folder or its `model.onnx`); `threads=0` lets onnxruntime choose."
+    def load(cls, path, threads:int=0, precision:str='fp32') -> OnnxModel:
+        "Load the model at `path` (its folder or its `model.onnx`); `threads=0` lets onnxruntime choose; it runs fp32 (`precision` 'fp32' or 'auto')."
         path = Path(path)
+        if precision not in ('fp32', 'auto'):
+            raise BadModel(f"{path}: onnxruntime runs this model in fp32, not {precision}; drop the precision or run the model with PyTorch")
         fn = path if path.suffix == '.onnx' else model_folder(path)/ONNX_FILE
         meta = read_model_json(path)
         if not fn.exists():

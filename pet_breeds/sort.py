@@ -21,8 +21,8 @@ __all__ = ['UNSURE', 'REJECTED', 'MAX_IN_MEMORY', 'Sorter', 'check_folders', 'so
 class Sorter:
     "Sorts files into `out/<label>/`, `out/_unsure/` or `out/_rejected/` with `model`, crash-safely. Use with `with`."
     def __init__(self, model, out, copy:bool=False, min_prob:float=0.5, bs:int=64, k:int=3, progress:bool=False, tta:bool|None=None,
-                 trust_pickle:bool=False):
-        self.model = load_model(model, trust_pickle=trust_pickle) if isinstance(model, (str, Path)) else model   # a path: as `load_model` loads it
+                 trust_pickle:bool=False, precision:str='fp32'):
+        self.model = load_model(model, trust_pickle=trust_pickle, precision=precision) if isinstance(model, (str, Path)) else model   # a path: as `load_model` loads it
         self.out, self.copy, self.min_prob, self.bs, self.k, self.progress = Path(out), copy, min_prob, bs, k, progress
         self.tta = tta
         self.csv, self.journal = PredictionsCSV(self.out/CSV_NAME), Journal(self.out/JOURNAL_NAME)

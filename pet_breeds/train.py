@@ -20,11 +20,11 @@ from .distrib import is_main, is_distributed, on_main, broadcast, data_parallel,
 # %% auto #0
 __all__ = ['LR_FIND_FLOOR', 'NATIVE_BF16_FLAGS', 'PRECISIONS', 'TRAIN_BN', 'LR_FIND_SHARE', 'LR_FIND_MIN', 'LR_FIND_MAX',
            'CHECKPOINT_VERSION', 'TRAINERS', 'RunLog', 'WriteFailed', 'writing', 'save_figure', 'check_lr_find_its',
-           'find_lr', 'cpu_flags', 'native_bf16_cpu', 'Policy', 'choose_policy', 'FastPath', 'predict_batches', 'Stage',
-           'lr_find_iterations', 'probe_seconds', 'format_duration', 'RunEstimate', 'BadCheckpoint', 'write_atomic',
-           'rng_states', 'set_rng_states', 'save_checkpoint', 'read_checkpoint', 'restore_checkpoint', 'Checkpoint',
-           'fit_stages', 'stage1_train_bn', 'train_two_stage', 'plot_losses', 'TrainSpec', 'register_trainer',
-           'get_trainer', 'train_finetune']
+           'find_lr', 'cpu_flags', 'native_bf16_cpu', 'Policy', 'choose_policy', 'FastPath', 'memory_format_of',
+           'predict_batches', 'Stage', 'lr_find_iterations', 'probe_seconds', 'format_duration', 'RunEstimate',
+           'BadCheckpoint', 'write_atomic', 'rng_states', 'set_rng_states', 'save_checkpoint', 'read_checkpoint',
+           'restore_checkpoint', 'Checkpoint', 'fit_stages', 'stage1_train_bn', 'train_two_stage', 'plot_losses',
+           'TrainSpec', 'register_trainer', 'get_trainer', 'train_finetune']
 
 # %% ../nbs/03_train.ipynb #9fa61238
 class RunLog(Callback):
@@ -171,9 +171,13 @@ class FastPath(MixedPrecision):
         self.learn.model.to(memory_format=torch.contiguous_format)
 
 # %% ../nbs/03_train.ipynb #623facbb
+def memory_format_of(model:nn.Module):
+    "`torch.channels_last` if `model`'s 4-d weights are laid out so, else `torch.contiguous_format`."
+    return torch.channels_last if any(p.ndim == 4 and not p.is_contiguous() for p in model.parameters()) else torch.contiguous_format
+
 def predict_batches(model:nn.Module, batches, policy:Policy=None) -> torch.Tensor:
-    "`model`'s outputs (fp32, on the CPU) for each `(x, ...)` batch in `batches`, under `policy` (default: the machine's)."
-    policy = ifnone(policy, choose_policy())
+    "`model`'s outputs (fp32, on the CPU) for each `(x, ...)` batch in `batches`, under `policy` (default: the machine's); the model's layout is left as found."
+    policy, layout = ifnone(policy, choose_policy()), memory_format_of(model)
     model.eval().to(policy.device).to(memory_format=policy.memory_format())
     outs = []
     try:
@@ -181,7 +185,7 @@ def predict_batches(model:nn.Module, batches, policy:Policy=None) -> torch.Tenso
             for b in batches:
                 x = b[0] if isinstance(b, (tuple, list)) else b
                 outs.append(model(x.to(policy.device, memory_format=policy.memory_format())).float().cpu())
-    finally: model.to(memory_format=torch.contiguous_format)
+    finally: model.to(memory_format=layout)
     return torch.cat(outs) if outs else torch.empty(0)
 
 # %% ../nbs/03_train.ipynb #88596afb

@@ -16,7 +16,7 @@ from .core import PetBreedsError, command_errors
 from .files import CSV_NAME, incoming_files, is_partial_name
 from .inference import load_model
 from .sort import Sorter, check_folders, sort_images
-from .runtime import EXIT_PARTIAL, EXIT_STOPPED
+from .runtime import EXIT_PARTIAL, EXIT_STOPPED, PRECISION_HELP
 
 # %% auto #0
 __all__ = ['Settling', 'watch_folder', 'format_summary', 'format_row', 'sort_main']
@@ -167,13 +167,14 @@ def sort_main(model:Param("exported model folder, or its model.onnx (run by onnx
               tta:Param("average each image's probabilities with its mirror image's (test-time augmentation); "
                         "neither --tta nor --no-tta: pet_breeds.runtime.TTA_DEFAULT", action=argparse.BooleanOptionalAction)=None,
               trust_pickle:Param("load MODEL even if it is a fastai export (export.pkl): unpickling it runs any code it holds, "
-                                 "so only for files you trust", store_true)=False):
+                                 "so only for files you trust", store_true)=False,
+              precision:Param(PRECISION_HELP, str)='fp32'):
     "Sort images into a folder per predicted breed, once or continuously; never overwrites, never loses a file."
     with command_errors('pet_breeds_sort', OSError):
         check_folders(incoming, out)
         if not 0 <= min_prob <= 1: raise PetBreedsError(f"--min_prob must be between 0 and 1, not {min_prob}")
         if bs < 1: raise PetBreedsError(f"--bs must be at least 1, not {bs}")
-        pm = load_model(model, onnx=onnx, trust_pickle=trust_pickle)
+        pm = load_model(model, onnx=onnx, trust_pickle=trust_pickle, precision=precision)
     stop = threading.Event()
     old = _stop_on_signals(stop) if threading.current_thread() is threading.main_thread() else {}
     try:

@@ -11,6 +11,7 @@ from pet_breeds.files import COLUMNS, CSV_NAME, JOURNAL_NAME, LOCK_NAME, Predict
 from pet_breeds.inference import load_model
 from pet_breeds.sort import REJECTED, UNSURE, Sorter, sort_images
 from pet_breeds.watch import sort_main, watch_folder
+import pet_breeds.watch as watch_mod
 
 OWN = {CSV_NAME, JOURNAL_NAME, LOCK_NAME}  # the sorter's own files in OUT; everything else must be an input
 SORT_EXE = Path(sys.executable).parent/'pet_breeds_sort'
@@ -192,6 +193,18 @@ def test_mistakes_a_user_can_fix_give_one_line(tiny_model, sample_dir, tmp_path)
     with Sorter(ByName(), tmp_path/'out'):
         with pytest.raises(PetBreedsError, match='another pet_breeds_sort'): sort_images(ByName(), inc, tmp_path/'out')
 
+
+def test_precision_reaches_the_model(tiny_model, sample_dir, tmp_path, monkeypatch):
+    files = spread(sample_dir, 2)
+    with Sorter(str(tiny_model[0]), tmp_path/'o1', copy=True, precision='bf16') as s: pass
+    assert s.model.policy.dtype == 'bfloat16'
+    seen = []
+    monkeypatch.setattr(watch_mod, 'load_model', lambda *a, **kw: seen.append(kw['precision']) or load_model(*a, **kw))
+    sort_main(model=str(tiny_model[0]), incoming=str(make_incoming(tmp_path/'in', files)), out=str(tmp_path/'o2'), copy=True,
+              precision='bf16')
+    assert seen == ['bf16'] and len(list((tmp_path/'o2').rglob('*.jpg'))) == len(files)
+    with pytest.raises(SystemExit, match="^pet_breeds_sort: unknown precision 'fp8'"):
+        sort_main(model=str(tiny_model[0]), incoming=str(tmp_path/'in'), out=str(tmp_path/'o3'), precision='fp8')
 
 def test_sigkill_mid_run_then_run_again_loses_and_duplicates_nothing(pm, tiny_model, sample_dir, tmp_path):
     inc = make_incoming(tmp_path/'in', spread(sample_dir, 72))
