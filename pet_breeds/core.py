@@ -8,16 +8,16 @@ import io, os, re, sys, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
-# fastai's layers still call torch.jit.script; PyTorch 2.14 warns on every import
+# set here because every module imports this one before fastai: fastai's layers still call
+# torch.jit.script, which PyTorch 2.14 warns about on every import
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', category=FutureWarning)
 from PIL import Image, ImageOps, UnidentifiedImageError
-from fastai.vision.all import PILImage
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'BREED_RE', 'CAT_BREEDS', 'DOG_BREEDS', 'BREEDS', 'LABELLERS', 'IMAGE_FORMATS', 'MAX_IMAGE_BYTES',
            'MAX_IMAGE_PIXELS', 'PetBreedsError', 'DataNotFound', 'WeightsNotFound', 'BadImage', 'UnknownChoice',
            'BadOptions', 'check_choice', 'command_errors', 'breed_label', 'species_label', 'labeller',
-           'read_image_bytes', 'open_image', 'image_origin']
+           'read_image_bytes', 'read_rgb', 'open_image', 'image_origin']
 
 # %% ../nbs/00_core.ipynb #ec4d98c8
 class PetBreedsError(Exception):
@@ -192,8 +192,8 @@ def _bad(label, e) -> BadImage:
     detail = str(e) if isinstance(e, OSError) and str(e) else f"{type(e).__name__}: {e}"
     return BadImage(f"{label}: unreadable image ({detail})")
 
-def open_image(src, name=None, max_bytes:int=MAX_IMAGE_BYTES, max_pixels:int=MAX_IMAGE_PIXELS) -> PILImage:
-    "Open `src` (path, bytes, memoryview or PIL image) as an upright RGB `PILImage`, or raise `BadImage` naming it and the reason."
+def read_rgb(src, name=None, max_bytes:int=MAX_IMAGE_BYTES, max_pixels:int=MAX_IMAGE_PIXELS) -> Image.Image:
+    "Open `src` (path, bytes, memoryview or PIL image) as an upright RGB PIL image, or raise `BadImage` naming it and the reason."
     label = _describe(src, name)
     try:
         if isinstance(src, Image.Image): im, fmt = src, src.format
@@ -211,10 +211,15 @@ def open_image(src, name=None, max_bytes:int=MAX_IMAGE_BYTES, max_pixels:int=MAX
         with warnings.catch_warnings():
             warnings.simplefilter('error', Image.DecompressionBombWarning)
             im.load()  # decode everything now, so truncated data fails here and not mid-batch
-        out = PILImage(_to_rgb(im))
+        out = _to_rgb(im)
     except Exception as e: raise _bad(label, e) from None
     out.origin = {'format': fmt, 'mode': mode, 'fixes': fixes}
     return out
+
+def open_image(src, name=None, max_bytes:int=MAX_IMAGE_BYTES, max_pixels:int=MAX_IMAGE_PIXELS) -> Image.Image:  # a PILImage
+    "`read_rgb(src, ...)` as fastai's `PILImage`, the type a `DataBlock` and `Learner.predict` take."
+    from fastai.vision.core import PILImage  # here, not at the top: importing this module needs no PyTorch
+    return PILImage(read_rgb(src, name, max_bytes, max_pixels))
 
 # %% ../nbs/00_core.ipynb #a264438a
 def image_origin(data:bytes, name=None, max_pixels:int=MAX_IMAGE_PIXELS) -> dict:

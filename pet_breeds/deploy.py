@@ -6,6 +6,7 @@
 from __future__ import annotations
 import argparse, hashlib, json, os, sys
 from pathlib import Path
+from .core import PetBreedsError, command_errors
 from .runtime import *
 
 # %% auto #0
@@ -29,7 +30,6 @@ def export_onnx(model, opset:int=ONNX_OPSET, tol:float=1e-4, loaded=None) -> Pat
     import warnings
     import numpy as np, torch, onnxruntime as ort
     from torch import nn
-    from pet_breeds.core import PetBreedsError
     from pet_breeds.inference import PetModel
     from pet_breeds.train import writing, write_atomic   # one rule for atomic writes and failed ones (WriteFailed)
     folder = model_folder(model)
@@ -70,7 +70,6 @@ def export_main(argv=None):
     a = p.parse_args(argv)
     if not a.onnx: p.error("nothing to export: pass --onnx")
     if not torch_available(): sys.exit("pet_breeds_export: exporting needs PyTorch; install pet_breeds with its full requirements")
-    from pet_breeds.core import command_errors
     with command_errors('pet_breeds_export'): fn = export_onnx(a.model, opset=a.opset)
     meta = read_model_json(fn)
     print(f"wrote {fn} ({fn.stat().st_size/1e6:.1f} MB); onnxruntime agrees with PyTorch within "
@@ -85,10 +84,8 @@ def load_predictor(path, onnx:bool=False, trust_pickle:bool=False, precision:str
         hint = (f"run its model.onnx: pet_breeds_predict {folder/ONNX_FILE}" if (folder/ONNX_FILE).exists() else
                 f"export it to ONNX where PyTorch is installed: pet_breeds_export {folder} --onnx")
         raise BadModel(f"{path}: this model needs PyTorch, which is not installed here; {hint}")
-    from pet_breeds.core import PetBreedsError
     from pet_breeds.inference import load_model
-    try: return load_model(path, trust_pickle=trust_pickle, precision=precision)
-    except PetBreedsError as e: raise BadModel(str(e)) from None
+    return load_model(path, trust_pickle=trust_pickle, precision=precision)
 
 # %% ../nbs/14_onnx.ipynb #ec1edc8f
 def predict_main(argv=None):
@@ -107,6 +104,5 @@ def predict_main(argv=None):
                    help="load MODEL even if it is a fastai export (export.pkl): unpickling it runs any code it holds, so only for files you trust")
     p.add_argument('--precision', default='fp32', help=PRECISION_HELP)
     a = p.parse_args(argv)
-    try: pm = load_predictor(a.model, a.onnx, a.trust_pickle, a.precision)
-    except PredictError as e: sys.exit(f"pet_breeds_predict: {e}")
+    with command_errors('pet_breeds_predict'): pm = load_predictor(a.model, a.onnx, a.trust_pickle, a.precision)
     if not print_results(pm.predict_many(a.images, k=a.k, bs=a.bs, tta=a.tta), a.json): sys.exit(EXIT_PARTIAL)

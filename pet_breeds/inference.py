@@ -14,7 +14,7 @@ import pet_breeds
 from .data import pets_transforms, norm_stats, normalize_tfms
 from .learner import build_model
 from .train import write_atomic, writing, choose_policy, predict_batches
-from .runtime import (FORMAT, FORMAT_VERSION, MODEL_JSON, WEIGHTS_FILE, PredictError, read_model_json, preprocess_spec,
+from .runtime import (FORMAT, FORMAT_VERSION, MODEL_JSON, WEIGHTS_FILE, read_model_json, preprocess_spec,
                                 model_kind, OnnxModel, format_top, print_results, use_tta, tta_mean)
 from . import runtime
 
@@ -49,9 +49,8 @@ def export_model(learn:Learner, dest, extra:dict=None) -> Path:
 
 # %% ../nbs/05_inference.ipynb #bc2b847f
 def read_meta(path) -> dict:
-    "The `model.json` of an exported model folder, checked (`runtime.read_model_json`, with this package's error)."
-    try: return read_model_json(path)
-    except PredictError as e: raise PetBreedsError(str(e)) from None
+    "The `model.json` of an exported model folder, checked by `runtime.read_model_json` (`BadModel`, a `PetBreedsError`, if unusable)."
+    return read_model_json(path)
 
 # %% ../nbs/05_inference.ipynb #1fa7df19
 def check_meta(meta:dict, fn) -> dict:
@@ -194,8 +193,7 @@ def load_model(path, device=None, onnx:bool=False, trust_pickle:bool=False, prec
         if onnx: raise PetBreedsError(f"{pkl}: a fastai export runs with PyTorch only, not onnxruntime")
         return _unpickle(pkl, device, precision)
     if model_kind(path, onnx) == 'onnx':
-        try: return OnnxModel.load(path, precision=precision)
-        except PredictError as e: raise PetBreedsError(str(e)) from None
+        return OnnxModel.load(path, precision=precision)
     return PetModel.load(path, device, precision)
 
 # %% ../nbs/05_inference.ipynb #da01e03c

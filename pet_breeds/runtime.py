@@ -4,28 +4,22 @@
 
 # %% ../nbs/04b_runtime.ipynb #0bbb979a
 from __future__ import annotations
-import io, json, math, os, sys, warnings
+import json, math
 from pathlib import Path
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
+from .core import PetBreedsError, BadImage, read_rgb
 
 # %% auto #0
-__all__ = ['FORMAT', 'FORMAT_VERSION', 'MODEL_JSON', 'WEIGHTS_FILE', 'ONNX_FILE', 'IMAGE_FORMATS', 'MAX_IMAGE_BYTES',
-           'MAX_IMAGE_PIXELS', 'EXIT_OK', 'EXIT_FAILED', 'EXIT_USAGE', 'EXIT_PARTIAL', 'EXIT_STOPPED', 'TTA_DEFAULT',
-           'PRECISION_HELP', 'TTA_VIEWS', 'PredictError', 'BadModel', 'UnreadableImage', 'model_folder',
-           'read_model_json', 'torch_available', 'model_kind', 'read_rgb', 'preprocess_spec', 'crop_resize',
-           'area_matrix', 'bilinear_matrix', 'resize_matrix', 'Preprocess', 'topk_in_batches', 'format_top',
-           'print_results', 'use_tta', 'tta_batch', 'tta_mean', 'OnnxModel']
+__all__ = ['FORMAT', 'FORMAT_VERSION', 'MODEL_JSON', 'WEIGHTS_FILE', 'ONNX_FILE', 'EXIT_OK', 'EXIT_FAILED', 'EXIT_USAGE',
+           'EXIT_PARTIAL', 'EXIT_STOPPED', 'TTA_DEFAULT', 'PRECISION_HELP', 'TTA_VIEWS', 'BadModel', 'model_folder',
+           'read_model_json', 'torch_available', 'model_kind', 'preprocess_spec', 'crop_resize', 'area_matrix',
+           'bilinear_matrix', 'resize_matrix', 'Preprocess', 'topk_in_batches', 'format_top', 'print_results',
+           'use_tta', 'tta_batch', 'tta_mean', 'OnnxModel']
 
 # %% ../nbs/04b_runtime.ipynb #0ab32cd0
-class PredictError(Exception):
-    "An error a user can act on, raised by the torch-free runtime; the message says what to do."
-
-class BadModel(PredictError):
+class BadModel(PetBreedsError):
     "A model folder or file this runtime cannot run."
-
-class UnreadableImage(PredictError, ValueError):
-    "A file that is not a readable image."
 
 # %% ../nbs/04b_runtime.ipynb #12088722
 FORMAT = 'pet_breeds-model'
@@ -67,94 +61,6 @@ def model_kind(path, onnx:bool=False) -> str:
     folder = model_folder(path)
     if (folder/WEIGHTS_FILE).exists() and torch_available(): return 'torch'
     return 'onnx' if (folder/ONNX_FILE).exists() else 'torch'
-
-# %% ../nbs/04b_runtime.ipynb #a565a1d2
-IMAGE_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP', 'WEBP', 'TIFF')
-MAX_IMAGE_BYTES = 50_000_000
-MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS
-_16BIT = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I', 'F')
-
-def _size(n:int) -> str:
-    if n < 1000: return f"{n} bytes"
-    return f"{n/1e3:.1f} kB" if n < 1_000_000 else f"{n/1e6:.1f} MB"
-
-def _too_large(label, n, max_bytes): return UnreadableImage(f"{label}: file too large ({_size(n)}; the limit is {_size(max_bytes)})")
-def _bomb(label, detail): return UnreadableImage(f"{label}: image too large to decode ({detail}); refused as a possible decompression bomb")
-
-def _read_file(p:Path, label:str, max_bytes:int) -> bytes:
-    if not p.exists():
-        if p.is_symlink(): raise UnreadableImage(f"{label}: dangling symbolic link (its target {os.readlink(p)} does not exist)")
-        raise UnreadableImage(f"{label}: no such file")
-    if not p.is_file(): raise UnreadableImage(f"{label}: not a regular file")
-    try:
-        with open(p, 'rb') as f:
-            n = os.fstat(f.fileno()).st_size
-            if n > max_bytes: raise _too_large(label, n, max_bytes)
-            data = f.read(max_bytes + 1)
-    except UnreadableImage: raise
-    except OSError as e: raise UnreadableImage(f"{label}: cannot read the file ({e.strerror or e})") from None
-    if len(data) > max_bytes: raise _too_large(label, len(data), max_bytes)
-    if not data: raise UnreadableImage(f"{label}: empty file")
-    return data
-
-# %% ../nbs/04b_runtime.ipynb #88957429
-def _orientation(im) -> int:
-    try: o = int(im.getexif().get(0x0112, 1))
-    except Exception: return 1
-    return o if 1 <= o <= 8 else 1
-
-def _has_alpha(im) -> bool: return im.mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La') or 'transparency' in im.info
-
-def _to_8bit(im):
-    a = np.asarray(im)
-    if im.mode.startswith('I;16'): a = a.astype(np.float32) / 257
-    elif im.mode == 'I': a = a.astype(np.float32) / (257 if a.size and a.max() > 255 else 1)
-    else:
-        a = np.nan_to_num(a.astype(np.float32))
-        if a.size and a.max() <= 1: a = a * 255
-    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), 'L')
-
-def _to_rgb(im):
-    if _orientation(im) != 1: im = ImageOps.exif_transpose(im)
-    if im.mode in _16BIT: im = _to_8bit(im)
-    if _has_alpha(im):
-        rgba = im.convert('RGBA')
-        im = Image.alpha_composite(Image.new('RGBA', rgba.size, (255, 255, 255, 255)), rgba).convert('RGB')
-    elif im.mode != 'RGB': im = im.convert('RGB')
-    return im
-
-def _bad(label, e) -> UnreadableImage:
-    if isinstance(e, UnreadableImage): return e
-    if isinstance(e, UnidentifiedImageError): return UnreadableImage(f"{label}: not an image file (no image format recognised)")
-    if isinstance(e, Image.DecompressionBombError): return _bomb(label, str(e).split(',')[0])
-    if isinstance(e, MemoryError): return _bomb(label, 'out of memory while decoding')
-    detail = str(e) if isinstance(e, OSError) and str(e) else f"{type(e).__name__}: {e}"
-    return UnreadableImage(f"{label}: unreadable image ({detail})")
-
-# %% ../nbs/04b_runtime.ipynb #04fe94a3
-def read_rgb(src, name=None, max_bytes:int=MAX_IMAGE_BYTES, max_pixels:int=MAX_IMAGE_PIXELS) -> Image.Image:
-    "`src` (path, bytes or PIL image) as an upright RGB PIL image, as `core.open_image` opens it; `UnreadableImage` naming it otherwise."
-    label = str(name) if name else str(src) if isinstance(src, (str, Path)) else f'<{type(src).__name__}>'
-    try:
-        if isinstance(src, Image.Image): im = src
-        else:
-            if isinstance(src, memoryview): src = src.tobytes()
-            if isinstance(src, (bytes, bytearray)):
-                if not src: raise UnreadableImage(f"{label}: empty file")
-                if len(src) > max_bytes: raise _too_large(label, len(src), max_bytes)
-                data = bytes(src)
-            else: data = _read_file(Path(src), label, max_bytes)
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore', Image.DecompressionBombWarning)
-                im = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
-            w, h = im.size
-            if w * h > max_pixels: raise _bomb(label, f"{w}x{h} = {w*h:,} pixels; the limit is {max_pixels:,}")
-        if getattr(im, 'is_animated', False): im.seek(0)
-        with warnings.catch_warnings():
-            warnings.simplefilter('error', Image.DecompressionBombWarning)
-            im.load()
-        return _to_rgb(im)
-    except Exception as e: raise _bad(label, e) from None
 
 # %% ../nbs/04b_runtime.ipynb #f93c596b
 def preprocess_spec(meta:dict) -> dict:
@@ -220,7 +126,7 @@ class Preprocess:
 # %% ../nbs/04b_runtime.ipynb #2e5717e4
 def _item_name(i:int, o) -> str: return str(o) if isinstance(o, (str, Path)) else f'item {i}'
 
-def topk_in_batches(items, probs, topk, k:int=3, bs:int=64, names=None, open_item=read_rgb, bad=UnreadableImage) -> list:
+def topk_in_batches(items, probs, topk, k:int=3, bs:int=64, names=None, open_item=read_rgb, bad=BadImage) -> list:
     "Open `items` in chunks of `bs` with `open_item`, run `probs` on the readable ones, and return `{'file', 'top'}` or `{'file', 'error'}` per item."
     items = list(items)
     names = list(names) if names is not None else [_item_name(i, o) for i, o in enumerate(items)]
@@ -314,7 +220,7 @@ class OnnxModel:
         return [(self.vocab[i], float(p[i])) for i in idx]
 
     def predict(self, item, k:int=3, tta:bool|None=None) -> list:
-        "Top-`k` `(label, prob)` for one image (path, bytes or PIL image); `UnreadableImage` if unreadable."
+        "Top-`k` `(label, prob)` for one image (path, bytes or PIL image); `BadImage` if unreadable."
         return self.topk(self.probs([read_rgb(item)], tta=tta)[0], k)
 
     def predict_many(self, items, k:int=3, bs:int=64, names=None, tta:bool|None=None) -> list:

@@ -119,6 +119,9 @@ def test_the_pixels_are_right(bad_folder):
     assert np.asarray(open_image(bad_folder/'pug_3.png')).mean() == pytest.approx(40000 / 257, abs=1)  # scaled, not white
     anim = np.asarray(open_image(bad_folder/'pug_5.gif'))
     assert anim[:, :16, 0].mean() > 150                   # the first frame, not the green ones
+    clear_red = _bytes(Image.new('RGBA', (4, 4), (255, 0, 0, 0)), 'PNG')   # what a cut-out pet's background holds
+    assert open_image(clear_red).getpixel((0, 0)) == (255, 255, 255)     # composited on white, not on black or red
+    assert open_image(_bytes(Image.new('LA', (4, 4), (0, 128)), 'PNG')).getpixel((0, 0)) == (127, 127, 127)
 
 def test_dataloaders_build_skip_report_and_train(bad_folder, tmp_path):
     dls = pets_dataloaders(bad_folder, bs=8, item_size=40, size=32, num_workers=0, cache=tmp_path/'cache')

@@ -1,5 +1,5 @@
-"""ONNX export and the torch-free runtime: the recorded preprocessing against fastai's, image opening against
-core's, onnxruntime against PyTorch on real photos for every architecture family, and the commands without PyTorch."""
+"""ONNX export and the torch-free runtime: the recorded preprocessing against fastai's, one image opener for
+both runtimes, onnxruntime against PyTorch on real photos for every architecture family, and the commands without PyTorch."""
 import json, shutil, subprocess, sys
 from pathlib import Path
 import numpy as np, pytest, torch
@@ -8,11 +8,11 @@ from PIL import Image
 from safetensors.torch import save_file
 from conftest import run_cli
 from pet_breeds import core, runtime
-from pet_breeds.core import open_image
+from pet_breeds.core import open_image, read_rgb, BadImage
 from pet_breeds.learner import build_model, arch_stats
 from pet_breeds.inference import PetModel, load_model, export_model
 from pet_breeds.deploy import export_onnx
-from pet_breeds.runtime import OnnxModel, Preprocess, preprocess_spec, read_rgb, UnreadableImage
+from pet_breeds.runtime import OnnxModel, Preprocess, preprocess_spec
 
 # real photos of the three breeds, with the sample's GIF and RGBA PNG under .jpg names
 PHOTOS = ['Abyssinian_1.jpg', 'Abyssinian_34.jpg', 'Abyssinian_5.jpg', 'Abyssinian_77.jpg', 'Bengal_10.jpg',
@@ -85,10 +85,6 @@ def test_preprocess_spec_records_the_area_step():
     assert preprocess_spec({'item_size': 160, 'size': 64})['area_resize'] == 128
     assert preprocess_spec({'item_size': 128, 'size': 64})['area_resize'] is None   # exactly 2x: fastai skips it
 
-def test_runtime_limits_are_cores():
-    assert (runtime.IMAGE_FORMATS, runtime.MAX_IMAGE_BYTES, runtime.MAX_IMAGE_PIXELS) == \
-           (core.IMAGE_FORMATS, core.MAX_IMAGE_BYTES, core.MAX_IMAGE_PIXELS)
-
 def _odd_images(d:Path) -> list:
     "Files that need open_image's fixes: EXIF rotation, 16-bit, grey+alpha, palette transparency, animation."
     rng = np.random.default_rng(0)
@@ -103,11 +99,13 @@ def _odd_images(d:Path) -> list:
     rgb.convert('L').save(d/'grey.bmp')
     return [d/n for n in ('rotated.jpg', 'deep.png', 'la.png', 'pal.png', 'anim.gif', 'grey.bmp')]
 
-def test_read_rgb_opens_like_open_image(photos, sample_dir, tmp_path):
+def test_the_runtime_opens_images_with_the_training_opener(photos, sample_dir, tmp_path):
+    "One set of rules for a photo, whichever runtime predicts: the torch-free runtime uses core's `read_rgb`, and `open_image` is its picture as a PILImage."
+    assert runtime.read_rgb is core.read_rgb and runtime.topk_in_batches.__defaults__[-2:] == (core.read_rgb, core.BadImage)
     for f in photos + _odd_images(tmp_path):
         a, b = read_rgb(f), open_image(f)
-        assert a.mode == 'RGB' and a.size == b.size, f
-        assert (np.asarray(a) == np.asarray(b)).all(), f
+        assert a.mode == 'RGB' and a.size == b.size and type(b).__name__ == 'PILImage', f
+        assert (np.asarray(a) == np.asarray(b)).all() and a.origin == b.origin, f
         assert (np.asarray(read_rgb(f.read_bytes())) == np.asarray(a)).all()
     (tmp_path/'empty.jpg').write_bytes(b'')
     (tmp_path/'cut.jpg').write_bytes((sample_dir/'Bengal_10.jpg').read_bytes()[:3000])
@@ -116,11 +114,11 @@ def test_read_rgb_opens_like_open_image(photos, sample_dir, tmp_path):
     bad = [sample_dir/'Abyssinian_100.mat', tmp_path/'missing.jpg', tmp_path/'empty.jpg', tmp_path/'cut.jpg',
            tmp_path/'folder.jpg', tmp_path/'link.jpg']
     for f in bad:
-        with pytest.raises(core.BadImage) as e1: open_image(f)
-        with pytest.raises(UnreadableImage) as e2: read_rgb(f)
-        assert str(e1.value) == str(e2.value), f
-    with pytest.raises(UnreadableImage, match='file too large'): read_rgb(photos[0], max_bytes=1000)
-    with pytest.raises(UnreadableImage, match='decompression bomb'): read_rgb(photos[0], max_pixels=100)
+        with pytest.raises(BadImage) as e1: open_image(f)
+        with pytest.raises(BadImage) as e2: read_rgb(f)
+        assert str(e1.value) == str(e2.value) and str(e2.value).startswith(str(f)), f
+    with pytest.raises(BadImage, match='file too large'): read_rgb(photos[0], max_bytes=1000)
+    with pytest.raises(BadImage, match='decompression bomb'): read_rgb(photos[0], max_pixels=100)
 
 # ---- onnxruntime agrees with PyTorch, per architecture family ------------------------------------------------
 
