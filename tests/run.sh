@@ -10,5 +10,5 @@ if ! command -v chromium >/dev/null 2>&1; then
   $SUDO apt-get update -q && $SUDO apt-get install -y -q chromium
 fi
 export MPLBACKEND=Agg
-.venv/bin/nbdev_test --n_workers 2
+.venv/bin/nbdev_test --n_workers 2 --timing
 .venv/bin/pytest tests -q -p no:cacheprovider --durations=15 "$@"
