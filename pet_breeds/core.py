@@ -8,8 +8,8 @@ import io, os, re, sys, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
-# set here because every module imports this one before fastai: fastai's layers still call
-# torch.jit.script, which PyTorch 2.14 warns about on every import
+# fastai's layers still call torch.jit.script, which PyTorch 2.14 warns about on every import;
+# a module that imports this one before fastai is spared the warning
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', category=FutureWarning)
 from PIL import Image, ImageOps, UnidentifiedImageError
 
