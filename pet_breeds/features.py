@@ -83,9 +83,16 @@ def _run_extractor(extractor:nn.Module, dls, files, bs:int=None, policy=None) ->
     dl = dls.test_dl(files, bs=ifnone(bs, dls.bs), shuffle=False)
     return predict_batches(extractor, dl, policy)
 
-def extract_features(extractor:nn.Module, dls, items, cache:FeatureCache=None, bs:int=None, policy=None) -> tuple[torch.Tensor, dict]:
+def extract_features(extractor:nn.Module,      # the frozen body and pooling (`split_at_features`)
+                     dls,                      # image `DataLoaders`: their validation-time transforms are used
+                     items,                    # image files
+                     cache:FeatureCache=None,  # vectors already computed, by content; `None`: compute every one
+                     bs:int=None,              # default: `dls.bs`
+                     policy=None,              # default: `choose_policy(path='features')`, fp32 on every machine
+                    ) -> tuple[torch.Tensor, dict]:
     "Features of the image files `items` (see `_run_extractor`), computing only those `cache` lacks."
     t0, items = time.perf_counter(), list(items)
+    policy = ifnone(policy, choose_policy(device=dls.device, path='features'))
     digests = [file_digest(f) for f in items]
     found = {d: cache.get(d) for d in set(digests)} if cache is not None else {}
     todo = {}                                   # digest -> one file with that content
@@ -121,8 +128,7 @@ def train_features(dls, spec:TrainSpec) -> tuple[Learner, dict]:
     t0 = time.perf_counter()
     learn = pets_learner(dls, spec.arch, pretrained=spec.pretrained)   # the full network; adds `Normalize` to `dls`
     extractor, classifier = split_at_features(learn.model)
-    # computed once and reused, features must be what the exported network computes from a file: fp32 unless asked
-    policy = choose_policy('fp32' if spec.precision == 'auto' else spec.precision, dls.device)
+    policy = choose_policy(spec.precision, dls.device, 'features')   # fp32 under auto: see `AUTO` in 03_train
     key = extractor_key(learn.arch_name, extractor, dls, policy.name)
     cache = FeatureCache(ifnone(spec.cache_dir, default_cache_dir()), key) if spec.pretrained else None
     xt, st = extract_features(extractor, dls, dls.train_ds.items, cache, policy=policy)

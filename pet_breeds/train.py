@@ -18,7 +18,7 @@ from .learner import pets_learner, lookup_mode
 from .distrib import is_main, is_distributed, on_main, broadcast, data_parallel, inner_dl
 
 # %% auto #0
-__all__ = ['LR_FIND_FLOOR', 'NATIVE_BF16_FLAGS', 'PRECISIONS', 'TRAIN_BN', 'LR_FIND_SHARE', 'LR_FIND_MIN', 'LR_FIND_MAX',
+__all__ = ['LR_FIND_FLOOR', 'NATIVE_BF16_FLAGS', 'PRECISIONS', 'AUTO', 'TRAIN_BN', 'LR_FIND_SHARE', 'LR_FIND_MIN', 'LR_FIND_MAX',
            'CHECKPOINT_VERSION', 'TRAINERS', 'RunLog', 'WriteFailed', 'writing', 'save_figure', 'check_lr_find_its',
            'find_lr', 'cpu_flags', 'native_bf16_cpu', 'Policy', 'choose_policy', 'FastPath', 'memory_format_of',
            'predict_batches', 'Stage', 'lr_find_iterations', 'probe_seconds', 'format_duration', 'RunEstimate',
@@ -136,9 +136,15 @@ class Policy:
     def to_dict(self) -> dict: return {**asdict(self), 'precision': self.name}
 
 # %% ../nbs/03_train.ipynb #4aaca437
-def choose_policy(precision:str='auto', device=None) -> Policy:
-    "The `Policy` for `precision` ('auto', 'fp32', 'bf16' or 'fp16') on `device` (default: CUDA if present, else the CPU)."
-    check_choice(precision, PRECISIONS, 'precision')
+AUTO = {'train': 'machine', 'interpret': 'machine', 'bench': 'machine',   # what precision 'auto' means on each path
+        'features': 'fp32', 'probe': 'fp32', 'predict': 'fp32'}           # (the table above says why)
+
+def choose_policy(precision:str='auto', # 'auto', 'fp32', 'bf16' or 'fp16'
+                  device=None,          # default: CUDA if present, else the CPU
+                  path:str='train',     # which row of `AUTO` decides what 'auto' means
+                 ) -> Policy:
+    "The `Policy` for `precision` on `device`, for `path` (see the table above)."
+    check_choice(precision, PRECISIONS, 'precision'); check_choice(path, tuple(AUTO), 'path')
     device = str(ifnone(device, 'cuda' if torch.cuda.is_available() else 'cpu'))
     cuda = torch.device(device).type == 'cuda'
     if precision == 'fp16' and not cuda:
@@ -146,6 +152,7 @@ def choose_policy(precision:str='auto', device=None) -> Policy:
     if precision != 'auto':
         dtype = {'fp32': None, 'bf16': 'bfloat16', 'fp16': 'float16'}[precision]
         return Policy(device, dtype, True, f'asked for {precision}')
+    if AUTO[path] == 'fp32': return Policy(device, None, True, f'auto for {path}: fp32 on every machine, for the same figures everywhere')
     if cuda:
         bf16 = torch.cuda.is_bf16_supported()
         return Policy(device, 'bfloat16' if bf16 else 'float16', True, f"CUDA {'with' if bf16 else 'without'} bf16")
@@ -175,9 +182,12 @@ def memory_format_of(model:nn.Module):
     "`torch.channels_last` if `model`'s 4-d weights are laid out so, else `torch.contiguous_format`."
     return torch.channels_last if any(p.ndim == 4 and not p.is_contiguous() for p in model.parameters()) else torch.contiguous_format
 
-def predict_batches(model:nn.Module, batches, policy:Policy=None) -> torch.Tensor:
-    "`model`'s outputs (fp32, on the CPU) for each `(x, ...)` batch in `batches`, under `policy` (default: the machine's); the model's layout is left as found."
-    policy, layout = ifnone(policy, choose_policy()), memory_format_of(model)
+def predict_batches(model:nn.Module, # any network; left in the memory layout it had
+                    batches,          # an iterable of tensors, or of `(x, ...)` tuples
+                    policy:Policy=None, # default: `choose_policy(path='predict')`
+                   ) -> torch.Tensor:
+    "`model`'s outputs (fp32, on the CPU) for each batch in `batches`, under `policy`."
+    policy, layout = ifnone(policy, choose_policy(path='predict')), memory_format_of(model)
     model.eval().to(policy.device).to(memory_format=policy.memory_format())
     outs = []
     try:

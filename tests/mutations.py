@@ -178,6 +178,19 @@ MUTATIONS = [
     Mutation("after lr_find the processes keep their own random streams", 'train.py',
              [("            if is_distributed(): set_rng_states(broadcast(rng_states(learn.dls)), learn.dls)", "            pass")],
              ['tests/test_distributed.py::test_sigkill_then_resume_in_two_processes']),
+    # --- train.py / features.py: the precision policy, killed on either kind of CPU (issue 18) ----------
+    Mutation("bf16 autocast silently disabled", 'train.py',
+             [("enabled=self.dtype is not None)", "enabled=False)")],
+             ['tests/test_precision.py']),
+    Mutation("prediction under the machine's policy (bf16 where native)", 'train.py',
+             [("'features': 'fp32', 'probe': 'fp32', 'predict': 'fp32'}", "'features': 'fp32', 'probe': 'fp32', 'predict': 'machine'}")],
+             ['tests/test_precision.py::test_each_path_predicts_under_its_row_of_the_table']),
+    Mutation("features mode extracts under the training policy", 'features.py',
+             [("policy = choose_policy(spec.precision, dls.device, 'features')", "policy = choose_policy(spec.precision, dls.device)")],
+             ['tests/test_features.py::test_features_are_fp32_under_auto_on_every_cpu']),
+    Mutation("extract_features defaults to the training policy", 'features.py',
+             [("policy = ifnone(policy, choose_policy(device=dls.device, path='features'))", "policy = ifnone(policy, choose_policy(device=dls.device))")],
+             ['tests/test_features.py::test_features_are_fp32_under_auto_on_every_cpu']),
 ]
 
 # --- running ------------------------------------------------------------------------------------------
@@ -248,11 +261,9 @@ def run_tests(copy:Path, tests, log:Path, fork:bool=True, timeout:float=TIMEOUT)
             return None
 
 def fresh_copy(dest:Path) -> Path:
-    "A copy of the checkout at `dest`, with `../shared` (the real PETS sample) reachable from it as from the checkout."
+    "A copy of the checkout at `dest` (the tests need nothing beside it)."
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(ROOT, dest, ignore=IGNORE, symlinks=True)
-    shared = dest.parent/'shared'
-    if not shared.exists() and (ROOT.parent/'shared').exists(): shared.symlink_to(ROOT.parent/'shared')
     return dest
 
 def outcome(rc) -> str:

@@ -12,7 +12,8 @@ from conftest import make_synthetic_pets
 EXE = shutil.which('pet_breeds_train') or str(Path(sys.executable).parent/'pet_breeds_train')
 N_PER_BREED = 12                      # 4 breeds x 12 = 48 images: 39 to train, 9 to validate
 ARGS = ['--mode', 'finetune', '--arch', 'resnet18', '--no-pretrained', '--freeze_epochs', '1', '--epochs', '4',
-        '--size', '32', '--item_size', '48', '--bs', '8', '--num_workers', '0']
+        '--size', '32', '--item_size', '48', '--bs', '8', '--num_workers', '0',
+        '--precision', 'fp32']   # figures compared below are fp32's, on every kind of CPU (auto is bf16 where native)
 EXPECTED = ['confusion.png', 'loss.png', 'lr_find.png', 'metrics.json', 'model']
 
 def cmd(data, out, *extra): return [EXE, '--distributed', '2', '--data', str(data), '--out', str(out), *ARGS, *extra]
@@ -72,6 +73,7 @@ def test_the_metrics_cover_the_whole_validation_set_once(whole):
     learn.model.load_state_dict(load_file(out/'model'/'model.safetensors'))
     with learn.no_bar(), learn.no_logging(): valid_loss, err, acc = learn.validate()
     last = m['epochs'][-1]
+    assert m['policy']['precision'] == 'fp32'      # plain validate() computes fp32: the run must have too
     assert abs(last['valid_loss'] - valid_loss) < 1e-4, (last, valid_loss)   # one process, the final weights, all 9 images
     assert abs(last['error_rate'] - err) < 1e-6 and abs(last['accuracy'] - acc) < 1e-6, (last, err, acc)
 
