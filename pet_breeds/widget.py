@@ -18,7 +18,7 @@ from .train import write_atomic
 
 # %% auto #0
 __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'CSS', 'APP_NAME', 'open_upload', 'predict_upload', 'result_html', 'result_widget',
-           'PredictWidget', 'app_notebook', 'voila_command', 'app_main']
+           'PredictWidget', 'app_notebook', 'voila_command', 'check_app_runtime', 'app_main']
 
 # %% ../nbs/10_widget.ipynb #cd0062c3
 MAX_BYTES = 20_000_000               # 20 MB: larger than any phone photo
@@ -176,6 +176,14 @@ def voila_command(nb, port:int=8866, no_browser:bool=False, ip:str='127.0.0.1') 
     "The command line that serves the notebook `nb` with this Python's Voila."
     return [sys.executable, '-m', 'voila', str(nb), f'--port={port}', f'--Voila.ip={ip}', *(['--no-browser'] if no_browser else [])]
 
+# %% ../nbs/10_widget.ipynb #f357d4fd
+def check_app_runtime():
+    "Raise `PetBreedsError` naming the package to install when Voila or a Python Jupyter kernel is missing."
+    if importlib.util.find_spec('voila') is None: raise PetBreedsError("Voila is not installed: pip install voila")
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    try: KernelSpecManager().get_kernel_spec('python3')   # the kernel the app's notebook names
+    except NoSuchKernel: raise PetBreedsError("no Jupyter kernel for Python, which Voila runs the page in: pip install ipykernel") from None
+
 # %% ../nbs/10_widget.ipynb #4d3251f3
 @call_parse
 def app_main(model:str,                   # exported model folder
@@ -190,7 +198,7 @@ def app_main(model:str,                   # exported model folder
     "Serve the upload-and-predict page for an exported model with Voila."
     with command_errors('pet_breeds_app'):
         if fastai_export(model, trust_pickle) is None: read_meta(model)
-        if importlib.util.find_spec('voila') is None: raise PetBreedsError("Voila is not installed: pip install voila")
+        check_app_runtime()
     nb = app_notebook(model, tempfile.mkdtemp(prefix='pet_breeds_app_'), k=k, max_bytes=int(max_mb * 1e6), tta=tta, trust_pickle=trust_pickle)
     cmd = voila_command(nb, port, no_browser, ip)
     print(f"pet_breeds_app: serving {model} at http://{ip}:{port}/ (Ctrl-C to stop)", flush=True)
