@@ -1,4 +1,4 @@
-"Shared fixtures: the real PETS sample, synthetic PETS-style folders, and a small trained model."
+"Shared fixtures: the real PETS photos committed in nbs/images, synthetic PETS-style folders, and a small trained model."
 import os, random, shutil, subprocess, sys
 from pathlib import Path
 import numpy as np, pytest
@@ -10,13 +10,34 @@ ROOT = Path(__file__).resolve().parents[1]
 def _private_resize_cache(tmp_path_factory):
     "The suite's resized-image cache lives in a temporary folder, not in the user's ~/.cache."
     os.environ['PET_BREEDS_CACHE'] = str(tmp_path_factory.mktemp('resize-cache'))
-SAMPLE = (ROOT/'..'/'shared'/'data'/'pets-sample'/'images').resolve()
+SAMPLE = ROOT/'nbs'/'images'/'pets'     # committed: the tests run from a clone with nothing beside it
+ODD = ROOT/'nbs'/'images'/'odd'         # real-photo oddities: CMYK, grayscale, 16-bit, EXIF-rotated, tiny, large
+# photos per breed in SAMPLE (numbers 1-22, 30, 34, 44, 57, 77, 100 where the dataset has them; see nbs/images/README.md)
+SAMPLE_COUNTS = {'Abyssinian': 28, 'Bengal': 28, 'american_bulldog': 25}
+SAMPLE_IMAGES = sum(SAMPLE_COUNTS.values())   # 81 photos, and one .mat file (Abyssinian_100.mat) beside them
+SHARED = (ROOT/'..'/'shared'/'data').resolve()  # larger real data some machines have beside the checkout; optional
+
+def valid_count(n:int, valid_pct:float=0.2) -> int:
+    "Validation images of `n` under fastai's `RandomSplitter` (it cuts `int(valid_pct * n)`)."
+    return int(valid_pct * n)
+
+def shared_data(name:str) -> Path:
+    "`../shared/data/<name>/images` where the machine has it; otherwise the calling test is skipped, saying why."
+    p = SHARED/name/'images'
+    if not p.is_dir(): pytest.skip(f"optional real data not here: {p} (a clone has only the committed nbs/images)")
+    return p
 
 @pytest.fixture(scope='session')
 def sample_dir():
-    "The 300 real PETS images (3 breeds, with the dataset's odd files)."
-    if not SAMPLE.is_dir(): pytest.fail(f"real PETS sample missing: {SAMPLE} (CI puts ../shared beside the checkout)")
+    "The 81 real PETS photos of 3 breeds committed in nbs/images/pets, with the dataset's odd files (a GIF, an RGBA PNG, a .mat)."
+    assert SAMPLE.is_dir(), f"{SAMPLE} is missing: it is part of the repository"
     return SAMPLE
+
+@pytest.fixture(scope='session')
+def odd_dir():
+    "nbs/images/odd: real photos a user's folder may hold and the three breeds' photos do not."
+    assert ODD.is_dir(), f"{ODD} is missing: it is part of the repository"
+    return ODD
 
 def make_synthetic_pets(dest:Path, breeds=('Bengal', 'beagle', 'Sphynx', 'pug'), n:int=24, size:int=48, seed:int=0) -> Path:
     """A learnable PETS-style folder: each breed is a solid colour with noise and a random box,

@@ -123,6 +123,25 @@ def test_the_pixels_are_right(bad_folder):
     assert open_image(clear_red).getpixel((0, 0)) == (255, 255, 255)     # composited on white, not on black or red
     assert open_image(_bytes(Image.new('LA', (4, 4), (0, 128)), 'PNG')).getpixel((0, 0)) == (127, 127, 127)
 
+def test_real_oddities_open_as_the_photo_they_were_made_from(odd_dir, sample_dir):
+    """nbs/images/odd stores the real photo Bengal_57.jpg (downsized) the odd ways: each opens upright, in RGB, as that
+    photo (a JPEG's rounding apart), not turned, clipped or with inverted inks; the tiny and the large photo open at their size."""
+    photo = np.asarray(open_image(sample_dir/'Bengal_57.jpg'), dtype=float)
+    grey = np.asarray(Image.open(sample_dir/'Bengal_57.jpg').convert('L'), dtype=float)[..., None]
+    cases = [('cmyk.jpg', photo, 'CMYK converted to RGB'), ('exif_rotated.jpg', photo, 'EXIF orientation 6 applied'),
+             ('grayscale.jpg', grey, 'L converted to RGB'), ('sixteen_bit.png', grey, 'I;16 scaled to 8 bit')]
+    for name, ref, fix in cases:
+        img = open_image(odd_dir/name)
+        assert img.mode == 'RGB' and img.size == (photo.shape[1], photo.shape[0]), (name, img.size)
+        assert img.origin['fixes'] == [fix] and image_origin((odd_dir/name).read_bytes(), name) == img.origin, (name, img.origin)
+        a = np.asarray(img, dtype=float)
+        # measured: 0.0-3.0 grey levels from the photo on average, and 72 from the photo turned upside down
+        assert np.abs(a - ref).mean() < 10 < np.abs(a - ref[::-1, ::-1]).mean(), name
+        if ref is grey: assert (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all(), name
+    tiny, large = open_image(odd_dir/'tiny.jpg'), open_image(odd_dir/'large.jpg')
+    assert (tiny.size, large.size) == ((12, 9), (1646, 1278)) and tiny.mode == large.mode == 'RGB'
+    assert large.origin['fixes'] == [] and tiny.origin['fixes'] == []
+
 def test_dataloaders_build_skip_report_and_train(bad_folder, tmp_path):
     dls = pets_dataloaders(bad_folder, bs=8, item_size=40, size=32, num_workers=0, cache=tmp_path/'cache')
     assert {Path(o['file']).name for o in dls.report.skipped} == set(BAD)

@@ -1,6 +1,7 @@
 "`pet_breeds_bench` from the shell, on a tiny synthetic folder: it runs, prints its table and writes every figure the README quotes."
-import json, shutil, subprocess
+import json, math, os, shutil, subprocess, time
 from pathlib import Path
+from pet_breeds.bench import project_recipe_minutes
 
 KEYS = {'train_speedup_frozen', 'train_speedup_unfrozen', 'ceiling_ratio_unfrozen', 'predict_speedup',
         'projected_recipe_minutes', 'policy', 'machine', 'stock_frozen', 'stock_unfrozen', 'package_frozen',
@@ -9,17 +10,44 @@ KEYS = {'train_speedup_frozen', 'train_speedup_unfrozen', 'ceiling_ratio_unfroze
 def test_bench_command_smoke(tmp_path):
     exe = shutil.which('pet_breeds_bench') or str(Path(__file__).parents[1]/'.venv'/'bin'/'pet_breeds_bench')
     out = tmp_path/'bench.json'
-    r = subprocess.run([exe, '--synthetic', '32', '--arch', 'resnet18', '--bs', '8', '--size', '64', '--item_size', '96',
-                        '--batches', '2', '--predict_images', '8', '--json', str(out)], capture_output=True, text=True, timeout=600)
+    bs, batches = 8, 2
+    t0 = time.perf_counter()
+    r = subprocess.run([exe, '--synthetic', '32', '--arch', 'resnet18', '--bs', str(bs), '--size', '64', '--item_size', '96',
+                        '--batches', str(batches), '--predict_images', '8', '--json', str(out)], capture_output=True, text=True, timeout=600)
+    wall = time.perf_counter() - t0
     assert r.returncode == 0, r.stderr[-3000:]
-    assert 'train, unfrozen epoch' in r.stdout and 'full recipe on PETS' in r.stdout, r.stdout
     res = json.loads(out.read_text())
     assert KEYS <= set(res), KEYS - set(res)
-    for k in ('stock_frozen', 'stock_unfrozen', 'package_frozen', 'package_unfrozen', 'ceiling_unfrozen'):
-        assert res[k]['train_img_s'] > 0 and res[k]['peak_mb'] > 100, (k, res[k])
-    assert res['predict']['batched_img_s'] > 0 and res['predict']['per_image_img_s'] > 0
-    assert res['settings']['images'] == 32 and res['machine']['cores'] >= 1
-    assert set(res['projected_recipe_minutes']) == {'stock', 'package'}
+    # what was asked is what was measured: 32 images (4 breeds of 8), resnet18 at 64 px in batches of 8, 2 timed batches
+    assert res['settings'] == {**res['settings'], 'arch': 'resnet18', 'bs': bs, 'size': 64, 'item_size': 96,
+                               'max_batches': batches, 'images': 32}
+    assert res['machine']['cores'] == os.cpu_count() and res['machine']['torch_threads'] >= 1
+    ok = lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+    ram_mb = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**20
+    train = ('stock_frozen', 'stock_unfrozen', 'package_frozen', 'package_frozen_train_bn', 'package_unfrozen')
+    for k in (*train, 'ceiling_unfrozen'):
+        assert ok(res[k]['train_img_s']) and 100 < res[k]['peak_mb'] < ram_mb, (k, res[k])
+    for k in train: assert ok(res[k]['valid_img_s']), (k, res[k])
+    p = res['predict']
+    assert ok(p['batched_img_s']) and ok(p['per_image_img_s']) and 100 < p['per_image_peak_mb'] < ram_mb, p
+    # the rates are images over seconds that really passed: each training figure timed `batches` full batches and each
+    # validation figure the 6 validation images (20% of 32); all that time fits in the command's wall-clock time
+    timed = sum(batches * bs / res[k]['train_img_s'] + int(0.2 * 32) / res[k]['valid_img_s'] for k in train)
+    assert timed < wall, (timed, wall)
+    # the ratios and the projection are computed from these figures
+    ips = lambda k: res[k]['train_img_s']
+    assert math.isclose(res['train_speedup_frozen'], ips('package_frozen') / ips('stock_frozen'))
+    assert math.isclose(res['train_speedup_unfrozen'], ips('package_unfrozen') / ips('stock_unfrozen'))
+    assert math.isclose(res['ceiling_ratio_unfrozen'], ips('package_unfrozen') / ips('ceiling_unfrozen'))
+    assert math.isclose(res['predict_speedup'], p['batched_img_s'] / p['per_image_img_s'])
+    for who in ('stock', 'package'):
+        want = project_recipe_minutes(ips(f'{who}_frozen'), ips(f'{who}_unfrozen'), res[f'{who}_unfrozen']['valid_img_s'], 64)
+        assert math.isclose(res['projected_recipe_minutes'][who], want), who
+    # the printed table shows the same figures
+    assert 'train, unfrozen epoch' in r.stdout and 'full recipe on PETS' in r.stdout, r.stdout
+    assert f"resnet18 at 64 px, batch {bs}, 32 images" in r.stdout, r.stdout
+    for k in (*train, 'ceiling_unfrozen'): assert f"{res[k]['train_img_s']:,.1f}" in r.stdout, (k, r.stdout)
+    assert f"{p['per_image_img_s']:,.1f}" in r.stdout and f"{p['batched_img_s']:,.1f}" in r.stdout, r.stdout
 
 def test_bench_rejects_data_and_synthetic_together(tmp_path):
     exe = shutil.which('pet_breeds_bench') or str(Path(__file__).parents[1]/'.venv'/'bin'/'pet_breeds_bench')

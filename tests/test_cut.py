@@ -149,8 +149,9 @@ def test_exported_cut_model_loads_and_predicts_the_same(few_pets, tmp_path, arch
 
 def test_real_imagenet_cut_learns_the_breeds(sample_dir):
     """EfficientNet-Lite0's first 11 blocks (PyPI ImageNet weights), frozen, and the seed's new layers,
-    on the real sample at 96 px. Measured here: error 0.05-0.17 after 4 epochs (chance 0.67). Batches
-    of 16: with 32 there are too few steps for BatchNorm1d's running statistics to settle (0.15-0.45)."""
-    dls = pets_dataloaders(sample_dir, bs=16, item_size=112, size=96, num_workers=0)
-    learn, run = train_cut(dls, TrainSpec('efficientnet_lite0', epochs=4, lr=3e-3, cut_layer='blocks.10'))
+    on the 81 real photos at 96 px (16 validation images). Measured here, 8 runs: error 0.06-0.19 after
+    8 epochs (chance 0.67). Batches of 8: with 16 there are too few steps (4 an epoch) for BatchNorm1d's
+    running statistics to settle (0.19-0.25 after 8 epochs, 0.56 after 4)."""
+    dls = pets_dataloaders(sample_dir, bs=8, item_size=112, size=96, num_workers=0)
+    learn, run = train_cut(dls, TrainSpec('efficientnet_lite0', epochs=8, lr=3e-3, cut_layer='blocks.10'))
     assert run['epochs'][-1]['error_rate'] < 0.4, run['epochs']

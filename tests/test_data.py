@@ -1,9 +1,11 @@
 "Labels, the PETS folder resolution, the file scan and the DataBlock."
 import io, os, shutil, subprocess, sys
+from collections import Counter
 from pathlib import Path
 import numpy as np, pytest, torch
 from PIL import Image
 from pet_breeds.core import BREEDS, CAT_BREEDS, DOG_BREEDS, breed_label, species_label, DataNotFound, BadImage
+from conftest import SAMPLE_COUNTS, SAMPLE_IMAGES
 from pet_breeds.data import pets_images_path, scan_images, pets_dataloaders, pets_datablock, ENV_VAR, ResizeCache, LoadImage, fit_workers
 
 def test_all_37_breeds_parse_from_file_names():
@@ -86,8 +88,9 @@ def test_training_on_odd_files_does_not_crash_and_reports_them(odd_folder, tmp_p
 
 def test_real_sample_oddities(sample_dir):
     rep = scan_images(sample_dir)
-    assert len(rep.images) == 300
-    assert sorted(Path(o['file']).suffix for o in rep.skipped) == ['.mat'] * 3
+    assert len(rep.images) == SAMPLE_IMAGES and Counter(breed_label(f) for f in rep.images) == SAMPLE_COUNTS
+    assert [Path(o['file']).name for o in rep.skipped] == ['Abyssinian_100.mat']
+    assert 'not an image file' in rep.skipped[0]['reason']
     fmts = {Path(o['file']).name: o['format'] for o in rep.converted}
     assert fmts['Abyssinian_34.jpg'] == 'GIF P' and fmts['Abyssinian_5.jpg'] == 'PNG RGBA'
     dls = pets_dataloaders(sample_dir, bs=16, item_size=96, size=64, num_workers=0)
@@ -99,8 +102,12 @@ def test_real_sample_oddities(sample_dir):
         assert img.mode == 'RGB'
 
 def test_path_resolution_order(tmp_path, sample_dir, monkeypatch):
-    monkeypatch.setenv(ENV_VAR, str(sample_dir.parent))
-    assert pets_images_path() == sample_dir                       # env var, dataset root form
+    root = tmp_path/'oxford-iiit-pet'; root.mkdir(); (root/'images').symlink_to(sample_dir, target_is_directory=True)
+    monkeypatch.setenv(ENV_VAR, str(root))
+    assert pets_images_path() == root/'images'                    # env var, dataset root form
+    monkeypatch.setenv(ENV_VAR, str(sample_dir))
+    assert pets_images_path() == sample_dir                       # env var, the images folder itself
+    monkeypatch.setenv(ENV_VAR, str(root))
     assert pets_images_path(tmp_path) == tmp_path                 # an explicit path wins over the env var
     monkeypatch.setenv(ENV_VAR, str(tmp_path/'nope'))
     with pytest.raises(DataNotFound, match=ENV_VAR): pets_images_path()

@@ -1,7 +1,7 @@
 "The other transfer-learning setups through pet_breeds_train: --mode features and --mode cut."
 import json
 from pathlib import Path
-from conftest import run_cli
+from conftest import run_cli, SAMPLE_IMAGES
 
 def _train(sample_dir, out, *args):
     r = run_cli('pet_breeds_train', '--data', sample_dir, '--out', out, '--bs', '32', '--lr', '3e-3', *args)
@@ -13,8 +13,8 @@ def test_features_mode_caches_across_runs_and_exports_a_working_model(sample_dir
             '--cache_dir', tmp_path/'cache')
     first = _train(sample_dir, tmp_path/'a', *args)
     second = _train(sample_dir, tmp_path/'b', *args)
-    assert first['feature_cache']['misses'] == 300 and second['feature_cache']['misses'] == 0
-    assert second['feature_cache']['hits'] == 300
+    assert first['feature_cache']['misses'] == SAMPLE_IMAGES and second['feature_cache']['misses'] == 0
+    assert second['feature_cache']['hits'] == SAMPLE_IMAGES
     assert {e['stage'] for e in second['epochs']} == {1} and len(second['epochs']) == 4
     assert set(second['epochs'][0]) >= {'stage', 'epoch', 'train_loss', 'valid_loss', 'error_rate', 'accuracy', 'seconds'}
     assert second['epochs'][-1]['error_rate'] < 0.25

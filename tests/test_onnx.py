@@ -16,7 +16,7 @@ from pet_breeds.runtime import OnnxModel, Preprocess, preprocess_spec
 
 # real photos of the three breeds, with the sample's GIF and RGBA PNG under .jpg names
 PHOTOS = ['Abyssinian_1.jpg', 'Abyssinian_34.jpg', 'Abyssinian_5.jpg', 'Abyssinian_77.jpg', 'Bengal_10.jpg',
-          'Bengal_57.jpg', 'american_bulldog_100.jpg', 'american_bulldog_23.jpg']
+          'Bengal_57.jpg', 'american_bulldog_100.jpg', 'american_bulldog_22.jpg']
 VOCAB = ['Abyssinian', 'Bengal', 'american_bulldog']
 
 # a process where PyTorch, fastai and their helpers cannot be imported: a machine with only the runtime's dependencies
@@ -99,10 +99,12 @@ def _odd_images(d:Path) -> list:
     rgb.convert('L').save(d/'grey.bmp')
     return [d/n for n in ('rotated.jpg', 'deep.png', 'la.png', 'pal.png', 'anim.gif', 'grey.bmp')]
 
-def test_the_runtime_opens_images_with_the_training_opener(photos, sample_dir, tmp_path):
+def test_the_runtime_opens_images_with_the_training_opener(photos, sample_dir, odd_dir, tmp_path):
     "One set of rules for a photo, whichever runtime predicts: the torch-free runtime uses core's `read_rgb`, and `open_image` is its picture as a PILImage."
     assert runtime.read_rgb is core.read_rgb and runtime.topk_in_batches.__defaults__[-2:] == (core.read_rgb, core.BadImage)
-    for f in photos + _odd_images(tmp_path):
+    real_odd = sorted(odd_dir.iterdir())   # real photos: CMYK, grayscale, 16-bit, EXIF-rotated, tiny, large
+    assert [f.name for f in real_odd] == ['cmyk.jpg', 'exif_rotated.jpg', 'grayscale.jpg', 'large.jpg', 'sixteen_bit.png', 'tiny.jpg']
+    for f in photos + _odd_images(tmp_path) + real_odd:
         a, b = read_rgb(f), open_image(f)
         assert a.mode == 'RGB' and a.size == b.size and type(b).__name__ == 'PILImage', f
         assert (np.asarray(a) == np.asarray(b)).all() and a.origin == b.origin, f
@@ -151,12 +153,16 @@ FAMILIES = [  # (arch, mode, size, item_size, extra): every family of learner.AR
     ('resnet18', 'features', 48, 64, {}),
 ]
 
+# Inception's random network amplifies float32 rounding (see random_model): on the photos of PHOTOS the two runtimes
+# differ by up to 1.7e-4 (measured); a wrong preprocessing step differs by 1e-2 and more
+ATOL = {'inception_v3': 3e-4}
+
 @pytest.mark.parametrize('arch,mode,size,item_size,extra', FAMILIES, ids=[f'{a}-{m}' for a, m, *_ in FAMILIES])
 def test_every_family_agrees_on_real_photos(tmp_path, photos, arch, mode, size, item_size, extra):
     folder, pm = random_model(tmp_path/'model', arch, photos, mode, size, item_size, **extra)
     fn = export_onnx(folder, loaded=pm)
     assert fn == folder/'model.onnx' and fn.stat().st_size > 1000
-    assert_agree(folder, photos, pm=pm)
+    assert_agree(folder, photos, pm=pm, atol=ATOL.get(arch, 1e-4))
 
 # ---- the commands and the sorter -----------------------------------------------------------------------------
 

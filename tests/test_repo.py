@@ -58,4 +58,26 @@ def test_every_scripted_mutation_still_applies():
         try: m.apply((ROOT/'pet_breeds'/m.file).read_text())
         except LookupError as e: stale.append(f'{i} {m.name}: {e}')
     assert not stale, stale
-    assert all((ROOT/t.split('::')[0]).exists() for m in mutations.MUTATIONS for t in m.tests)
+    missing = [f'{i} {m.name}: {t}' for i, m in enumerate(mutations.MUTATIONS, 1) for t in m.tests if not _node_exists(t)]
+    assert not missing, missing
+
+def _node_exists(node_id:str) -> bool:
+    "Whether pytest would find `node_id` (`tests/test_x.py`, `tests/test_x.py::test_y`, `...::TestC::test_y`, `...::test_y[param]`): the file parsed with `ast`."
+    import ast
+    path, *names = node_id.split('::')
+    f = ROOT/path
+    if not (f.is_file() and f.name.startswith('test_') and f.suffix == '.py'): return False
+    scope = ast.parse(f.read_text()).body
+    for i, name in enumerate(names):
+        name = name.split('[')[0]
+        last = i == len(names) - 1
+        kinds = (ast.FunctionDef, ast.AsyncFunctionDef) if last else (ast.ClassDef,)
+        found = [n for n in scope if isinstance(n, kinds) and n.name == name and name.startswith('test_' if last else 'Test')]
+        if not found: return False
+        scope = found[0].body
+    return True
+
+def test_node_exists_tells_real_test_ids_from_stale_ones():
+    assert _node_exists('tests/test_repo.py') and _node_exists('tests/test_repo.py::test_every_scripted_mutation_still_applies')
+    assert not _node_exists('tests/test_repo.py::test_no_such_test') and not _node_exists('tests/test_nothing.py')
+    assert not _node_exists('tests/test_repo.py::_node_exists')         # not a test: pytest would not collect it

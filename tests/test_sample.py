@@ -1,17 +1,16 @@
 "The bundled sample: 370 real photos (10 of each of the 37 breeds), its licence files, and `pet_breeds_sample`."
+import shutil, subprocess, sys, zipfile
 from collections import Counter
-from configparser import ConfigParser
 from pathlib import Path
 import pytest
 from PIL import Image
 from pet_breeds.core import BREEDS, CAT_BREEDS, DataNotFound, PetBreedsError, breed_label, species_label, labeller
 from pet_breeds.data import sample_path, copy_sample, scan_images, pets_images_path
 import pet_breeds.data
-from conftest import run_cli
+from conftest import run_cli, shared_data
 
 SHORT_SIDE = 288  # the sample's shorter side; smaller originals were not scaled up
 ROOT = Path(__file__).resolve().parents[1]
-ORIGINALS = (ROOT/'..'/'shared'/'data'/'pets-37x10'/'images').resolve()
 
 @pytest.fixture(scope='module')
 def images(): return sorted(sample_path().glob('*'))
@@ -29,8 +28,9 @@ def test_370_images_10_for_each_of_37_breeds(images):
     assert all(species_label(f) == ('cat' if breed_label(f) in CAT_BREEDS else 'dog') for f in images)
 
 def test_same_names_as_the_originals(images):
-    if not ORIGINALS.is_dir(): pytest.skip(f"originals not here: {ORIGINALS}")
-    assert [f.name for f in images] == sorted(f.name for f in ORIGINALS.iterdir())
+    "Optional: where ../shared/data/pets-37x10 (the photos the sample was made from) is beside the checkout."
+    originals = shared_data('pets-37x10')
+    assert [f.name for f in images] == sorted(f.name for f in originals.iterdir())
 
 def test_total_size_at_most_10_MB():
     folder = sample_path().parent
@@ -59,9 +59,14 @@ def test_every_image_is_downsized_baseline_jpeg_without_exif(images):
             shorter.append(min(im.size))
     assert max(shorter) == SHORT_SIDE
     assert Counter(shorter)[SHORT_SIDE] >= 300   # only the few smaller originals stay below it
-    if ORIGINALS.is_dir():
-        for f, s in zip(images, shorter):
-            with Image.open(ORIGINALS/f.name) as o: assert s == min(SHORT_SIDE, *o.size), f.name
+
+def test_each_image_is_its_original_downsized(images):
+    "Optional: each photo's shorter side is its original's, capped at SHORT_SIDE, and its aspect ratio is kept."
+    originals = shared_data('pets-37x10')
+    for f in images:
+        with Image.open(f) as im, Image.open(originals/f.name) as o:
+            assert min(im.size) == min(SHORT_SIDE, *o.size), f.name
+            assert abs(im.size[0] / im.size[1] - o.size[0] / o.size[1]) < 0.01, f.name
 
 def test_missing_sample_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(pet_breeds.data, '_package_dir', lambda: tmp_path)
@@ -96,13 +101,24 @@ def test_copy_refuses_a_file_and_a_folder_with_anything_in_it(tmp_path):
     assert (tmp_path/'afile').read_text() == 'keep'
     assert copy_sample(tmp_path/'empty/new') == tmp_path/'empty/new/images'   # a new folder, parents made
 
-def test_a_non_editable_install_ships_the_sample():
-    "setup.py installs `package_data` from settings.ini: its patterns must cover every file of the sample."
-    cfg = ConfigParser(delimiters=['=']); cfg.read(ROOT/'settings.ini')
-    patterns = cfg['DEFAULT'].get('package_data', '').split()
-    lib = ROOT/'pet_breeds'
-    shipped = {f for p in patterns for f in lib.glob(p)}
-    files = {f for f in (lib/'sample').rglob('*') if f.is_file() and '__pycache__' not in f.parts}
-    assert len(files) == 372 and files <= shipped, sorted(files - shipped)[:5]
-    assert 'pet_breeds_sample=pet_breeds.data:sample_main' in cfg['DEFAULT']['console_scripts'].split()
+def test_the_wheel_ships_the_sample(tmp_path):
+    """A non-editable install ships the sample: build the wheel for real (offline, from a copy of the files setup.py
+    reads, so the checkout gets no build/ or egg-info) and list what is inside it."""
+    proj = tmp_path/'proj'; proj.mkdir()
+    for name in ('settings.ini', 'setup.py', 'pyproject.toml', 'MANIFEST.in', 'README.md'): shutil.copy(ROOT/name, proj/name)
+    shutil.copytree(ROOT/'pet_breeds', proj/'pet_breeds', ignore=shutil.ignore_patterns('__pycache__'))
+    r = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '.', '--no-deps', '--no-build-isolation', '--no-index',
+                        '-w', str(tmp_path/'dist')], cwd=proj, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    wheels = list((tmp_path/'dist').glob('pet_breeds-*.whl'))
+    assert len(wheels) == 1, wheels
+    with zipfile.ZipFile(wheels[0]) as z: names = set(z.namelist())
+    shipped = {n.removeprefix('pet_breeds/sample/images/') for n in names if n.startswith('pet_breeds/sample/images/')}
+    assert shipped == {f.name for f in sample_path().iterdir()} and len(shipped) == 370
+    assert {'pet_breeds/sample/README.md', 'pet_breeds/sample/LICENSE'} <= names
+    assert {'pet_breeds/__init__.py', 'pet_breeds/data.py', 'pet_breeds/cli.py'} <= names   # the package itself, too
+    with zipfile.ZipFile(wheels[0]) as z:
+        assert z.read('pet_breeds/sample/images/pug_127.jpg') == (sample_path()/'pug_127.jpg').read_bytes()
+        entry_points = next(z.read(n).decode() for n in names if n.endswith('.dist-info/entry_points.txt'))
+    assert 'pet_breeds_sample = pet_breeds.data:sample_main' in entry_points
     assert 'recursive-include pet_breeds/sample' in (ROOT/'MANIFEST.in').read_text()   # the sdist carries it too

@@ -82,7 +82,7 @@ def _one_frozen_epoch(sample_dir, pretrained):
 def test_real_transfer_from_imagenet(sample_dir):
     """One stage-1 epoch on the real sample with the body frozen: genuine ImageNet features
     (EfficientNet-Lite0 from PyPI) separate the three breeds; the same run from random weights cannot.
-    Measured here: pretrained 0.02-0.05, random 0.60-0.70 (chance 0.67)."""
+    Measured here on the 16 validation photos of the 81: pretrained 0.0, random 0.75 (chance 0.67), 3 runs."""
     pre, rand = _one_frozen_epoch(sample_dir, True), _one_frozen_epoch(sample_dir, False)
     assert pre < 0.2, pre
     assert rand > 0.4, rand

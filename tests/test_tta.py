@@ -15,7 +15,7 @@ from pet_breeds.inference import PetModel, load_model
 from pet_breeds.runtime import OnnxModel, preprocess_spec, read_rgb
 
 VOCAB = ['Abyssinian', 'Bengal', 'american_bulldog']
-PHOTOS = ['Abyssinian_1.jpg', 'Abyssinian_34.jpg', 'Bengal_10.jpg', 'Bengal_57.jpg', 'american_bulldog_23.jpg']
+PHOTOS = ['Abyssinian_1.jpg', 'Abyssinian_34.jpg', 'Bengal_10.jpg', 'Bengal_57.jpg', 'american_bulldog_22.jpg']
 ITEM, SIZE = 48, 32
 
 class LeftRight(nn.Module):
