@@ -48,10 +48,11 @@ class PetInterpretation(ClassificationInterpretation):
         self.preds, self.targs, self.decoded = preds, targs, preds.argmax(dim=1)
 
     @classmethod
-    def from_learner(cls, learn, ds_idx:int=1, dl=None, act=None):
+    def from_learner(cls, learn, ds_idx:int=1, dl=None, act=None,
+                     precision:str='auto'): # 'auto' is the machine's choice (`AUTO['interpret']`); 'fp32' for figures equal on every machine
         "Predict over `dl` (default: the validation set) once."
         if dl is None: dl = learn.dls[ds_idx].new(shuffle=False, drop_last=False)
-        fast = FastPath(choose_policy(device=learn.dls.device))   # the machine's precision policy, as in training
+        fast = FastPath(choose_policy(precision, learn.dls.device, 'interpret'))
         with learn.no_bar(): preds, targs, losses = learn.get_preds(dl=dl, with_loss=True, act=act, cbs=[fast])
         return cls(learn, dl, losses, preds, targs, act)
 
@@ -129,7 +130,7 @@ def _all_in_both(items):
     return idx, idx
 
 # %% ../nbs/06_interpret.ipynb #5b4dcdd6
-def interpret_model(model, data=None, test=None, bs:int=64, trust_pickle:bool=False) -> PetInterpretation:
+def interpret_model(model, data=None, test=None, bs:int=64, trust_pickle:bool=False, precision:str='auto') -> PetInterpretation:
     "A `PetInterpretation` of an exported model (path or `PetModel`) on its validation split, or on `test`; a fastai export only with `trust_pickle`."
     pm = model if isinstance(model, PetModel) else load_model(model, trust_pickle=trust_pickle)
     meta = pm.meta
@@ -140,7 +141,7 @@ def interpret_model(model, data=None, test=None, bs:int=64, trust_pickle:bool=Fa
     dls = db.dataloaders(files, bs=bs, num_workers=0, device=pm.device)
     dls.add_tfms(normalize_tfms(meta.get('normalize')), 'after_batch')
     learn = Learner(dls, pm.model, loss_func=CrossEntropyLossFlat(), metrics=[error_rate, accuracy])
-    return PetInterpretation.from_learner(learn, dl=dls.valid)
+    return PetInterpretation.from_learner(learn, dl=dls.valid, precision=precision)
 
 # %% ../nbs/06_interpret.ipynb #fcee632b
 def write_report(interp:PetInterpretation, out, k:int=9) -> dict:
