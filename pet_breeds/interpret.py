@@ -173,8 +173,9 @@ def interpret_main(model:str,             # exported model folder
                    test:str=None,         # evaluate this folder of PETS-named images instead of the validation split
                    k:int=9,               # top losses to show
                    bs:int=64,             # batch size
-                   trust_pickle:bool=False):  # load MODEL even if it is a fastai export (export.pkl): unpickling it runs any code it holds
+                   trust_pickle:bool=False,  # load MODEL even if it is a fastai export (export.pkl): unpickling it runs any code it holds
+                   precision:str='auto'):    # 'auto' (the machine's choice, 03_train's `AUTO`), 'fp32' or 'bf16'; fp32 gives the same figures on every machine
     "Confusion matrix, most confused pairs, top losses and per-class scores of an exported model."
-    with command_errors('pet_breeds_interpret'): rep = write_report(interpret_model(model, data, test, bs, trust_pickle), out, k)
+    with command_errors('pet_breeds_interpret'): rep = write_report(interpret_model(model, data, test, bs, trust_pickle, precision), out, k)
     print(f"{rep['images']} images, error rate {rep['error_rate']:.4f}; wrote {out}/confusion.png, top_losses.png, "
           f"most_confused.csv, per_class.csv")

@@ -67,11 +67,47 @@ def tiny_model(tmp_path_factory, sample_dir):
                    size=64, item_size=96, bs=32, num_workers=0)
     return out/'model', m
 
-def run_cli(*args, timeout=600, env=None, **kw):
-    "Run a console script from this venv; return the CompletedProcess (text)."
-    exe = Path(sys.executable).parent/args[0]
-    e = {**os.environ, **(env or {})}
-    return subprocess.run([str(exe), *map(str, args[1:])], capture_output=True, text=True, timeout=timeout, env=e, **kw)
+@pytest.fixture(scope='session')
+def docs_build(tmp_path_factory) -> Path:
+    """One `docs/build.py --out DIR` per test run, into a temporary folder (never the tree): DIR/README.md and the
+    site in DIR/docs. tests/test_docs.py checks the site; tests/test_repo.py compares it with the committed files."""
+    out = tmp_path_factory.mktemp('docs-build')
+    r = subprocess.run([sys.executable, str(ROOT/'docs'/'build.py'), '--out', str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+    return out
+
+class CliResult(subprocess.CompletedProcess):
+    "What `run_cli` returns: `returncode`, `stdout` and `stderr` (text), as from `subprocess.run`."
+
+def run_cli(*args, timeout=600, env=None, proc:bool=False, **kw) -> CliResult:
+    """Run console script `args[0]` with `args[1:]`; return its exit status, stdout and stderr (text).
+    In this process by default: the venv's console-script wrapper itself runs as `__main__` (`runpy`), so fastcore's
+    `call_parse` parses `sys.argv` as it does in a process; importing torch and fastai again would cost seconds per
+    command on 2 cores. `proc=True` starts a real process from this venv, for tests where the
+    process is the point (signals, a fresh interpreter, what it imports)."""
+    if proc or kw:
+        exe = Path(sys.executable).parent/args[0]
+        e = {**os.environ, **(env or {})}
+        return subprocess.run([str(exe), *map(str, args[1:])], capture_output=True, text=True, timeout=timeout, env=e, **kw)
+    import contextlib, io, runpy, traceback
+    script, out, err = Path(sys.executable).parent/args[0], io.StringIO(), io.StringIO()
+    assert script.is_file(), f"{args[0]} is not installed in this venv"
+    old_env = {k: os.environ.get(k) for k in (env or {})}
+    old_argv, code = sys.argv, 0
+    try:
+        os.environ.update({k: str(v) for k, v in (env or {}).items()})
+        sys.argv = [args[0], *map(str, args[1:])]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try: runpy.run_path(str(script), run_name='__main__')   # ends in sys.exit(main())
+            except SystemExit as e: code = e.code
+            except Exception: traceback.print_exc(); code = 1   # as the interpreter would print it
+            if isinstance(code, str): print(code, file=sys.stderr); code = 1
+    finally:
+        sys.argv = old_argv
+        for k, v in old_env.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+    return CliResult(args, int(code or 0), out.getvalue(), err.getvalue())
 
 # --- no network in the tests ---------------------------------------------------------------------
 # Every test runs as it would on a machine without internet: a connection to anything but this machine

@@ -2,9 +2,12 @@
 # The whole test suite from nothing, in phases, each timed:
 #   1. the README's install alone (`pip install -e .`, then the README's `pip install jupyterlab`) and
 #      tests/readme_install.py: every console script, the README's main job, the app, a notebook in Jupyter;
-#   2. the dev requirements and Debian's Chromium;
-#   3. every notebook with nbdev_test;
-#   4. tests/ with pytest (the browser test uses phase 1's model).
+#   2. Debian's Chromium and Playwright, in an environment of their own (.venv-browser), and
+#      tests/browser_check.py: uploads to the app of the README's install, on the main job's model, and the
+#      committed docs site, in one browser;
+#   3. the dev requirements;
+#   4. every notebook with nbdev_test;
+#   5. tests/ with pytest.
 # Safe to re-run: it reuses .venv (phase 1 then runs in an environment that holds more than the README's install).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,17 +24,19 @@ install_readme() {
   .venv/bin/pip install -q -e .            # the README's first command's install
   .venv/bin/pip install -q jupyterlab      # the README's "Explore in Jupyter"
 }
-install_dev() {
-  .venv/bin/pip install -q -e ".[dev]"
+install_browser() {   # kept apart from .venv, so the app is checked with the README's install alone
   if ! command -v chromium >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
     $SUDO apt-get update -q && $SUDO apt-get install -y -q chromium
   fi
+  [ -x .venv-browser/bin/python ] || python3 -m venv .venv-browser
+  .venv-browser/bin/pip install -q "playwright>=1.40"   # drives Debian's Chromium: no `playwright install`
 }
 README_RUN=$(mktemp -d)/pets
-export PET_BREEDS_README_RUN=$README_RUN   # the main job's model, for the browser test
 phase "README install" install_readme
 phase "README commands (tests/readme_install.py)" .venv/bin/python tests/readme_install.py "$README_RUN"
-phase "dev install" install_dev
+phase "browser install" install_browser
+phase "README app and docs in Chromium (tests/browser_check.py)" .venv-browser/bin/python tests/browser_check.py "$README_RUN"
+phase "dev install" .venv/bin/pip install -q -e ".[dev]"
 phase "notebooks (nbdev_test)" .venv/bin/nbdev_test --n_workers 2 --timing
 phase "pytest" .venv/bin/pytest tests -q -p no:cacheprovider --durations=15 "$@"

@@ -1,6 +1,6 @@
-"`pet_breeds_bench` from the shell, on a tiny synthetic folder: it runs, prints its table and writes every figure the README quotes."
-import json, math, os, shutil, subprocess, time
-from pathlib import Path
+"`pet_breeds_bench` as a command, on a tiny synthetic folder: it runs, prints its table and writes every figure the README quotes."
+import json, math, os, time
+from conftest import run_cli
 from pet_breeds.bench import project_recipe_minutes
 
 KEYS = {'train_speedup_frozen', 'train_speedup_unfrozen', 'ceiling_ratio_unfrozen', 'predict_speedup',
@@ -8,12 +8,11 @@ KEYS = {'train_speedup_frozen', 'train_speedup_unfrozen', 'ceiling_ratio_unfroze
         'package_unfrozen', 'ceiling_unfrozen', 'predict', 'package_frozen_train_bn'}
 
 def test_bench_command_smoke(tmp_path):
-    exe = shutil.which('pet_breeds_bench') or str(Path(__file__).parents[1]/'.venv'/'bin'/'pet_breeds_bench')
     out = tmp_path/'bench.json'
     bs, batches = 8, 2
     t0 = time.perf_counter()
-    r = subprocess.run([exe, '--synthetic', '32', '--arch', 'resnet18', '--bs', str(bs), '--size', '64', '--item_size', '96',
-                        '--batches', str(batches), '--predict_images', '8', '--json', str(out)], capture_output=True, text=True, timeout=600)
+    r = run_cli('pet_breeds_bench', '--synthetic', '32', '--arch', 'resnet18', '--bs', bs, '--size', '64', '--item_size', '96',
+                '--batches', batches, '--predict_images', '8', '--json', out)
     wall = time.perf_counter() - t0
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())
@@ -50,16 +49,13 @@ def test_bench_command_smoke(tmp_path):
     assert f"{p['per_image_img_s']:,.1f}" in r.stdout and f"{p['batched_img_s']:,.1f}" in r.stdout, r.stdout
 
 def test_bench_rejects_data_and_synthetic_together(tmp_path):
-    exe = shutil.which('pet_breeds_bench') or str(Path(__file__).parents[1]/'.venv'/'bin'/'pet_breeds_bench')
-    r = subprocess.run([exe, '--data', str(tmp_path), '--synthetic', '8'], capture_output=True, text=True, timeout=120)
+    r = run_cli('pet_breeds_bench', '--data', tmp_path, '--synthetic', '8')
     assert r.returncode != 0 and 'pass --data or --synthetic, not both' in r.stderr, (r.returncode, r.stderr[-2000:])
 
 def test_bench_deploy_measures_both_runtimes(tmp_path):
     "`--deploy`: per architecture, the exported files' sizes and the per-image latency of PyTorch and onnxruntime."
-    exe = shutil.which('pet_breeds_bench') or str(Path(__file__).parents[1]/'.venv'/'bin'/'pet_breeds_bench')
     out = tmp_path/'deploy.json'
-    r = subprocess.run([exe, '--deploy', '--archs', 'resnet18,efficientnet_lite0', '--predict_images', '2', '--json', str(out)],
-                       capture_output=True, text=True, timeout=600)
+    r = run_cli('pet_breeds_bench', '--deploy', '--archs', 'resnet18,efficientnet_lite0', '--predict_images', '2', '--json', out)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())
     rows = {row['arch']: row for row in res['rows']}

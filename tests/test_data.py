@@ -1,11 +1,11 @@
 "Labels, the PETS folder resolution, the file scan and the DataBlock."
-import io, os, shutil, subprocess, sys
+import io, os, shutil
 from collections import Counter
 from pathlib import Path
 import numpy as np, pytest, torch
 from PIL import Image
 from pet_breeds.core import BREEDS, CAT_BREEDS, DOG_BREEDS, breed_label, species_label, DataNotFound, BadImage
-from conftest import SAMPLE_COUNTS, SAMPLE_IMAGES
+from conftest import SAMPLE_COUNTS, SAMPLE_IMAGES, run_cli
 from pet_breeds.data import pets_images_path, scan_images, pets_dataloaders, pets_datablock, ENV_VAR, ResizeCache, LoadImage, fit_workers
 
 def test_all_37_breeds_parse_from_file_names():
@@ -114,10 +114,10 @@ def test_path_resolution_order(tmp_path, sample_dir, monkeypatch):
 
 def test_a_missing_named_folder_names_the_three_ways(tmp_path):
     """`$PET_BREEDS_DATA` naming a folder that is not there: one clear error, no traceback, and the bundled sample
-    does not stand in for what the user named (without any data the command trains on the sample: test_probe)."""
-    env = {**os.environ, ENV_VAR: str(tmp_path/'nope'), 'FASTAI_HOME': str(tmp_path/'fastai')}
-    r = subprocess.run([str(Path(sys.executable).parent/'pet_breeds_train'), '--out', str(tmp_path/'out')],
-                       capture_output=True, text=True, env=env, timeout=300)
+    does not stand in for what the user named (without any data the command trains on the sample:
+    tests/readme_install.py)."""
+    r = run_cli('pet_breeds_train', '--out', tmp_path/'out', env={ENV_VAR: tmp_path/'nope', 'FASTAI_HOME': tmp_path/'fastai'},
+                proc=True)   # a process: fastai reads FASTAI_HOME once
     assert r.returncode != 0
     assert 'Traceback' not in r.stderr
     for needle in (str(tmp_path/'nope'), '--data DIR', ENV_VAR, 'untar_data(URLs.PETS)', 'oxford-iiit-pet.tgz', str(tmp_path/'fastai')):

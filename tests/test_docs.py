@@ -1,6 +1,6 @@
 """The documentation site, rebuilt from the notebooks into a temporary folder (never into the tree): every
-page there, no broken link or image, exported definitions shown as `show_doc`, stored plots shown, and
-navigation that works in Debian's Chromium. `python docs/build.py --check` (tests/test_repo.py) checks that
+page there, no broken link or image, exported definitions shown as `show_doc`, stored plots shown, (navigation in
+Debian's Chromium is checked on the committed site by tests/browser_check.py). `python docs/build.py --check` (tests/test_repo.py) checks that
 the committed README.md and docs/ are this build."""
 import base64, functools, http.server, json, re, shutil, subprocess, sys, threading
 from html.parser import HTMLParser
@@ -10,8 +10,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS, BUILD = ROOT/'nbs', ROOT/'docs'/'build.py'
-CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-                 '--no-first-run', '--disable-sync']
 SITE_BUDGET = 5_000_000  # bytes: the site is committed, so it has to stay small
 
 def build(out:Path, nbs:Path=NBS) -> Path:
@@ -22,8 +20,7 @@ def build(out:Path, nbs:Path=NBS) -> Path:
     return out/'docs'
 
 @pytest.fixture(scope='module')
-def site(tmp_path_factory):
-    return build(tmp_path_factory.mktemp('site'))
+def site(docs_build): return docs_build/'docs'   # the run's one build (conftest)
 
 def notebooks(nbs:Path=NBS) -> list: return [nbs/'index.ipynb', *sorted(nbs.glob('[0-9]*.ipynb'))]
 
@@ -174,50 +171,3 @@ def test_stored_outputs_are_kept(tmp_path):
 def test_site_stays_small(site):
     size = sum(p.stat().st_size for p in site.rglob('*') if p.is_file())
     assert size < SITE_BUDGET, f'the site is {size/1e6:.1f} MB: store smaller plots in the notebooks'
-
-@pytest.fixture
-def served(site):
-    "The site over HTTP on 127.0.0.1, as a reader's browser gets it."
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    handler.log_message = lambda *a: None
-    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try: yield f'http://127.0.0.1:{srv.server_address[1]}/'
-    finally:
-        srv.shutdown(); srv.server_close(); t.join(5)
-
-def test_navigation_in_chromium(served, site):
-    from playwright.sync_api import sync_playwright, expect
-    exe = shutil.which('chromium')
-    if exe is None: pytest.fail("Chromium not found: install Debian's with `apt-get install -y chromium`")
-    first = notebooks()[1]
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={'width': 1100, 'height': 800})
-            page.route(lambda url: not url.startswith(served), lambda route: route.abort())  # offline
-            errors = []
-            page.on('pageerror', lambda e: errors.append(str(e)))
-            page.goto(served + 'index.html')
-            index_title = page.locator('h1.title').inner_text()
-            assert page.title().startswith(index_title)
-            shot = page.locator('img[src="images/widget.png"]')
-            expect(shot).to_be_visible()
-            assert shot.evaluate('i => i.complete && i.naturalWidth > 0'), 'the screenshot did not load'
-            # the sidebar's link to the first numbered notebook opens its page, with its title as heading
-            link = page.locator(f'nav a[href="{first.stem}.html"]')
-            name = link.inner_text()
-            link.click()
-            expect(page).to_have_url(served + f'{first.stem}.html')
-            expect(page.locator('h1.title')).to_have_text(name)
-            expect(page).to_have_title(re.compile(re.escape(name)))
-            expect(page.locator('nav a[aria-current="page"]')).to_have_text(name)
-            # a show_doc heading is there, and the sidebar leads back to the index
-            expect(page.locator('.celltag_pb-showdoc h3').first).to_be_visible()
-            page.locator('nav a[href="index.html"]').first.click()
-            expect(page).to_have_url(served + 'index.html')
-            expect(page.locator('h1.title')).to_have_text(index_title)
-            assert errors == []
-        finally:
-            browser.close()

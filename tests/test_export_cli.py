@@ -13,6 +13,8 @@ from pet_breeds.core import open_image
 def lite(sample_dir, tmp_path_factory):
     """EfficientNet-Lite0 (its ImageNet weights) after one frozen epoch on the real photos, and its export: a model
     whose probabilities differ from photo to photo, so agreeing with it means something (the tiny model is near-constant)."""
+    from fastai.torch_core import set_seed
+    set_seed(2, reproducible=True)
     dls = pets_dataloaders(sample_dir, bs=16, item_size=96, size=64, num_workers=0)
     learn = pets_learner(dls, 'efficientnet_lite0', pretrained=True)
     with learn.no_bar(), learn.no_logging(): train_two_stage(learn, freeze_epochs=1, epochs=0, lr=3e-3)
@@ -49,7 +51,9 @@ def test_predict_accepts_path_bytes_and_pil(lite, sample_dir):
     from PIL import Image
     learn, dls, dest = lite
     m = load_model(dest)
-    files = [sample_dir/n for n in ('Bengal_10.jpg', 'Abyssinian_34.jpg', 'Abyssinian_5.jpg', 'american_bulldog_100.jpg')]
+    # the odd files (a GIF, an alpha PNG), and a photo of each breed so that more than one class comes out
+    files = [sample_dir/n for n in ('Bengal_10.jpg', 'Abyssinian_34.jpg', 'Abyssinian_5.jpg', 'american_bulldog_100.jpg',
+                                    'Bengal_12.jpg', 'american_bulldog_12.jpg', 'american_bulldog_13.jpg', 'Abyssinian_12.jpg')]
     # the photos opened as predict opens them: given paths, test_dl would read the training files' resized cached copies
     expected, _ = learn.get_preds(dl=dls.test_dl([open_image(f) for f in files]))
     assert len({int(i) for i in expected.argmax(1)}) > 1, "a near-constant model would make this test vacuous"

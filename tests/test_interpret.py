@@ -46,7 +46,7 @@ def _expected_cm(model_dir, files):
 
 def test_interpret_cli_on_the_training_validation_split(tiny_model, sample_dir, tmp_path):
     model_dir, _ = tiny_model
-    r = run_cli('pet_breeds_interpret', model_dir, '--data', sample_dir, '--out', tmp_path/'rep')
+    r = run_cli('pet_breeds_interpret', model_dir, '--data', sample_dir, '--out', tmp_path/'rep', '--precision', 'fp32')
     assert r.returncode == 0, r.stderr[-2000:]
     assert {p.name for p in (tmp_path/'rep').iterdir()} == {'confusion.png', 'top_losses.png', 'most_confused.csv', 'per_class.csv'}
     valid = [sample_dir/f for f in json.loads((model_dir/'model.json').read_text())['valid_files']]
@@ -64,7 +64,7 @@ def test_interpret_cli_on_a_test_folder(tiny_model, sample_dir, tmp_path):
     test = tmp_path/'test'; test.mkdir()
     picked = [f for f in sorted(sample_dir.glob('*.jpg')) if f.stem.endswith(('_7', '_8', '_9'))]
     for f in picked: shutil.copy(f, test/f.name)
-    r = run_cli('pet_breeds_interpret', model_dir, '--test', test, '--out', tmp_path/'rep', '--k', '4')
+    r = run_cli('pet_breeds_interpret', model_dir, '--test', test, '--out', tmp_path/'rep', '--k', '4', '--precision', 'fp32')
     assert r.returncode == 0, r.stderr[-2000:]
     _, cm = _expected_cm(model_dir, sorted(test.iterdir()))
     pc = pd.read_csv(tmp_path/'rep'/'per_class.csv')

@@ -202,7 +202,7 @@ def test_a_genuine_fastai_export_loads_with_the_flag_and_predicts_like_the_learn
 
 def test_predict_command_loads_a_fastai_export_with_the_flag(fastai_learner):
     folder, learn, dls, files = fastai_learner
-    r = run_cli('pet_breeds_predict', folder, files[0], '--trust_pickle', '--json', '--k', '2', '--no-tta')
+    r = run_cli('pet_breeds_predict', folder, files[0], '--trust_pickle', '--json', '--k', '2', '--no-tta', proc=True)   # the warning as a user sees it
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'UnpicklingWarning' in r.stderr and str(folder/'export.pkl') in r.stderr
     row = json.loads(r.stdout.strip().splitlines()[-1])

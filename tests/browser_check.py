@@ -1,0 +1,187 @@
+"""The package as a reader meets it in a browser, with the README's install alone: `tests/run.sh` runs this right
+after tests/readme_install.py, before the dev requirements go in, in Debian's Chromium driven by Playwright
+from an environment of its own (`.venv-browser`, Playwright only), so nothing the tests install can help the
+app. One browser for the whole test run:
+
+- the upload app: `pet_breeds_app` (from the README's `.venv`) serves the README main job's model with Voila;
+  photos go through the real file chooser (ipywidgets 8 makes its `<input type=file>` on click). A cat and a
+  dog come back with two different labels, each the one `pet_breeds_predict` gives, of the right species; a
+  text file and an oversized file get their one-line errors and the page goes on;
+- the documentation site as committed in docs/ (tests/test_repo.py checks it is the build of nbs/), over
+  HTTP: the index, the widget's screenshot, the sidebar to a notebook's page and back.
+
+    .venv-browser/bin/python tests/browser_check.py RUN     # RUN: the main job's output (readme_install.py's OUT)
+    PET_BREEDS_UPDATE_SCREENSHOT=1 ...                      # also copy the page's screenshot to docs/images/widget.png
+
+Ends with 'browser_check: N passed, N failed'. Needs only the standard library and Playwright."""
+import functools, http.server, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+APP_BIN = ROOT/'.venv'/'bin'                 # the README's environment: the app and the predictor run from there
+PHOTOS = ROOT/'nbs'/'images'/'pets'
+SHOT = ROOT/'docs'/'images'/'widget.png'     # tracked: written only with PET_BREEDS_UPDATE_SCREENSHOT=1
+CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+                 '--no-first-run', '--disable-sync']
+START_TIMEOUT = 240  # Voila imports torch, then its kernel does again, on a busy 2-core machine
+
+def check(cond, what):
+    if not cond: raise AssertionError(what)
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+def predicted(model:Path, files) -> list:
+    "`pet_breeds_predict --json --k 3` on `files`: a list of `[[label, probability], ...]`, best first."
+    r = subprocess.run([str(APP_BIN/'pet_breeds_predict'), str(model), *map(str, files), '--json', '--k', '3'],
+                       capture_output=True, text=True, timeout=600)
+    check(r.returncode == 0, f"pet_breeds_predict: exit {r.returncode}\n{r.stderr[-2000:]}")
+    return [json.loads(l)['top'] for l in r.stdout.splitlines()]
+
+class App:
+    "`pet_breeds_app MODEL --no_browser --port P --max_mb 1` in its own process group, stopped on exit."
+    def __init__(self, model:Path, tmp:Path):
+        self.log, port = tmp/'voila.log', free_port()
+        self.url = f'http://127.0.0.1:{port}/'
+        # --max_mb 1: a file over it that is also over tornado's 10 MiB websocket default shows the app raised
+        # that limit (or the upload would silently drop the connection); TMPDIR keeps its notebook in tmp
+        with open(self.log, 'w') as out:
+            self.proc = subprocess.Popen([str(APP_BIN/'pet_breeds_app'), str(model), '--no_browser', '--port', str(port),
+                                          '--max_mb', '1'], cwd=tmp, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True, env={**os.environ, 'TMPDIR': str(tmp)})
+    def wait_ready(self):
+        "Poll a static file: GET / would execute the notebook in a kernel of its own."
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            check(self.proc.poll() is None, f"pet_breeds_app exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.url + 'voila/static/voila.js', timeout=2) as r:
+                    if r.status == 200: return
+            except OSError: time.sleep(0.3)
+        raise AssertionError(f"Voila was not ready after {START_TIMEOUT}s:\n{self.log.read_text()[-3000:]}")
+    def __enter__(self): return self
+    def __exit__(self, *exc):
+        "SIGTERM makes Voila shut its kernels down; SIGKILL the group if it does not stop."
+        if self.proc.poll() is not None: return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM); self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL); self.proc.wait(timeout=15)
+        except ProcessLookupError: pass
+
+def upload(page, *paths):
+    "ipywidgets 8 never attaches its <input type=file> to the DOM: catch the file chooser the button opens."
+    with page.expect_file_chooser(timeout=10_000) as fc:
+        page.locator('button.widget-upload').click()
+    fc.value.set_files([str(p) for p in paths])
+
+def upload_app(browser, run:Path, tmp:Path):
+    "Upload a cat, a text file, an oversized file and a dog; each answer as `pet_breeds_predict` gives it."
+    from playwright.sync_api import expect
+    model = run/'model'
+    cat, dog = PHOTOS/'Bengal_1.jpg', PHOTOS/'american_bulldog_10.jpg'   # not in the bundled sample it trained on
+    want = dict(zip(('cat', 'dog'), predicted(model, [cat, dog])))
+    check(want['cat'][0][0][0].isupper() and want['dog'][0][0][0].islower() and want['cat'][0][0] != want['dog'][0][0],
+          f"the README's model should tell this cat from this dog: {want}")
+    notes, big = tmp/'notes.txt', tmp/'big.jpg'
+    notes.write_text('plain text, not a picture\n')
+    big.write_bytes(cat.read_bytes() + bytes(11_000_000))
+    with App(model, tmp) as app:
+        app.wait_ready()
+        page = browser.new_page(viewport={'width': 900, 'height': 760})
+        # offline: Voila's template asks a CDN for fonts; refuse at once rather than wait on DNS
+        page.route(lambda url: not url.startswith(app.url), lambda route: route.abort())
+        page.goto(app.url, wait_until='domcontentloaded', timeout=START_TIMEOUT * 1000)
+        button, count = page.locator('button.widget-upload'), page.locator('.pb-count')
+        first = page.locator('.pb-results > .pb-result, .pb-results > .pb-error').first
+        expect(button).to_be_visible(timeout=START_TIMEOUT * 1000)  # the kernel has run the cell
+        expect(count).to_have_text('processed: 0')
+
+        def send(path, n, cls, *texts):
+            upload(page, path)
+            expect(count).to_have_text(f'processed: {n}', timeout=60_000)
+            expect(first).to_have_class(re.compile(cls))
+            for t in texts: expect(first).to_contain_text(t)
+            expect(button).to_have_text(re.compile(r'\(0\)'))  # the kernel reset the upload
+
+        send(cat, 1, 'pb-result', cat.name)
+        expect(first.locator('.pb-row')).to_have_count(3)
+        expect(first.locator('.pb-label')).to_have_text([l for l, _ in want['cat']])
+        expect(first.locator('.pb-time')).to_have_text(re.compile(r'predicted in [\d.]+ m?s'))
+        check(first.locator('img.pb-thumb').evaluate('i => i.complete && i.naturalWidth > 0'), 'the thumbnail did not load')
+        send(notes, 2, 'pb-error', 'notes.txt: not an image file')
+        send(big, 3, 'pb-error', 'big.jpg: file too large (11.', 'the limit is 1.0 MB')
+        send(dog, 4, 'pb-result', dog.name)
+        expect(first.locator('.pb-label')).to_have_text([l for l, _ in want['dog']])
+        expect(page.locator('.pb-results > *')).to_have_count(4)
+        page.screenshot(path=str(tmp/'widget.png'), full_page=True)
+        check((tmp/'widget.png').stat().st_size > 0, 'no screenshot')
+        if os.environ.get('PET_BREEDS_UPDATE_SCREENSHOT') == '1':
+            shutil.copyfile(tmp/'widget.png', SHOT)
+            print(f'updated {SHOT.relative_to(ROOT)} (rebuild the docs: .venv/bin/python docs/build.py)')
+        page.close()
+
+def docs_site(browser, run:Path, tmp:Path):
+    "The committed site over HTTP on 127.0.0.1, as a reader's browser gets it: index, a notebook's page, back."
+    from playwright.sync_api import expect
+    site = ROOT/'docs'
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *a): pass
+    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(Quiet, directory=str(site)))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    served = f'http://127.0.0.1:{srv.server_address[1]}/'
+    first = sorted(ROOT.glob('nbs/[0-9]*.ipynb'))[0]
+    try:
+        page = browser.new_page(viewport={'width': 1100, 'height': 800})
+        page.route(lambda url: not url.startswith(served), lambda route: route.abort())  # offline
+        errors = []
+        page.on('pageerror', lambda e: errors.append(str(e)))
+        page.goto(served + 'index.html')
+        index_title = page.locator('h1.title').inner_text()
+        check(page.title().startswith(index_title), (page.title(), index_title))
+        shot = page.locator('img[src="images/widget.png"]')
+        expect(shot).to_be_visible()
+        check(shot.evaluate('i => i.complete && i.naturalWidth > 0'), 'the screenshot did not load')
+        # the sidebar's link to the first numbered notebook opens its page, with its title as heading
+        link = page.locator(f'nav a[href="{first.stem}.html"]')
+        name = link.inner_text()
+        link.click()
+        expect(page).to_have_url(served + f'{first.stem}.html')
+        expect(page.locator('h1.title')).to_have_text(name)
+        expect(page).to_have_title(re.compile(re.escape(name)))
+        expect(page.locator('nav a[aria-current="page"]')).to_have_text(name)
+        # a show_doc heading is there, and the sidebar leads back to the index
+        expect(page.locator('.celltag_pb-showdoc h3').first).to_be_visible()
+        page.locator('nav a[href="index.html"]').first.click()
+        expect(page).to_have_url(served + 'index.html')
+        expect(page.locator('h1.title')).to_have_text(index_title)
+        check(errors == [], errors)
+        page.close()
+    finally:
+        srv.shutdown(); srv.server_close()
+
+CHECKS = [upload_app, docs_site]
+
+def main():
+    from playwright.sync_api import sync_playwright
+    run = Path(sys.argv[1]).resolve()
+    check((run/'model'/'model.json').is_file(), f"{run}/model is not an exported model: run tests/readme_install.py {run} first")
+    exe = shutil.which('chromium')
+    check(exe is not None, "Chromium not found: install Debian's with `apt-get install -y chromium`")
+    tmp = Path(tempfile.mkdtemp(prefix='browser_check_'))
+    passed = failed = 0
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS)
+        try:
+            for c in CHECKS:
+                t = time.monotonic()
+                try: c(browser, run, tmp); passed += 1; print(f"ok   {c.__name__} ({time.monotonic() - t:.0f} s)", flush=True)
+                except Exception as e: failed += 1; print(f"FAIL {c.__name__} ({time.monotonic() - t:.0f} s): {e}", flush=True)
+        finally: browser.close()
+    print(f"browser_check: {passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+if __name__ == '__main__': main()
