@@ -65,20 +65,10 @@ def test_predict_accepts_path_bytes_and_pil(lite, sample_dir):
         assert [l for l, _ in m.predict(f, k=2)] == [l for l, _ in want[:2]]
 
 @pytest.fixture(scope='module')
-def cli_run(tmp_path_factory, sample_dir):
-    """The issue's smoke run through the real command, on the sample minus held-out images the model
-    never sees (not in training, not in validation)."""
-    root = tmp_path_factory.mktemp('cli')
-    data, held = root/'images', root/'held_out'
-    data.mkdir(); held.mkdir()
-    names = sorted(p.name for p in sample_dir.iterdir())
-    held_names = [n for n in names if n.endswith(('_1.jpg', '_2.jpg', '_3.jpg'))]
-    for n in names: shutil.copy(sample_dir/n, (held if n in held_names else data)/n)
-    out = root/'OUT'
-    r = run_cli('pet_breeds_train', '--data', data, '--out', out, '--arch', 'resnet18', '--no-pretrained',
-                '--freeze_epochs', '1', '--epochs', '1', '--size', '64', '--item_size', '96', '--lr_find_its', '30',
-                '--bs', '16')   # the default 64 exceeds the training images here: no full batch, and lr_find divides by 0
-    return r, out, held
+def cli_run(tiny_run):
+    """The issue's smoke run through the real command (the suite's one tiny model, conftest's `tiny_run`), on the
+    committed photos less held-out ones the model never sees (not in training, not in validation)."""
+    return tiny_run.result, tiny_run.out, tiny_run.held
 
 def test_train_cli_writes_every_output(cli_run):
     r, out, held = cli_run
