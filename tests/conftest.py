@@ -100,18 +100,17 @@ def run_cli(*args, timeout=600, env=None, proc:bool=False, **kw) -> CliResult:
     In this process by default: the venv's console-script wrapper itself runs as `__main__` (`runpy`), so fastcore's
     `call_parse` parses `sys.argv` as it does in a process; importing torch and fastai again would cost seconds per
     command on 2 cores. `proc=True` starts a real process from this venv, for tests where the
-    process is the point (signals, a fresh interpreter, what it imports)."""
-    if proc or kw:
+    process is the point (signals, a fresh interpreter, what it imports); so does `env`, since libraries read
+    their variables once per process (fastai's FASTAI_HOME, urllib's proxies)."""
+    if proc or kw or env:
         exe = Path(sys.executable).parent/args[0]
-        e = {**os.environ, **(env or {})}
+        e = {**os.environ, **{k: str(v) for k, v in (env or {}).items()}}
         return subprocess.run([str(exe), *map(str, args[1:])], capture_output=True, text=True, timeout=timeout, env=e, **kw)
     import contextlib, io, runpy, traceback
     script, out, err = Path(sys.executable).parent/args[0], io.StringIO(), io.StringIO()
     assert script.is_file(), f"{args[0]} is not installed in this venv"
-    old_env = {k: os.environ.get(k) for k in (env or {})}
     old_argv, code = sys.argv, 0
     try:
-        os.environ.update({k: str(v) for k, v in (env or {}).items()})
         sys.argv = [args[0], *map(str, args[1:])]
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try: runpy.run_path(str(script), run_name='__main__')   # ends in sys.exit(main())
@@ -120,9 +119,6 @@ def run_cli(*args, timeout=600, env=None, proc:bool=False, **kw) -> CliResult:
             if isinstance(code, str): print(code, file=sys.stderr); code = 1
     finally:
         sys.argv = old_argv
-        for k, v in old_env.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
     return CliResult(args, int(code or 0), out.getvalue(), err.getvalue())
 
 # --- no network in the tests ---------------------------------------------------------------------
