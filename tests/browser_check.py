@@ -14,9 +14,10 @@ app. One browser for the whole test run:
     PET_BREEDS_UPDATE_SCREENSHOT=1 ...                      # also copy the page's screenshot to docs/images/widget.png
 
 Ends with 'browser_check: N passed, N failed'. Needs only the standard library and Playwright."""
-import functools, http.server, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time
+import functools, http.server, json, os, re, shutil, signal, subprocess, sys, tempfile, threading, time
 import urllib.request
 from pathlib import Path
+from readme_install import check, free_port   # standard library only, like this script
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_BIN = ROOT/'.venv'/'bin'                 # the README's environment: the app and the predictor run from there
@@ -25,14 +26,6 @@ SHOT = ROOT/'docs'/'images'/'widget.png'     # tracked: written only with PET_BR
 CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
                  '--no-first-run', '--disable-sync']
 START_TIMEOUT = 240  # Voila imports torch, then its kernel does again, on a busy 2-core machine
-
-def check(cond, what):
-    if not cond: raise AssertionError(what)
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 def predicted(model:Path, files) -> list:
     "`pet_breeds_predict --json --k 3` on `files`: a list of `[[label, probability], ...]`, best first."

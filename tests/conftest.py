@@ -83,13 +83,19 @@ def tiny_model(tiny_run):
     "`(model_dir, metrics)` of the run's one trained model (`tiny_run`)."
     return tiny_run.model, tiny_run.metrics
 
+def build_docs(out:Path, nbs:Path=ROOT/'nbs') -> Path:
+    "Run `docs/build.py --out out --nbs nbs`; return the site folder, `out/docs`."
+    r = subprocess.run([sys.executable, str(ROOT/'docs'/'build.py'), '--out', str(out), '--nbs', str(nbs)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+    return out/'docs'
+
 @pytest.fixture(scope='session')
 def docs_build(tmp_path_factory) -> Path:
     """One `docs/build.py --out DIR` per test run, into a temporary folder (never the tree): DIR/README.md and the
     site in DIR/docs. tests/test_docs.py checks the site; tests/test_repo.py compares it with the committed files."""
     out = tmp_path_factory.mktemp('docs-build')
-    r = subprocess.run([sys.executable, str(ROOT/'docs'/'build.py'), '--out', str(out)], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+    build_docs(out)
     return out
 
 class CliResult(subprocess.CompletedProcess):

@@ -116,8 +116,7 @@ def test_a_missing_named_folder_names_the_three_ways(tmp_path):
     """`$PET_BREEDS_DATA` naming a folder that is not there: one clear error, no traceback, and the bundled sample
     does not stand in for what the user named (without any data the command trains on the sample:
     tests/readme_install.py)."""
-    r = run_cli('pet_breeds_train', '--out', tmp_path/'out', env={ENV_VAR: tmp_path/'nope', 'FASTAI_HOME': tmp_path/'fastai'},
-                proc=True)   # a process: fastai reads FASTAI_HOME once
+    r = run_cli('pet_breeds_train', '--out', tmp_path/'out', env={ENV_VAR: tmp_path/'nope', 'FASTAI_HOME': tmp_path/'fastai'})   # env: a process (fastai reads FASTAI_HOME once)
     assert r.returncode != 0
     assert 'Traceback' not in r.stderr
     for needle in (str(tmp_path/'nope'), '--data DIR', ENV_VAR, 'untar_data(URLs.PETS)', 'oxford-iiit-pet.tgz', str(tmp_path/'fastai')):

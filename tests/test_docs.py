@@ -2,22 +2,18 @@
 page there, no broken link or image, exported definitions shown as `show_doc`, stored plots shown, (navigation in
 Debian's Chromium is checked on the committed site by tests/browser_check.py). `python docs/build.py --check` (tests/test_repo.py) checks that
 the committed README.md and docs/ are this build."""
-import base64, functools, http.server, json, re, shutil, subprocess, sys, threading
+import base64, functools, json, re, shutil
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 import pytest
+from conftest import build_docs
 
 ROOT = Path(__file__).resolve().parents[1]
-NBS, BUILD = ROOT/'nbs', ROOT/'docs'/'build.py'
+NBS = ROOT/'nbs'
 SITE_BUDGET = 5_000_000  # bytes: the site is committed, so it has to stay small
 
-def build(out:Path, nbs:Path=NBS) -> Path:
-    "Run `docs/build.py --out out`; return the site folder, `out/docs`."
-    r = subprocess.run([sys.executable, str(BUILD), '--out', str(out), '--nbs', str(nbs)], capture_output=True, text=True,
-                       timeout=600)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return out/'docs'
+build = build_docs   # conftest: the one way the tests build the site
 
 @pytest.fixture(scope='module')
 def site(docs_build): return docs_build/'docs'   # the run's one build (conftest)
