@@ -14,8 +14,9 @@ from fastai.vision.all import *
 from fastcore.script import call_parse
 from .data import pets_dataloaders, scan_images
 from .learner import pets_learner, get_arch
-from .train import (Stage, FastPath, choose_policy, native_bf16_cpu, lr_find_iterations, format_duration, write_atomic,
-                              LR_FIND_MAX, _sync)
+from .atomic import write_atomic
+from .precision import FastPath, choose_policy, native_bf16_cpu, sync_device
+from .train import Stage, lr_find_iterations, format_duration, LR_FIND_MAX
 from .inference import export_model, load_model
 from .data import sample_path
 from .core import open_image
@@ -47,7 +48,7 @@ class Throughput(Callback):
     order = 100
     def __init__(self, max_batches:int=None, device='cpu'):
         store_attr(); self.ticks = {'train': [], 'valid': []}
-    def _tick(self, phase, n=0): _sync(self.device); self.ticks[phase].append((time.perf_counter(), n))
+    def _tick(self, phase, n=0): sync_device(self.device); self.ticks[phase].append((time.perf_counter(), n))
     def before_train(self): self._tick('train')
     def before_validate(self): self._tick('valid')
     def after_batch(self):
@@ -129,9 +130,9 @@ def ceiling_step(model:nn.Module, bs:int, size:int, n_out:int, policy, steps:int
         with policy.autocast(): loss = F.cross_entropy(model(x).float(), y)
         loss.backward(); opt.step(); opt.zero_grad()
     with PeakMemory(policy.device) as mem:
-        step(); _sync(policy.device); t = time.perf_counter()   # the first step chooses kernels
+        step(); sync_device(policy.device); t = time.perf_counter()   # the first step chooses kernels
         for _ in range(steps): step()
-        _sync(policy.device); dt = time.perf_counter() - t
+        sync_device(policy.device); dt = time.perf_counter() - t
     return {'train_img_s': bs * steps / dt, 'peak_mb': round(mem.mb), 'gpu_peak_mb': mem.gpu_mb and round(mem.gpu_mb)}
 
 # %% ../nbs/15_bench.ipynb #4eb30613

@@ -14,7 +14,10 @@ from fastcore.script import call_parse
 from .data import pets_dataloaders, pets_images_path, sample_path, ENV_VAR
 from .learner import get_arch, ensure_weights
 from .probe import fit_probe, choose_mode, offline_backbones, wilson_interval, PROBE_FOLDS
-from .train import TrainSpec, get_trainer, plot_losses, choose_policy, write_atomic, BadCheckpoint, check_lr_find_its
+from .atomic import write_atomic
+from .precision import choose_policy
+from .checkpoint import BadCheckpoint
+from .train import TrainSpec, get_trainer, plot_losses, check_lr_find_its
 from .inference import export_model, load_model
 from .interpret import PetInterpretation, plot_confusion
 from .distrib import (init_distributed, is_distributed, is_main, world_size, backend, gather, on_main,

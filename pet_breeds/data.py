@@ -4,11 +4,12 @@
 
 # %% ../nbs/01_data.ipynb #9fc6a990
 from __future__ import annotations
-import hashlib, importlib.resources, os, shutil, threading, time, warnings
+import hashlib, importlib.resources, os, shutil, time, warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from .core import *
+from .atomic import replacing
 from fastcore.parallel import parallel
 from fastcore.script import call_parse
 from fastai.vision.all import *
@@ -108,18 +109,13 @@ class ResizeCache:
     def put(self, key:str, img) -> Path|None:
         "Scale `img` and store it as `key`, atomically; `None` (and a warning) when the folder cannot be written."
         dest = self.path(key)
-        tmp = self.dir/f'.{key}.{os.getpid()}.{threading.get_ident()}.tmp'  # never a name `path` returns
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            with open(tmp, 'wb') as f:
-                resize_short(img, self.item_size).save(f, format='JPEG' if self.fmt == 'jpg' else 'BMP', quality=self.quality)
-                f.flush(); os.fsync(f.fileno())
-            os.replace(tmp, dest)
+            with replacing(dest) as tmp:   # never a name `path` returns, so a reader never sees half a copy
+                resize_short(img, self.item_size).save(tmp, format='JPEG' if self.fmt == 'jpg' else 'BMP', quality=self.quality)
             return dest
-        except OSError as e:
+        except OSError as e:   # WriteFailed too: the cache only saves time, so it never stops a run
             warnings.warn(f"resize cache {self.dir} not written ({e}); going on without it")
-            try: tmp.unlink()
-            except OSError: pass
             return None
 
     @staticmethod

@@ -31,15 +31,14 @@ def export_onnx(model, opset:int=ONNX_OPSET, tol:float=1e-4, loaded=None) -> Pat
     import numpy as np, torch, onnxruntime as ort
     from torch import nn
     from pet_breeds.inference import PetModel
-    from pet_breeds.train import writing, write_atomic   # one rule for atomic writes and failed ones (WriteFailed)
+    from pet_breeds.atomic import replacing, write_atomic   # one rule for atomic writes and failed ones (WriteFailed)
     folder = model_folder(model)
     pm = loaded if loaded is not None else PetModel.load(folder, device='cpu')
     meta, s = dict(pm.meta), int(pm.meta['size'])
     net = nn.Sequential(pm.model, nn.Softmax(dim=1)).cpu().eval()
     x = torch.randn(2, 3, s, s, generator=torch.Generator().manual_seed(0))
     fn = folder/ONNX_FILE
-    tmp = fn.with_name(f'.{fn.name}.tmp-{os.getpid()}')
-    with writing(fn, tmp):
+    with replacing(fn) as tmp:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter('ignore')   # the tracer's notes on shape arithmetic, constant once the input size is fixed
             torch.onnx.export(net, (x,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
@@ -47,11 +46,9 @@ def export_onnx(model, opset:int=ONNX_OPSET, tol:float=1e-4, loaded=None) -> Pat
         with torch.inference_mode(): expected = net(x).numpy()
         got = ort.InferenceSession(str(tmp), providers=['CPUExecutionProvider']).run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
         diff = float(np.abs(got - expected).max())
-        if not diff <= tol:
-            tmp.unlink()
+        if not diff <= tol:   # the temporary file is removed: the model is not written
             raise PetBreedsError(f"{folder}: onnxruntime's probabilities differ from PyTorch's by {diff:.2g} (more than {tol}) "
                                  f"for {meta['arch']} ({meta.get('mode', 'finetune')}); model.onnx was not written")
-        os.replace(tmp, fn)
     meta['preprocess'] = meta.get('preprocess') or preprocess_spec(meta)
     meta['onnx'] = {'file': ONNX_FILE, 'opset': opset, 'sha256': _sha256(fn), 'torch': torch.__version__,
                     'input': {'name': INPUT_NAME, 'shape': ['batch', 3, s, s], 'dtype': 'float32'},

@@ -12,9 +12,11 @@ from torch import nn
 from safetensors import SafetensorError
 from safetensors.torch import save_file, load_file
 from fastai.vision.all import *
+from .atomic import replacing
 from .data import norm_stats
 from .learner import pets_learner, register_builder, finetune_model
-from .train import Stage, TrainSpec, register_trainer, predict_batches, choose_policy
+from .precision import predict_batches, choose_policy
+from .train import Stage, TrainSpec, register_trainer
 
 # %% auto #0
 __all__ = ['FEATURES_VERSION', 'split_at_features', 'file_digest', 'weights_digest', 'extractor_key', 'default_cache_dir',
@@ -72,9 +74,7 @@ class FeatureCache:
     def put(self, digest:str, features:torch.Tensor):
         f = self._file(digest)
         f.parent.mkdir(parents=True, exist_ok=True)
-        tmp = f.with_name(f'{f.name}.{os.getpid()}.tmp')
-        save_file({'features': features.contiguous()}, tmp)
-        os.replace(tmp, f)
+        with replacing(f) as tmp: save_file({'features': features.contiguous()}, tmp)
     def __len__(self): return len(list(self.dir.glob('*/*.safetensors')))
 
 # %% ../nbs/07_features.ipynb #940d5915
@@ -128,7 +128,7 @@ def train_features(dls, spec:TrainSpec) -> tuple[Learner, dict]:
     t0 = time.perf_counter()
     learn = pets_learner(dls, spec.arch, pretrained=spec.pretrained)   # the full network; adds `Normalize` to `dls`
     extractor, classifier = split_at_features(learn.model)
-    policy = choose_policy(spec.precision, dls.device, 'features')   # fp32 under auto: see `AUTO` in 03_train
+    policy = choose_policy(spec.precision, dls.device, 'features')   # fp32 under auto: see `AUTO` in 02c_precision
     key = extractor_key(learn.arch_name, extractor, dls, policy.name)
     cache = FeatureCache(ifnone(spec.cache_dir, default_cache_dir()), key) if spec.pretrained else None
     xt, st = extract_features(extractor, dls, dls.train_ds.items, cache, policy=policy)

@@ -15,7 +15,7 @@ from torchvision import transforms as T
 from fastai.vision.all import *
 from fastcore.script import call_parse, Param
 from .learner import get_arch, ensure_weights, timm_overlay, LITE_STATS
-from .train import predict_batches, choose_policy
+from .precision import predict_batches, choose_policy
 from .inference import print_results, topk_in_batches
 from .runtime import EXIT_PARTIAL
 

@@ -13,7 +13,8 @@ from fastai.vision.all import *
 import pet_breeds
 from .data import pets_transforms, norm_stats, normalize_tfms
 from .learner import build_model
-from .train import write_atomic, writing, choose_policy, predict_batches
+from .atomic import write_atomic, replacing
+from .precision import choose_policy, predict_batches
 from .runtime import (FORMAT, FORMAT_VERSION, MODEL_JSON, WEIGHTS_FILE, read_model_json, preprocess_spec,
                                 model_kind, OnnxModel, format_top, print_results, use_tta, tta_mean)
 from . import runtime
@@ -42,8 +43,7 @@ def export_model(learn:Learner, dest, extra:dict=None) -> Path:
             **getattr(learn, 'export_extra', {}), **(extra or {})}
     meta['preprocess'] = preprocess_spec(meta)
     state = {k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}
-    tmp = dest/f'.model.safetensors.tmp-{os.getpid()}'     # atomic, as every file the package writes
-    with writing(dest/'model.safetensors', tmp): save_file(state, tmp, metadata={'format': FORMAT}); os.replace(tmp, dest/'model.safetensors')
+    with replacing(dest/'model.safetensors') as tmp: save_file(state, tmp, metadata={'format': FORMAT})   # atomic, as every file the package writes
     write_atomic(dest/'model.json', json.dumps(meta, indent=1))
     return dest
 

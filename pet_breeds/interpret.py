@@ -13,7 +13,8 @@ from fastai.vision.all import *
 from fastcore.script import call_parse
 from .data import pets_datablock, pets_images_path, scan_images, normalize_tfms
 from .inference import load_model, PetModel
-from .train import plot_losses, save_figure, FastPath, choose_policy
+from .precision import FastPath, choose_policy
+from .train import plot_losses, save_figure
 
 # %% auto #0
 __all__ = ['per_class_scores', 'most_confused_pairs', 'PetInterpretation', 'confusion_layout', 'plot_confusion',
@@ -174,7 +175,7 @@ def interpret_main(model:str,             # exported model folder
                    k:int=9,               # top losses to show
                    bs:int=64,             # batch size
                    trust_pickle:bool=False,  # load MODEL even if it is a fastai export (export.pkl): unpickling it runs any code it holds
-                   precision:str='auto'):    # 'auto' (the machine's choice, 03_train's `AUTO`), 'fp32' or 'bf16'; fp32 gives the same figures on every machine
+                   precision:str='auto'):    # 'auto' (the machine's choice, 02c_precision's `AUTO`), 'fp32' or 'bf16'; fp32 gives the same figures on every machine
     "Confusion matrix, most confused pairs, top losses and per-class scores of an exported model."
     with command_errors('pet_breeds_interpret'): rep = write_report(interpret_model(model, data, test, bs, trust_pickle, precision), out, k)
     print(f"{rep['images']} images, error rate {rep['error_rate']:.4f}; wrote {out}/confusion.png, top_losses.png, "

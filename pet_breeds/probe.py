@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from fastai.vision.all import *
 from .learner import (ARCHS, get_arch, ensure_weights, arch_stats, timm_overlay, hub_checkpoints,
                                 register_builder)
-from .train import predict_batches, choose_policy
+from .precision import predict_batches, choose_policy
 from .features import FeatureCache, file_digest, weights_digest, default_cache_dir
 
 # %% auto #0

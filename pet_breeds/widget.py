@@ -14,7 +14,7 @@ import nbformat
 from fastcore.basics import patch
 from fastcore.script import call_parse, Param
 from .inference import PetModel, load_model, read_meta, fastai_export
-from .train import write_atomic
+from .atomic import write_atomic
 
 # %% auto #0
 __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'CSS', 'APP_NAME', 'open_upload', 'predict_upload', 'result_html', 'result_widget',

@@ -132,7 +132,7 @@ def test_head_on_real_imagenet_features_separates_the_breeds(real_run, sample_di
 
 def test_features_are_fp32_under_auto_on_every_cpu(few_pets, tmp_path, monkeypatch):
     "Cached features equal what the exported network computes, so 'auto' is fp32 for them even where training is bf16."
-    import pet_breeds.train as T
+    import pet_breeds.precision as T
     monkeypatch.setattr(T, 'native_bf16_cpu', lambda: True)      # a CPU with native bf16, whatever this one is
     assert T.choose_policy('auto', 'cpu').name == 'bf16'
     seen, real = [], F._run_extractor

@@ -9,10 +9,11 @@ import math
 from unittest import mock
 import pytest, torch
 from fastai.vision.all import Callback, set_seed
-from pet_breeds import train as T
+from pet_breeds import precision as T
 from pet_breeds.data import pets_dataloaders
 from pet_breeds.learner import pets_learner
-from pet_breeds.train import AUTO, FastPath, Policy, Stage, choose_policy, fit_stages, predict_batches
+from pet_breeds.precision import AUTO, FastPath, Policy, choose_policy, predict_batches
+from pet_breeds.train import Stage, fit_stages
 
 PLAIN_FP32 = Policy('cpu', None, channels_last=False, reason='stock fastai on a CPU')
 BF16 = choose_policy('bf16', 'cpu')

@@ -275,7 +275,7 @@ def test_a_newer_format_version_is_refused_naming_it(tmp_path, version):
 def test_write_atomic_never_leaves_half_a_file(tmp_path, monkeypatch):
     "A write that fails part way (here: the disk fills at fsync) leaves the previous file whole."
     import errno, os
-    from pet_breeds.train import write_atomic
+    from pet_breeds.atomic import write_atomic
     f = tmp_path/'metrics.json'
     write_atomic(f, '{"old": 1}')
     assert f.read_text() == '{"old": 1}'
@@ -283,7 +283,7 @@ def test_write_atomic_never_leaves_half_a_file(tmp_path, monkeypatch):
     monkeypatch.setattr(os, 'fsync', full)
     with pytest.raises(OSError, match='No space') as e: write_atomic(f, '{"new": 2, "much": "' + 'x' * 10000 + '"}')
     assert f.read_text() == '{"old": 1}'
-    from pet_breeds.train import WriteFailed
+    from pet_breeds.atomic import WriteFailed
     assert isinstance(e.value, WriteFailed) and str(e.value).startswith(f'{f}: cannot write it (No space left on device)')
     assert [p.name for p in tmp_path.iterdir()] == ['metrics.json']          # the temporary file is gone
     monkeypatch.undo()
@@ -298,7 +298,7 @@ def test_read_image_bytes_names_an_empty_file(tmp_path):
 
 def test_a_full_disk_stops_training_with_one_line_naming_the_file(tmp_path, monkeypatch):
     "A checkpoint that cannot be written ends `pet_breeds_train` with one line naming it, not a traceback or a half checkpoint."
-    import errno, pet_breeds.train as tr
+    import errno, pet_breeds.checkpoint as tr
     from pet_breeds.cli import main
     from conftest import make_synthetic_pets
     def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device')
