@@ -12,31 +12,34 @@ from .core import *
 from fastai.vision.all import *
 from fastcore.script import call_parse
 from .data import pets_dataloaders, pets_images_path, sample_path, ENV_VAR
-from .learner import get_arch, ensure_weights
-from .probe import fit_probe, choose_mode, offline_backbones, wilson_interval, PROBE_FOLDS
+from .archs import get_arch, weights_note
+from .probe import choose_mode, wilson_interval, PROBE_FOLDS
+from . import cut, features, probe   # the built-in modes, which register themselves
 from .atomic import write_atomic
 from .precision import choose_policy
 from .checkpoint import BadCheckpoint
-from .train import TrainSpec, get_trainer, plot_losses, check_lr_find_its
+from .train import TRAINERS, TrainSpec, get_mode, plot_losses, check_lr_find_its
 from .inference import export_model, load_model
 from .interpret import PetInterpretation, plot_confusion
 from .distrib import (init_distributed, is_distributed, is_main, world_size, backend, gather, on_main,
                                  weights_digest, launch_command, without_option)
 
 # %% auto #0
-__all__ = ['MODES', 'FULL_RECIPE', 'check_writable', 'save_run_options', 'saved_run_options', 'check_same_images', 'find_images',
-           'class_counts', 'pick_holdout', 'weights_note', 'write_predictions', 'train_probe', 'train_pets',
-           'write_run', 'run_summary', 'main']
+__all__ = ['SETTINGS', 'FULL_RECIPE', 'mode_choices', 'check_writable', 'save_run_options', 'saved_run_options',
+           'check_same_images', 'find_images', 'class_counts', 'train_pets', 'write_run', 'run_summary', 'main']
 
 # %% ../nbs/09_cli.ipynb #8361b987
-MODES = ('auto', 'finetune', 'probe', 'features', 'cut')
+def mode_choices(want:str=None, # a mode asked for: its module `pet_breeds.<want>` is imported first, where a new mode registers
+                ) -> tuple:
+    "What `--mode` takes: 'auto' (chosen by images per class) and every registered mode (see `03_train`)."
+    if want not in (None, 'auto'):
+        try: get_mode(want)
+        except UnknownChoice: pass   # said below, with 'auto' among the choices
+    return ('auto', *TRAINERS)
 
-def _check_options(mode:str, pretrained:bool, valid_pct:float, lr_find_its:int|None=None):
+def _check_options(valid_pct:float, lr_find_its:int|None=None):
     if not 0 < valid_pct < 1: raise BadOptions(f"valid_pct must be between 0 and 1 (exclusive), not {valid_pct}")
     if lr_find_its is not None: check_lr_find_its(lr_find_its)
-    if mode in ('features', 'probe') and not pretrained:
-        raise BadOptions(f"--mode {mode} needs pretrained weights: a random body's features carry nothing to transfer; "
-                         "to train from scratch use --mode finetune --no-pretrained")
 
 # %% ../nbs/09_cli.ipynb #408e259c
 def check_writable(out):
@@ -92,83 +95,15 @@ def class_counts(folder, label:str='breed') -> Counter:
         except BadImage: pass          # named outside the pattern: the scan reports it
     return counts
 
-# %% ../nbs/09_cli.ipynb #39e8b85f
-def pick_holdout(labels:list, n:int, seed:int=42) -> list:
-    "Indices of `n` images, one from each of `n` classes drawn at random (reproducibly, by `seed`)."
-    if n <= 0: return []
-    rng, by_class = np.random.default_rng(seed), {}
-    for i, l in enumerate(labels): by_class.setdefault(l, []).append(i)
-    classes = sorted(c for c, idx in by_class.items() if len(idx) > 2)   # keep at least two of a class to learn from
-    return sorted(int(rng.choice(by_class[c])) for c in rng.permutation(classes)[:n])
-
-def weights_note(names) -> str:
-    "Where the ImageNet weights of the architectures `names` came from."
-    notes = []
-    for n in names:
-        a = get_arch(n)
-        src = 'PyPI package' if a.source == 'pypi' else str(ensure_weights(a) or 'timm cache')
-        notes.append(f"{a.name} ({src})")
-    return 'ImageNet weights: ' + ', '.join(notes)
-
-# %% ../nbs/09_cli.ipynb #bd7172d5
-def write_predictions(fname, rows:list):
-    "The held-back photos' predictions as CSV (`file, label, predicted, probability, correct`), written atomically."
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, ['file', 'label', 'predicted', 'probability', 'correct'], lineterminator='\n')
-    w.writeheader(); w.writerows(rows)
-    write_atomic(fname, buf.getvalue())
-
-def train_probe(folder, out, arch=None, label:str='breed', bs:int=64, seed:int=42, valid_pct:float=0.2,
-                folds:int=PROBE_FOLDS, refit:bool=True, holdout:int=0, num_workers:int=None, cache_dir=None,
-                size:int=None) -> dict:
-    "The probe recipe on `folder`: features, backbones chosen by CV, head fitted, exported to `out`; returns the record."
-    t0, out = time.perf_counter(), Path(out)
-    backbones = [get_arch(arch).name] if arch else offline_backbones()
-    size = ifnone(size, max(get_arch(b).size for b in backbones))
-    dls = pets_dataloaders(folder, label=label, bs=bs, valid_pct=valid_pct, seed=seed, item_size=size, size=size,
-                           cache=False, num_workers=num_workers)
-    files, lab = list(dls.report.images), labeller(label)
-    labels = [lab(f) for f in files]
-    vocab = sorted(set(labels))
-    held = pick_holdout(labels, holdout, seed)
-    fit = [i for i in range(len(files)) if i not in set(held)]
-    fit_files, y = [files[i] for i in fit], [vocab.index(labels[i]) for i in fit]
-    valid_set = set(map(Path, dls.valid_ds.items))
-    train_idx = None if refit else [j for j, f in enumerate(fit_files) if Path(f) not in valid_set]
-    species = [species_label(f'{v}_1.jpg') for v in vocab] if label == 'breed' else None
-    model, rec = fit_probe(fit_files, y, vocab, lambda fs: dls.test_dl(fs, bs=bs), backbones, size, folds, seed,
-                           train_idx=train_idx, cache_dir=cache_dir, species=species)
-    unseen = [files[i] for i in held] + ([] if refit else [f for j, f in enumerate(fit_files) if j not in set(train_idx)])
-    learn = Learner(dls, model)
-    learn.arch_name, learn.pretrained, learn.mode = '+'.join(rec['backbones']), True, 'probe'
-    rel = lambda f: str(Path(f).relative_to(dls.path)) if Path(f).is_relative_to(dls.path) else str(f)
-    export_model(learn, out/'model', extra={'backbones': rec['backbones'], 'vocab': vocab, 'n_out': len(vocab),
-                                            'valid_files': [rel(f) for f in unseen]})
-    cm = np.zeros((len(vocab), len(vocab)), dtype=int)
-    for i, p in zip(rec['oof_index'], rec.pop('oof_pred')): cm[y[i], p] += 1
-    rec.pop('oof_index')
-    plot_confusion(SimpleNamespace(confusion_matrix=lambda: cm, vocab=vocab), out/'confusion.png',
-                   title=f'Confusion matrix ({label}, out-of-fold)')
-    rows = []
-    if unseen:
-        preds = load_model(out/'model').predict_many(unseen, k=1, bs=bs)
-        for f, r in zip(unseen, preds):
-            top = r.get('top') or [('', 0.0)]
-            rows.append({'file': rel(f), 'label': lab(f), 'predicted': top[0][0], 'probability': round(top[0][1], 4),
-                         'correct': top[0][0] == lab(f)})
-        write_predictions(out/'predictions.csv', rows)
-    return {**rec, 'dls': dls, 'vocab': vocab, 'trained_on': len(fit_files) if refit else len(train_idx),
-            'confusion': {'labels': vocab, 'matrix': cm.tolist(), 'kind': 'out-of-fold'},
-            'unseen': {'images': len(rows), 'accuracy': float(np.mean([r['correct'] for r in rows])) if rows else None,
-                       'predictions': rows},
-            'train_seconds': round(time.perf_counter() - t0, 2)}
-
 # %% ../nbs/09_cli.ipynb #5e5247c8
+SETTINGS = ('arch', 'pretrained', 'freeze_epochs', 'epochs', 'lr', 'lr_max', 'bs', 'size', 'item_size', 'min_scale', 'label',
+            'seed', 'valid_pct', 'mode', 'precision', 'train_bn')   # recorded in metrics.json, with the mode's own options
+
 def train_pets(data:str=None,              # folder of PETS-style images, or 'sample' (default: $PET_BREEDS_DATA, fastai's cache, a download, else the bundled sample)
                out:str='runs/pets',        # output folder
                arch:str=None,              # architecture, by name (see `ARCHS`; default: resnet50, or for the probe the backbones it chooses from)
                pretrained:bool=True,       # start from ImageNet weights (--no-pretrained: random weights, the architecture only)
-               mode:str='auto',            # auto (by images per class), finetune (two stages), probe (frozen backbones + logistic regression), features or cut
+               mode:str='auto',            # auto (by images per class) or a registered mode: finetune (two stages), probe (frozen backbones + logistic regression), features, cut
                freeze_epochs:int=3,        # finetune: stage 1 epochs, body frozen
                epochs:int=10,              # finetune: stage 2 epochs, unfrozen; features and cut: the head's epochs
                lr:float=None,              # stage 1 learning rate (omitted: lr_find's valley)
@@ -184,8 +119,8 @@ def train_pets(data:str=None,              # folder of PETS-style images, or 'sa
                lr_find_its:int=None,       # lr_find iterations (default: fastai's 100, fewer on a small folder)
                precision:str='auto',       # auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32, bf16 or fp16
                train_bn:bool=False,        # stage 1: train the frozen body's batch norm too (fastai's default; always from scratch)
-               cut_layer:str='block1_pool',# cut: the layer to cut the pretrained body at
-               cache_dir:str=None,         # features and probe: where to cache features (default ~/.cache/pet_breeds/features)
+               cut_layer:str=None,         # cut: the layer to cut the pretrained body at (default: the article's block1_pool)
+               cache_dir:str=None,         # features and probe: where to cache features (default: features in $PET_BREEDS_CACHE or ~/.cache/pet_breeds)
                folds:int=PROBE_FOLDS,      # probe: cross-validation folds
                refit:bool=True,            # probe: fit the final head on every image (--no-refit: on the training split only)
                holdout:int=None,           # probe: photos held back and predicted at the end (default: 8 on the bundled sample, else 0)
@@ -196,10 +131,11 @@ def train_pets(data:str=None,              # folder of PETS-style images, or 'sa
     if resume is not None: return train_pets(**{**saved_run_options(resume), 'out': resume}, _resuming=True)
     args = {k: v for k, v in locals().items() if k not in ('resume', '_resuming')}
     t0, out = time.perf_counter(), Path(out)
-    mode = check_choice(mode, MODES, 'mode')
+    mode = check_choice(mode, mode_choices(mode), 'mode')
     if arch is not None: get_arch(arch)
     labeller(label)
-    _check_options(mode, pretrained, valid_pct, lr_find_its)
+    _check_options(valid_pct, lr_find_its)
+    if mode != 'auto': get_mode(mode).check(pretrained)
     choose_policy(precision)
     init_distributed()   # before the loaders: on GPUs each process takes its own device
     check_writable(out)
@@ -210,28 +146,20 @@ def train_pets(data:str=None,              # folder of PETS-style images, or 'sa
         else:
             counts = class_counts(folder, label)
             mode, why = choose_mode(sum(counts.values()), len(counts))
-    common = dict(data=str(folder), data_source=source, mode_reason=why)
-    if mode == 'probe' and not is_main(): return {'mode': 'probe'}   # a logistic regression: the main process fits it alone
-    if mode == 'probe':
-        holdout = ifnone(holdout, 8 if folder == sample_path() else 0)
-        run = train_probe(folder, out, arch, label, bs, seed, valid_pct, folds, refit, holdout, num_workers, cache_dir, size)
-        dls = run.pop('dls')
-        settings = dict(mode='probe', backbones=run['backbones'], size=run['size'], C=run['C'], folds=folds, refit=refit,
-                        holdout=holdout, label=label, seed=seed, valid_pct=valid_pct, bs=bs)
-        metrics = {**common, **run, 'weights': weights_note(run['backbones']), 'epochs': [], 'lr_find': None,
-                   'data_report': dls.report.to_dict(dls.path), 'settings': settings,
+    common, m = dict(data=str(folder), data_source=source, mode_reason=why), get_mode(mode)
+    if m.whole_run:   # the mode writes its own model (the probe: a logistic regression the main process fits alone)
+        if not is_main(): return {'mode': mode}
+        metrics = {**common, **m.trainer(folder, out, {**args, **m.spec_options(args)}),
                    'total_seconds': round(time.perf_counter() - t0, 3)}
         write_atomic(out/'metrics.json', json.dumps(metrics, indent=1))
         return metrics
-    trainer, arch = get_trainer(mode), get_arch(ifnone(arch, 'resnet50'))
-    args.update(mode=mode, arch=arch.name)       # a resumed run repeats what was chosen, not the choosing
+    arch = get_arch(ifnone(arch, 'resnet50'))
     size = ifnone(size, arch.size)
-    spec = TrainSpec(arch.name, pretrained, freeze_epochs, epochs, lr, tuple(lr_max), lr_find_its, out/'lr_find.png',
-                     train_bn=train_bn or None, precision=precision, cut_layer=cut_layer, cache_dir=cache_dir)
-    settings = dict(arch=arch.name, pretrained=pretrained, freeze_epochs=freeze_epochs, epochs=epochs, lr=lr,
-                    lr_max=list(lr_max), bs=bs, size=size, item_size=item_size, min_scale=min_scale, label=label,
-                    seed=seed, valid_pct=valid_pct, mode=mode, precision=precision, train_bn=train_bn,
-                    **({'cut_layer': cut_layer} if mode == 'cut' else {}))
+    args.update(mode=mode, arch=arch.name, size=size)   # a resumed run repeats what was chosen, not the choosing
+    spec = TrainSpec.from_args(args, lr_max=tuple(lr_max), lr_find_fname=out/'lr_find.png', train_bn=train_bn or None,
+                               options=m.spec_options(args))
+    plain = lambda v: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+    settings = {**{k: plain(args[k]) for k in SETTINGS}, **{k: plain(v) for k, v in spec.options.items()}}
     set_seed(seed, reproducible=True)
     dls = pets_dataloaders(folder, label=label, bs=bs, valid_pct=valid_pct, seed=seed, item_size=item_size,
                            size=size, min_scale=min_scale, num_workers=num_workers)
@@ -239,7 +167,7 @@ def train_pets(data:str=None,              # folder of PETS-style images, or 'sa
     spec.checkpoints, spec.resume = out/'checkpoints', _resuming
     if not _resuming and is_main(): save_run_options(out, args, dls)
     elif _resuming: check_same_images(out, dls)
-    learn, run = trainer(dls, spec)
+    learn, run = m.trainer(dls, spec)
     digests = gather(weights_digest(learn.model))
     return on_main(write_run, learn, run, dls, out, spec, t0, dict(common, mode=mode, pretrained=pretrained, arch=arch.name,
                                                                     label=label, settings=settings, digests=digests))

@@ -11,13 +11,14 @@ import torch, torchvision
 from torch import nn
 from fastai.vision.all import *
 from .data import norm_stats, normalize_tfms
-from .learner import (Arch, get_arch, arch_stats, ensure_weights, default_learner_path, timm_overlay,
-                                EfficientNetLiteBody, register_builder)
+from .archs import (Arch, ArchFamily, TorchvisionFamily, TimmFamily, LiteFamily, TORCHVISION, get_arch,
+                              arch_stats, EfficientNetLiteBody)
+from .learner import default_learner_path, register_builder
 from .train import Stage, TrainSpec, register_trainer
 
 # %% auto #0
-__all__ = ['VGG_CUT', 'keras_vgg_names', 'cut_layers', 'cut_body', 'seed_head', 'FrozenBody', 'cut_model', 'param_table',
-           'param_summary', 'cut_learner', 'train_cut']
+__all__ = ['VGG_CUT', 'CUT_LAYER', 'keras_vgg_names', 'cut_layers', 'cut_body', 'seed_head', 'FrozenBody', 'cut_model',
+           'param_table', 'param_summary', 'cut_learner', 'train_cut']
 
 # %% ../nbs/04_cut.ipynb #6cb0be69
 VGG_CUT = {'vgg16': (torchvision.models.vgg16, 'D'), 'vgg19': (torchvision.models.vgg19, 'E')}
@@ -36,31 +37,43 @@ def _vgg_path(name:str, pretrained:bool) -> list:
     builder, cfg = VGG_CUT[name]
     features = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs[cfg])
     if pretrained:
-        sd = torch.load(ensure_weights(Arch(name, builder, 'torchvision')), map_location='cpu', weights_only=True)
+        sd = torch.load(TORCHVISION.ensure_weights(Arch(name, builder, TORCHVISION)), map_location='cpu', weights_only=True)
         features.load_state_dict({k[len('features.'):]: v for k, v in sd.items() if k.startswith('features.')})
     layers = OrderedDict()
     for n, m in zip(keras_vgg_names(features), features): layers.setdefault(n, []).append(m)
     return [(n, ms[0] if len(ms) == 1 else nn.Sequential(*ms)) for n, ms in layers.items()]
 
-# %% ../nbs/04_cut.ipynb #dddfc12f
+# %% ../nbs/04_cut.ipynb #1dd8c146
 _HEADS = ('AuxLogits', 'avgpool', 'dropout', 'fc', 'global_pool', 'head_drop')   # classifier parts: not cuttable
 
-def _timm_net(spec:Arch, pretrained:bool) -> nn.Module:
-    import timm
-    return timm.create_model(spec.model, pretrained=pretrained, num_classes=0, **timm_overlay(spec, pretrained))
-
-def _feature_path(arch:str, pretrained:bool) -> list:
+@patch
+def feature_path(self:ArchFamily, arch:Arch, pretrained:bool) -> list:
     "`(name, module)` for each layer `arch` runs, in order, up to its last feature map."
+    raise NotImplementedError(f"the {self.name} family has no cut points")
+
+@patch
+def feature_path(self:TorchvisionFamily, arch:Arch, pretrained:bool) -> list:
+    if pretrained: self.ensure_weights(arch)
+    net = arch.model(weights='DEFAULT' if pretrained else None)
+    return [(n, m) for n, m in net.named_children() if n not in _HEADS]
+
+@patch
+def feature_path(self:TimmFamily, arch:Arch, pretrained:bool) -> list:
+    import timm
+    net = timm.create_model(arch.model, pretrained=pretrained, num_classes=0, **self.build_kwargs(arch, pretrained))
+    return [(n, m) for n, m in net.named_children() if n not in _HEADS]
+
+@patch
+def feature_path(self:LiteFamily, arch:Arch, pretrained:bool) -> list:
+    body = EfficientNetLiteBody(arch.model(pretrained))
+    return [('stem', body[0]), *[(f'blocks.{i}', b) for i, b in enumerate(body[1].blocks)], ('head', body[2])]
+
+# %% ../nbs/04_cut.ipynb #09cc531d
+def _feature_path(arch:str, pretrained:bool) -> list:
+    "`(name, module)` for each layer `arch` runs: the Keras-named VGG path, else its family's."
     if arch in VGG_CUT: return _vgg_path(arch, pretrained)
     spec = get_arch(arch)
-    if spec.source == 'pypi':
-        body = EfficientNetLiteBody(spec.model(pretrained))
-        return [('stem', body[0]), *[(f'blocks.{i}', b) for i, b in enumerate(body[1].blocks)], ('head', body[2])]
-    if spec.source == 'timm': net = _timm_net(spec, pretrained)
-    else:
-        if pretrained: ensure_weights(spec)
-        net = spec.model(weights='DEFAULT' if pretrained else None)
-    return [(n, m) for n, m in net.named_children() if n not in _HEADS]
+    return spec.family.feature_path(spec, pretrained)
 
 def cut_layers(arch:str) -> list:
     "The names `cut_body` accepts for `arch`, first to last."
@@ -148,8 +161,10 @@ def cut_learner(dls, arch:str='vgg16', layer:str='block1_pool', pretrained:bool=
     return learn
 
 # %% ../nbs/04_cut.ipynb #3565ee78
-@register_trainer('cut')
+CUT_LAYER = 'block1_pool'   # where the article cuts VGG16
+
+@register_trainer('cut', options={'cut_layer': CUT_LAYER})
 def train_cut(dls, spec:TrainSpec) -> tuple[Learner, dict]:
-    "Train the article's new layers on `spec.arch` cut at `spec.cut_layer`; return the learner and the run record."
-    learn = cut_learner(dls, spec.arch, spec.cut_layer, spec.pretrained)
+    "Train the article's new layers on `spec.arch` cut at `spec.options['cut_layer']`; return the learner and the run record."
+    learn = cut_learner(dls, spec.arch, spec.options.get('cut_layer', CUT_LAYER), spec.pretrained)
     return learn, spec.fit(learn, [Stage(spec.epochs, spec.lr)])

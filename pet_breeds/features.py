@@ -13,14 +13,15 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file, load_file
 from fastai.vision.all import *
 from .atomic import replacing
-from .data import norm_stats
+from .data import norm_stats, pet_breeds_cache_dir
+from .distrib import weights_digest
 from .learner import pets_learner, register_builder, finetune_model
 from .precision import predict_batches, choose_policy
 from .train import Stage, TrainSpec, register_trainer
 
 # %% auto #0
-__all__ = ['FEATURES_VERSION', 'split_at_features', 'file_digest', 'weights_digest', 'extractor_key', 'default_cache_dir',
-           'FeatureCache', 'extract_features', 'features_dataloaders', 'train_features']
+__all__ = ['FEATURES_VERSION', 'split_at_features', 'file_digest', 'extractor_key', 'default_cache_dir', 'FeatureCache',
+           'extract_features', 'features_dataloaders', 'train_features']
 
 # %% ../nbs/07_features.ipynb #c5b86c87
 def split_at_features(model:nn.Module) -> tuple[nn.Module, nn.Module]:
@@ -37,16 +38,6 @@ def file_digest(fn) -> str:
     "SHA-256 of a file's bytes: the cache key of one image."
     return hashlib.sha256(Path(fn).read_bytes()).hexdigest()
 
-# %% ../nbs/07_features.ipynb #98ed8b52
-def weights_digest(module:nn.Module) -> str:
-    "SHA-256 of a module's state dict (names, shapes, dtypes and values)."
-    h = hashlib.sha256()
-    for k, v in module.state_dict().items():
-        v = v.detach().cpu().contiguous()
-        h.update(f'{k}:{tuple(v.shape)}:{v.dtype};'.encode())
-        h.update(v.reshape(-1).view(torch.uint8).numpy())
-    return h.hexdigest()
-
 # %% ../nbs/07_features.ipynb #49974f9c
 def extractor_key(arch_name:str, extractor:nn.Module, dls, precision:str='fp32') -> str:
     "Names what maps an image to its features: arch, weights, sizes, normalisation, pooling and the `precision` computing them."
@@ -57,8 +48,8 @@ def extractor_key(arch_name:str, extractor:nn.Module, dls, precision:str='fp32')
 
 # %% ../nbs/07_features.ipynb #681c4bf3
 def default_cache_dir() -> Path:
-    "Where feature vectors are cached unless a run says otherwise: `~/.cache/pet_breeds/features`."
-    return Path('~/.cache/pet_breeds/features').expanduser()
+    "Where feature vectors are cached unless a run says otherwise: `features` in the package's cache (`$PET_BREEDS_CACHE`)."
+    return pet_breeds_cache_dir()/'features'
 
 # %% ../nbs/07_features.ipynb #2f0f3835
 class FeatureCache:
@@ -122,7 +113,7 @@ def features_dataloaders(xs_train, ys_train, xs_valid, ys_valid, bs:int=64, devi
     return DataLoaders(train, valid, device=device)
 
 # %% ../nbs/07_features.ipynb #8514ccc7
-@register_trainer('features')
+@register_trainer('features', options={'cache_dir': None}, pretrained_only=True)
 def train_features(dls, spec:TrainSpec) -> tuple[Learner, dict]:
     "Train only a head on the cached features of `spec.arch`'s frozen body; return the full-network learner and the run's record."
     t0 = time.perf_counter()
@@ -130,7 +121,7 @@ def train_features(dls, spec:TrainSpec) -> tuple[Learner, dict]:
     extractor, classifier = split_at_features(learn.model)
     policy = choose_policy(spec.precision, dls.device, 'features')   # fp32 under auto: see `AUTO` in 02c_precision
     key = extractor_key(learn.arch_name, extractor, dls, policy.name)
-    cache = FeatureCache(ifnone(spec.cache_dir, default_cache_dir()), key) if spec.pretrained else None
+    cache = FeatureCache(ifnone(spec.options.get('cache_dir'), default_cache_dir()), key) if spec.pretrained else None
     xt, st = extract_features(extractor, dls, dls.train_ds.items, cache, policy=policy)
     xv, sv = extract_features(extractor, dls, dls.valid_ds.items, cache, policy=policy)
     fdls = features_dataloaders(xt, _labels(dls.train_ds), xv, _labels(dls.valid_ds), bs=dls.bs, device=dls.device)

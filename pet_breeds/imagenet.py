@@ -14,7 +14,7 @@ from torch import nn
 from torchvision import transforms as T
 from fastai.vision.all import *
 from fastcore.script import call_parse, Param
-from .learner import get_arch, ensure_weights, timm_overlay, LITE_STATS
+from .archs import get_arch, ensure_weights, build_kwargs, LITE_STATS
 from .precision import predict_batches, choose_policy
 from .inference import print_results, topk_in_batches
 from .runtime import EXIT_PARTIAL
@@ -61,14 +61,14 @@ def _torchvision(spec):
 
 def _timm(spec):
     import timm
-    net = timm.create_model(spec.model, pretrained=True, **timm_overlay(spec))
+    net = timm.create_model(spec.model, pretrained=True, **build_kwargs(spec))
     return net, timm.data.create_transform(**timm.data.resolve_data_config({}, model=net))
 
 # %% ../nbs/08_imagenet.ipynb #9889ef7d
 def imagenet_classifier(arch:str='efficientnet_lite0', device=None) -> ImagenetClassifier:
     "`arch`'s whole ImageNet classifier with its pretrained weights and evaluation transform."
     spec = get_arch(arch)
-    net, tfm = {'pypi': _lite, 'torchvision': _torchvision, 'timm': _timm}[spec.source](spec)
+    net, tfm = {'pypi': _lite, 'torchvision': _torchvision, 'timm': _timm}[spec.family.name](spec)
     return ImagenetClassifier(spec.name, net.eval().to(ifnone(device, default_device())), tfm, IMAGENET_CLASSES)
 
 # %% ../nbs/08_imagenet.ipynb #9964a662

@@ -4,7 +4,8 @@
 
 # %% ../nbs/07b_probe.ipynb #6d297660
 from __future__ import annotations
-import itertools, math, time, warnings
+import csv, io, itertools, math, time, warnings
+from types import SimpleNamespace
 from pathlib import Path
 from .core import *
 import numpy as np
@@ -12,31 +13,29 @@ import torch, torchvision
 from torch import nn
 import torch.nn.functional as F
 from fastai.vision.all import *
-from .learner import (ARCHS, get_arch, ensure_weights, arch_stats, timm_overlay, hub_checkpoints,
-                                register_builder)
+from .archs import get_arch, arch_stats, arch_body, offline_backbones, weights_note
+from .learner import register_builder
 from .precision import predict_batches, choose_policy
-from .features import FeatureCache, file_digest, weights_digest, default_cache_dir
+from .distrib import weights_digest
+from .features import FeatureCache, file_digest, default_cache_dir
+from .data import pets_dataloaders, sample_path
+from .atomic import write_atomic
+from .train import register_trainer
+from .inference import export_model, load_model
+from .interpret import plot_confusion
 
 # %% auto #0
-__all__ = ['PROBE_C', 'PROBE_FOLDS', 'FINETUNE_MIN_PER_CLASS', 'backbone_body', 'BackboneFeatures', 'FeatureEnsemble',
-           'probe_model', 'weights_on_disk', 'offline_backbones', 'branch_key', 'probe_features', 'join_features',
-           'fit_head', 'head_probs', 'head_linear', 'wilson_interval', 'cv_folds', 'cross_validate', 'candidate_sets',
-           'choose_backbones', 'choose_mode', 'fit_probe']
-
-# %% ../nbs/07b_probe.ipynb #0c8b49c0
-def backbone_body(name:str, pretrained:bool=True) -> nn.Module:
-    "The convolutional body of architecture `name` (see `ARCHS`), with ImageNet weights when `pretrained`."
-    arch = get_arch(name)
-    if pretrained: ensure_weights(arch)
-    if arch.source == 'timm': return create_timm_model(arch.model, 1, pretrained=pretrained, **timm_overlay(arch, pretrained))[0][0]
-    return create_vision_model(arch.model, 1, pretrained=pretrained)[0]
+__all__ = ['PROBE_C', 'PROBE_FOLDS', 'FINETUNE_MIN_PER_CLASS', 'BackboneFeatures', 'FeatureEnsemble', 'probe_model', 'branch_key',
+           'probe_features', 'join_features', 'fit_head', 'head_probs', 'head_linear', 'wilson_interval', 'cv_folds',
+           'cross_validate', 'candidate_sets', 'choose_backbones', 'choose_mode', 'fit_probe', 'pick_holdout',
+           'write_predictions', 'train_probe', 'run_probe']
 
 # %% ../nbs/07b_probe.ipynb #e31d825c
 class BackboneFeatures(Module):
     "One backbone's L2-normalised, average-pooled features of a batch of `[0, 1]` images (resized to its own size, normalised its own way)."
     def __init__(self, name:str, pretrained:bool=True):
         arch = get_arch(name)
-        self.name, self.size, self.body = arch.name, arch.size, backbone_body(name, pretrained)
+        self.name, self.size, self.body = arch.name, arch.size, arch_body(arch, pretrained)
         mean, std = arch_stats(arch)
         self.register_buffer('mean', torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer('std', torch.tensor(std).view(1, 3, 1, 1))
@@ -64,23 +63,6 @@ class FeatureEnsemble(Module):
 def probe_model(meta:dict) -> nn.Module:
     "The untrained `FeatureEnsemble` an exported probe model's `meta` describes."
     return FeatureEnsemble(meta['backbones'], meta['n_out'], pretrained=False)
-
-# %% ../nbs/07b_probe.ipynb #5a70f9fc
-def weights_on_disk(name:str) -> bool:
-    "Whether `name`'s ImageNet weights are on this machine now, without a download."
-    arch = get_arch(name)
-    if arch.source == 'pypi': return True
-    if arch.source == 'timm':
-        import timm
-        cfg = timm.models.get_pretrained_cfg(arch.model)
-        files = [hub_checkpoints()/f'{arch.model}.safetensors'] + ([hub_checkpoints()/Path(cfg.url).name] if cfg.url else [])
-        return any(f.exists() for f in files)
-    w = torchvision.models.get_model_weights(arch.model).DEFAULT
-    return (hub_checkpoints()/Path(w.url).name).exists()
-
-def offline_backbones() -> list:
-    "The architectures a probe can use here without a network."
-    return [n for n in ARCHS if weights_on_disk(n)]
 
 # %% ../nbs/07b_probe.ipynb #70517a2c
 def branch_key(branch:BackboneFeatures, size:int) -> str:
@@ -227,3 +209,93 @@ def fit_probe(files:list, y, vocab:list, dl_of, backbones:list=None, size:int=No
               'cv': cv, 'candidates': table, 'oof_pred': oof.argmax(1).tolist(), 'oof_index': fit_idx.tolist(),
               'seconds_features': round(t_feat, 2), 'total_seconds': round(time.perf_counter() - t0, 2)}
     return model.eval(), record
+
+# %% ../nbs/07b_probe.ipynb #1034b9b3
+def pick_holdout(labels:list, n:int, seed:int=42) -> list:
+    "Indices of `n` images, one from each of `n` classes drawn at random (reproducibly, by `seed`)."
+    if n <= 0: return []
+    rng, by_class = np.random.default_rng(seed), {}
+    for i, l in enumerate(labels): by_class.setdefault(l, []).append(i)
+    classes = sorted(c for c, idx in by_class.items() if len(idx) > 2)   # keep at least two of a class to learn from
+    return sorted(int(rng.choice(by_class[c])) for c in rng.permutation(classes)[:n])
+
+# %% ../nbs/07b_probe.ipynb #0eceda24
+def write_predictions(fname, rows:list):
+    "The held-back photos' predictions as CSV (`file, label, predicted, probability, correct`), written atomically."
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, ['file', 'label', 'predicted', 'probability', 'correct'], lineterminator='\n')
+    w.writeheader(); w.writerows(rows)
+    write_atomic(fname, buf.getvalue())
+
+# %% ../nbs/07b_probe.ipynb #4f494071
+def train_probe(folder,                 # images named as PETS names them
+                out,                    # folder for `model/`, `confusion.png` and `predictions.csv`
+                arch=None,              # one backbone by name (default: every backbone whose weights are here)
+                label:str='breed',      # 'breed' or 'species'
+                bs:int=64,              # batch size of the feature extraction
+                seed:int=42,            # the split, the folds and the held-back photos
+                valid_pct:float=0.2,    # the validation split (its images are unseen only with `refit=False`)
+                folds:int=PROBE_FOLDS,  # cross-validation folds
+                refit:bool=True,        # fit the final head on every image (else on the training split only)
+                holdout:int=0,          # photos held back and predicted at the end, one per class
+                num_workers:int=None,   # data loader workers
+                cache_dir=None,         # feature cache (default: `default_cache_dir()`)
+                size:int=None,          # input size (default: the largest the backbones take)
+               ) -> dict:
+    "The probe recipe on `folder`: features, backbones chosen by CV, head fitted, exported to `out`; returns the record."
+    t0, out = time.perf_counter(), Path(out)
+    backbones = [get_arch(arch).name] if arch else offline_backbones()
+    size = ifnone(size, max(get_arch(b).size for b in backbones))
+    dls = pets_dataloaders(folder, label=label, bs=bs, valid_pct=valid_pct, seed=seed, item_size=size, size=size,
+                           cache=False, num_workers=num_workers)
+    files, lab = list(dls.report.images), labeller(label)
+    labels = [lab(f) for f in files]
+    vocab = sorted(set(labels))
+    held = pick_holdout(labels, holdout, seed)
+    fit = [i for i in range(len(files)) if i not in set(held)]
+    fit_files, y = [files[i] for i in fit], [vocab.index(labels[i]) for i in fit]
+    valid_set = set(map(Path, dls.valid_ds.items))
+    train_idx = None if refit else [j for j, f in enumerate(fit_files) if Path(f) not in valid_set]
+    species = [species_label(f'{v}_1.jpg') for v in vocab] if label == 'breed' else None
+    model, rec = fit_probe(fit_files, y, vocab, lambda fs: dls.test_dl(fs, bs=bs), backbones, size, folds, seed,
+                           train_idx=train_idx, cache_dir=cache_dir, species=species)
+    unseen = [files[i] for i in held] + ([] if refit else [f for j, f in enumerate(fit_files) if j not in set(train_idx)])
+    learn = Learner(dls, model)
+    learn.arch_name, learn.pretrained, learn.mode = '+'.join(rec['backbones']), True, 'probe'
+    rel = lambda f: str(Path(f).relative_to(dls.path)) if Path(f).is_relative_to(dls.path) else str(f)
+    export_model(learn, out/'model', extra={'backbones': rec['backbones'], 'vocab': vocab, 'n_out': len(vocab),
+                                            'valid_files': [rel(f) for f in unseen]})
+    cm = np.zeros((len(vocab), len(vocab)), dtype=int)
+    for i, p in zip(rec['oof_index'], rec.pop('oof_pred')): cm[y[i], p] += 1
+    rec.pop('oof_index')
+    plot_confusion(SimpleNamespace(confusion_matrix=lambda: cm, vocab=vocab), out/'confusion.png',
+                   title=f'Confusion matrix ({label}, out-of-fold)')
+    rows = []
+    if unseen:
+        preds = load_model(out/'model').predict_many(unseen, k=1, bs=bs)
+        for f, r in zip(unseen, preds):
+            top = r.get('top') or [('', 0.0)]
+            rows.append({'file': rel(f), 'label': lab(f), 'predicted': top[0][0], 'probability': round(top[0][1], 4),
+                         'correct': top[0][0] == lab(f)})
+        write_predictions(out/'predictions.csv', rows)
+    return {**rec, 'dls': dls, 'vocab': vocab, 'trained_on': len(fit_files) if refit else len(train_idx),
+            'confusion': {'labels': vocab, 'matrix': cm.tolist(), 'kind': 'out-of-fold'},
+            'unseen': {'images': len(rows), 'accuracy': float(np.mean([r['correct'] for r in rows])) if rows else None,
+                       'predictions': rows},
+            'train_seconds': round(time.perf_counter() - t0, 2)}
+
+# %% ../nbs/07b_probe.ipynb #4b899510
+@register_trainer('probe', options=dict(folds=PROBE_FOLDS, refit=True, holdout=None, cache_dir=None),
+                  pretrained_only=True, whole_run=True)
+def run_probe(folder, out, opts:dict) -> dict:
+    "The probe as `pet_breeds_train --mode probe` runs it: `train_probe` with the command's options; returns the run's metrics."
+    holdout = ifnone(opts.get('holdout'), 8 if Path(folder) == sample_path() else 0)   # the sample shows predictions on unseen photos
+    run = train_probe(folder, out, opts.get('arch'), opts['label'], opts['bs'], opts['seed'], opts['valid_pct'],
+                      folds=opts['folds'], refit=opts['refit'], holdout=holdout, num_workers=opts.get('num_workers'),
+                      cache_dir=opts.get('cache_dir'), size=opts.get('size'))
+    dls = run.pop('dls')
+    settings = dict(mode='probe', backbones=run['backbones'], size=run['size'], C=run['C'], folds=opts['folds'],
+                    refit=opts['refit'], holdout=holdout, label=opts['label'], seed=opts['seed'],
+                    valid_pct=opts['valid_pct'], bs=opts['bs'])
+    return {**run, 'weights': weights_note(run['backbones']), 'epochs': [], 'lr_find': None,
+            'data_report': dls.report.to_dict(dls.path), 'settings': settings}

@@ -5,7 +5,8 @@
 # %% ../nbs/03_train.ipynb #b3553b2e
 from __future__ import annotations
 import math, time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Callable
 import matplotlib.pyplot as plt
 from .core import *
 from fastai.vision.all import *
@@ -13,14 +14,15 @@ from fastai.callback.training import BnFreeze
 from .atomic import replacing
 from .learner import pets_learner, lookup_mode
 from .distrib import is_main, is_distributed, on_main, broadcast, data_parallel
-from .precision import Policy, choose_policy, FastPath, sync_device
+from .precision import Policy, choose_policy, FastPath
+from .estimate import RunEstimate, format_duration
 from .checkpoint import BadCheckpoint, Checkpoint, read_checkpoint, restore_checkpoint, rng_states, set_rng_states
 
 # %% auto #0
 __all__ = ['LR_FIND_FLOOR', 'TRAIN_BN', 'LR_FIND_SHARE', 'LR_FIND_MIN', 'LR_FIND_MAX', 'TRAINERS', 'RunLog', 'save_figure',
-           'check_lr_find_its', 'find_lr', 'Stage', 'lr_find_iterations', 'probe_seconds', 'format_duration',
-           'RunEstimate', 'fit_stages', 'stage1_train_bn', 'train_two_stage', 'plot_losses', 'TrainSpec',
-           'register_trainer', 'get_trainer', 'train_finetune']
+           'check_lr_find_its', 'find_lr', 'Stage', 'lr_find_iterations', 'fit_stages', 'stage1_train_bn',
+           'train_two_stage', 'plot_losses', 'TrainSpec', 'Mode', 'register_trainer', 'get_mode', 'get_trainer',
+           'train_finetune']
 
 # %% ../nbs/03_train.ipynb #9fa61238
 class RunLog(Callback):
@@ -117,59 +119,6 @@ def lr_find_iterations(n_batches:int, epochs:int) -> int:
     "lr_find's iterations for a run of `epochs` epochs of `n_batches` batches: fastai's 100, or ~15% of the run (at least 20)."
     return int(min(LR_FIND_MAX, max(LR_FIND_MIN, round(LR_FIND_SHARE * n_batches * epochs))))
 
-# %% ../nbs/03_train.ipynb #211fffe2
-def probe_seconds(learn:Learner, policy:Policy) -> dict:
-    "Seconds of a forward pass (eval, no grad) and of a forward and backward pass through every layer, on `learn`'s current batch."
-    model = getattr(learn.model, 'module', learn.model)   # under data_parallel: the network, not its DDP wrapper (no collectives)
-    flags = [p.requires_grad for p in model.parameters()]
-    modes = [m.training for m in model.modules()]
-    model.eval()
-    try:
-        sync_device(policy.device); t = time.perf_counter()
-        with torch.no_grad(), policy.autocast(): model(*learn.xb)
-        sync_device(policy.device); fwd = time.perf_counter() - t
-        for p in model.parameters(): p.requires_grad_(True)
-        with policy.autocast(): loss = learn.loss_func(model(*learn.xb), *learn.yb)
-        loss.backward()
-        sync_device(policy.device); full = time.perf_counter() - t - fwd
-    finally:
-        for p, f in zip(model.parameters(), flags): p.requires_grad_(f); p.grad = None
-        for m, mode in zip(model.modules(), modes): m.train(mode)
-    return {'forward': fwd, 'full': full}
-
-# %% ../nbs/03_train.ipynb #4c914874
-def format_duration(seconds:float) -> str:
-    "Seconds as a person reads them: '40 s', '12 min', '3.5 h'."
-    if seconds < 90: return f'{seconds:.0f} s'
-    if seconds < 90 * 60: return f'{seconds / 60:.0f} min'
-    return f'{seconds / 3600:.1f} h'
-
-# %% ../nbs/03_train.ipynb #49966128
-class RunEstimate(Callback):
-    "After the first `after` timed training batches, estimate the whole run of `stages` and print it once."
-    order = Recorder.order + 2
-    def __init__(self, stages:list, started:float, policy:Policy, after:int=3, show:bool=True):
-        store_attr(); self.stage, self.seconds, self.detail, self._ticks = 1, None, None, []
-    def before_fit(self): self._fit_start = time.perf_counter()
-    def after_batch(self):
-        if self.seconds is not None or not self.training: return
-        sync_device(self.policy.device); self._ticks.append(time.perf_counter())
-        if len(self._ticks) > self.after: self.estimate()
-    def estimate(self):
-        "Seconds of the whole run: what has passed, plus this and the later stages at the measured (or probed) cost per batch."
-        per_batch = float(np.median(np.diff(self._ticks)))   # ticks start after the first batch: its warm-up is left out
-        stage, dl = self.stages[self.stage - 1], self.learn.dls
-        kinds = {s.kind for s in self.stages[self.stage - 1:] if s.epochs > 0}
-        probe = probe_seconds(self.learn, self.policy) if kinds != {stage.kind} else None
-        def batch(s): return per_batch if probe is None else max(per_batch - probe[stage.kind] + probe[s.kind], probe[s.kind])
-        valid = probe['forward'] if probe else per_batch / 3   # a validation batch runs forward only
-        stage_s = [s.epochs * (len(dl.train) * batch(s) + len(dl.valid) * valid) for s in self.stages[self.stage - 1:]]
-        self.seconds = (self._fit_start - self.started) + sum(stage_s)
-        self.detail = {'per_batch': per_batch, 'probe': probe, 'stages': stage_s}
-        if self.show:
-            parts = ', '.join(f'stage {i}: {format_duration(x)}' for i, x in enumerate(stage_s, self.stage))
-            print(f"estimated run: about {format_duration(self.seconds)} ({parts}; from the first {self.after} batches)")
-
 # %% ../nbs/03_train.ipynb #6e5cf9f4
 def fit_stages(learn:Learner, stages, lr_find_fname=None, lr_find_its:int=None, policy:Policy=None, show:bool=True,
                checkpoints=None, resume:bool=False) -> dict:
@@ -244,7 +193,7 @@ def plot_losses(run:dict, fname=None, figsize=(8, 4.5)):
 # %% ../nbs/03_train.ipynb #135365cd
 @dataclass
 class TrainSpec:
-    "What every trainer is given: the architecture, the weights, the schedule, and the options of the modes that use them."
+    "What every trainer is given: the architecture, the weights, the schedule, and in `options` the mode's own options."
     arch: str = 'resnet50'
     pretrained: bool = True
     freeze_epochs: int = 3
@@ -258,26 +207,58 @@ class TrainSpec:
     show: bool = True                # print lr_find's iterations and the run estimate
     checkpoints: object = None       # folder for a checkpoint after every epoch
     resume: bool = False             # continue from the latest checkpoint in `checkpoints`
-    cut_layer: str = 'block1_pool'   # mode 'cut'
-    cache_dir: object = None         # mode 'features'
+    options: dict = field(default_factory=dict)   # the mode's own options, as its `Mode` declares them
+
+    @classmethod
+    def from_args(cls, args:dict, **kw):
+        "A spec from a dict of named options (a command's arguments), taking the fields it has; `kw` overrides."
+        return cls(**{**{f.name: args[f.name] for f in fields(cls) if f.name in args}, **kw})
 
     def fit(self, learn:Learner, stages) -> dict:
         "Run `stages` through the training core with this spec's lr_find, precision and output options."
         policy = choose_policy(self.precision, learn.dls.device)
         return fit_stages(learn, stages, self.lr_find_fname, self.lr_find_its, policy, self.show, self.checkpoints, self.resume)
 
-# %% ../nbs/03_train.ipynb #3a6fb411
+# %% ../nbs/03_train.ipynb #9e8d4127
+@dataclass
+class Mode:
+    "A registered training mode: its `trainer`, the `options` only it reads (name: default), and what it needs."
+    name: str
+    trainer: Callable
+    options: dict = field(default_factory=dict)
+    pretrained_only: bool = False   # refuses random weights: a random body's features carry nothing to transfer
+    whole_run: bool = False         # `trainer(folder, out, options) -> metrics`, writing its own model (the probe)
+
+    def check(self, pretrained:bool):
+        "`BadOptions` if this mode cannot train as asked."
+        if self.pretrained_only and not pretrained:
+            raise BadOptions(f"--mode {self.name} needs pretrained weights: a random body's features carry nothing to transfer; "
+                             "to train from scratch use --mode finetune --no-pretrained")
+    def spec_options(self, args:dict) -> dict:
+        "This mode's options from a command's `args`, with the mode's defaults for those not given."
+        return {k: args.get(k, v) if args.get(k) is not None else v for k, v in self.options.items()}
+
+# %% ../nbs/03_train.ipynb #517ee025
 TRAINERS = {}
 
-def register_trainer(mode:str):
-    "Decorator: `f(dls, spec:TrainSpec) -> (Learner, dict)` trains the models of `mode`."
-    def _reg(f): TRAINERS[mode] = f; return f
+def register_trainer(mode:str,                  # the name `--mode` takes
+                     options:dict=None,          # the options only this mode reads, and their defaults
+                     pretrained_only:bool=False, # the mode refuses `pretrained=False`
+                     whole_run:bool=False,       # the trainer runs the whole job: `f(folder, out, options) -> metrics`
+                    ):
+    "Decorator: `f(dls, spec:TrainSpec) -> (Learner, dict)` trains the models of `mode` (see `Mode`)."
+    def _reg(f): TRAINERS[mode] = Mode(mode, f, dict(options or {}), pretrained_only, whole_run); return f
     return _reg
 
 # %% ../nbs/03_train.ipynb #acff7a7b
-def get_trainer(mode:str):
-    "The trainer registered for `mode` (importing `pet_breeds.<mode>` on first use); `UnknownChoice` lists the modes."
+def get_mode(mode:str) -> Mode:
+    "The `Mode` registered as `mode` (importing `pet_breeds.<mode>` on first use); `UnknownChoice` lists the modes."
     return lookup_mode(TRAINERS, mode, 'mode')
+
+# %% ../nbs/03_train.ipynb #b45aa6e2
+def get_trainer(mode:str):
+    "The trainer function of `mode` (see `get_mode`)."
+    return get_mode(mode).trainer
 
 # %% ../nbs/03_train.ipynb #d8ce8ffe
 @register_trainer('finetune')

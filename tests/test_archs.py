@@ -7,7 +7,8 @@ from safetensors.torch import save_file
 from conftest import make_synthetic_pets
 from pet_breeds.core import WeightsNotFound
 from pet_breeds.data import pets_dataloaders
-from pet_breeds.learner import ARCHS, pets_learner, ensure_weights, hub_checkpoints
+from pet_breeds.archs import ARCHS, ensure_weights, hub_checkpoints
+from pet_breeds.learner import pets_learner
 
 def _size(name): return 80 if ARCHS[name].size == 299 else 32   # Inception V3 needs at least 75 px
 
@@ -63,7 +64,7 @@ EXPECTED_FILES = {'resnet18': 'resnet18-f37072fd.pth', 'resnet34': 'resnet34-b62
                   'xception': 'xception-43020ad28.pth'}
 
 def test_every_downloadable_arch_is_listed():
-    assert set(EXPECTED_FILES) == {n for n, a in ARCHS.items() if a.source != 'pypi'}
+    assert set(EXPECTED_FILES) == {n for n, a in ARCHS.items() if a.family.name != 'pypi'}
 
 @pytest.mark.parametrize('name', list(EXPECTED_FILES))
 def test_missing_weights_name_the_file_and_folder(name, offline, tiny_images):

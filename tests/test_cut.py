@@ -5,7 +5,7 @@ import pytest, torch, torchvision
 from torch import nn
 from pet_breeds.core import WeightsNotFound, UnknownChoice, open_image
 from pet_breeds.data import pets_dataloaders
-from pet_breeds.learner import ensure_weights, hub_checkpoints
+from pet_breeds.archs import ensure_weights, hub_checkpoints
 from pet_breeds.cut import (cut_layers, cut_body, cut_model, seed_head, param_summary, param_table, cut_learner,
                             train_cut, FrozenBody)
 from pet_breeds.inference import export_model, load_model
@@ -123,7 +123,7 @@ def test_training_changes_only_the_new_layers(few_pets, arch, layer, size):
 
 def test_train_cut_record_and_lr_find(few_pets, tmp_path):
     dls = pets_dataloaders(few_pets, bs=8, item_size=32, size=32, num_workers=0)
-    learn, run = train_cut(dls, TrainSpec('vgg16', pretrained=False, epochs=2, cut_layer='block1_pool',
+    learn, run = train_cut(dls, TrainSpec('vgg16', pretrained=False, epochs=2, options={'cut_layer': 'block1_pool'},
                                           lr_find_fname=tmp_path/'lr.png', lr_find_its=10))
     assert [(r['stage'], r['epoch']) for r in run['epochs']] == [(1, 0), (1, 1)]
     assert set(run['epochs'][0]) == {'stage', 'epoch', 'train_loss', 'valid_loss', 'error_rate', 'accuracy', 'seconds'}
@@ -136,7 +136,7 @@ def test_train_cut_record_and_lr_find(few_pets, tmp_path):
                                                         ('efficientnet_lite0', 'blocks.5', 64, True)])
 def test_exported_cut_model_loads_and_predicts_the_same(few_pets, tmp_path, arch, layer, size, pretrained):
     dls = pets_dataloaders(few_pets, bs=8, item_size=size, size=size, num_workers=0)
-    learn, _ = train_cut(dls, TrainSpec(arch, pretrained=pretrained, epochs=1, lr=1e-2, cut_layer=layer))
+    learn, _ = train_cut(dls, TrainSpec(arch, pretrained=pretrained, epochs=1, lr=1e-2, options={'cut_layer': layer}))
     dest = export_model(learn, tmp_path/'model')
     meta = json.loads((dest/'model.json').read_text())
     assert (meta['mode'], meta['cut_layer'], meta['arch']) == ('cut', layer, arch)
@@ -153,5 +153,5 @@ def test_real_imagenet_cut_learns_the_breeds(sample_dir):
     8 epochs (chance 0.67). Batches of 8: with 16 there are too few steps (4 an epoch) for BatchNorm1d's
     running statistics to settle (0.19-0.25 after 8 epochs, 0.56 after 4)."""
     dls = pets_dataloaders(sample_dir, bs=8, item_size=112, size=96, num_workers=0)
-    learn, run = train_cut(dls, TrainSpec('efficientnet_lite0', epochs=8, lr=3e-3, cut_layer='blocks.10'))
+    learn, run = train_cut(dls, TrainSpec('efficientnet_lite0', epochs=8, lr=3e-3, options={'cut_layer': 'blocks.10'}))
     assert run['epochs'][-1]['error_rate'] < 0.4, run['epochs']

@@ -82,24 +82,24 @@ def _count_extractions(monkeypatch):
 def test_train_features_reuses_the_cache_across_runs_until_the_size_changes(few_pets, tmp_path, monkeypatch):
     seen = _count_extractions(monkeypatch)
     cache_dir = tmp_path/'cache'
-    _, run1 = train_features(_dls(few_pets), TrainSpec('efficientnet_lite0', epochs=1, lr=1e-3, cache_dir=cache_dir))
+    _, run1 = train_features(_dls(few_pets), TrainSpec('efficientnet_lite0', epochs=1, lr=1e-3, options={'cache_dir': cache_dir}))
     assert sum(seen) == 24 and run1['feature_cache']['misses'] == 24
-    _, run2 = train_features(_dls(few_pets), TrainSpec('efficientnet_lite0', epochs=1, lr=1e-3, cache_dir=cache_dir))
+    _, run2 = train_features(_dls(few_pets), TrainSpec('efficientnet_lite0', epochs=1, lr=1e-3, options={'cache_dir': cache_dir}))
     assert sum(seen) == 24, "second run must not run the body"
     assert run2['feature_cache'] == {**run2['feature_cache'], 'hits': 24, 'misses': 0, 'body_images': 0}
-    _, run3 = train_features(_dls(few_pets, 48), TrainSpec('efficientnet_lite0', epochs=1, lr=1e-3, cache_dir=cache_dir))
+    _, run3 = train_features(_dls(few_pets, 48), TrainSpec('efficientnet_lite0', epochs=1, lr=1e-3, options={'cache_dir': cache_dir}))
     assert run3['feature_cache']['misses'] == 24 and sum(seen) == 48
     assert run3['feature_cache']['dir'] != run1['feature_cache']['dir']
 
 def test_random_bodies_are_not_cached(few_pets, tmp_path, monkeypatch):
     seen = _count_extractions(monkeypatch)
     for _ in range(2): _, run = train_features(_dls(few_pets), TrainSpec('resnet18', pretrained=False, epochs=1,
-                                                                                 lr=1e-3, cache_dir=tmp_path/'cache'))
+                                                                                 lr=1e-3, options={'cache_dir': tmp_path/'cache'}))
     assert sum(seen) == 48 and run['feature_cache']['dir'] is None
     assert not (tmp_path/'cache').exists()
 
 def test_record_has_train_two_stage_shape_and_lr_find(few_pets, tmp_path):
-    _, run = train_features(_dls(few_pets), TrainSpec('efficientnet_lite0', epochs=2, cache_dir=tmp_path/'cache',
+    _, run = train_features(_dls(few_pets), TrainSpec('efficientnet_lite0', epochs=2, options={'cache_dir': tmp_path/'cache'},
                                                               lr_find_fname=tmp_path/'lr.png', lr_find_its=20))
     assert {'epochs', 'lr_find', 'lr', 'stages', 'batch_losses', 'total_seconds'} <= set(run)
     assert [(r['stage'], r['epoch']) for r in run['epochs']] == [(1, 0), (1, 1)]
@@ -118,7 +118,7 @@ def real_run(sample_dir, tmp_path_factory):
     "The head on pretrained EfficientNet-Lite0 features of the 81 committed photos at 160 px."
     dls = pets_dataloaders(sample_dir, bs=32, item_size=192, size=160, num_workers=0)
     learn, run = train_features(dls, TrainSpec('efficientnet_lite0', epochs=8, lr=3e-3,
-                                                   cache_dir=tmp_path_factory.mktemp('features')))
+                                                   options={'cache_dir': tmp_path_factory.mktemp('features')}))
     return learn, run
 
 def test_head_on_real_imagenet_features_separates_the_breeds(real_run, sample_dir):
@@ -143,7 +143,7 @@ def test_features_are_fp32_under_auto_on_every_cpu(few_pets, tmp_path, monkeypat
     fp32, _ = extract_features(ext, dls, files, policy=T.choose_policy('fp32', 'cpu'))
     assert torch.equal(extract_features(ext, dls, files)[0], fp32)    # the default policy: fp32
     assert seen == ['fp32', 'fp32']; seen.clear()
-    spec = dict(epochs=1, lr=1e-3, cache_dir=tmp_path/'cache')
+    spec = dict(epochs=1, lr=1e-3, options={'cache_dir': tmp_path/'cache'})
     _, run = train_features(_dls(few_pets), TrainSpec('efficientnet_lite0', **spec))
     assert seen == ['fp32', 'fp32'] and run['policy']['precision'] == 'bf16'   # features fp32, the head's training the machine's
     _, run = train_features(_dls(few_pets), TrainSpec('efficientnet_lite0', precision='bf16', **spec))

@@ -12,7 +12,8 @@ from safetensors.torch import save_file, load_file
 from conftest import make_synthetic_pets, run_cli
 from pet_breeds import runtime
 from pet_breeds.core import PetBreedsError, open_image
-from pet_breeds.learner import build_model, arch_stats
+from pet_breeds.archs import arch_stats
+from pet_breeds.learner import build_model
 from pet_breeds.inference import PetModel, load_model, UnpicklingWarning, fastai_export
 
 VOCAB = ['Bengal', 'Sphynx', 'beagle', 'pug']

@@ -40,3 +40,48 @@ def test_cut_mode_offline_needs_the_vgg16_weights_or_no_pretrained(sample_dir, t
 def test_unknown_mode_is_refused(sample_dir, tmp_path):
     r = run_cli('pet_breeds_train', '--data', sample_dir, '--out', tmp_path/'x', '--mode', 'magic')
     assert r.returncode != 0 and "unknown mode 'magic'; choose one of: " in r.stderr and 'Traceback' not in r.stderr
+
+def test_a_mode_registered_from_a_test_module_trains_exports_and_loads(sample_dir, tmp_path):
+    """Issue 19: a new mode is one registration (a trainer with its options, a builder), in any module. Registered here,
+    it is one of `pet_breeds_train --mode`'s choices, trains through the command with its own option's default, and
+    `load_model` rebuilds what it exported, with no file of the package edited."""
+    from torch import nn
+    from fastai.vision.all import Learner, error_rate, accuracy
+    from pet_breeds.train import TRAINERS, Stage, register_trainer
+    from pet_breeds.learner import MODEL_BUILDERS, register_builder
+    from pet_breeds.inference import load_model
+    def toy_net(pool, n_out): return nn.Sequential(nn.AdaptiveAvgPool2d(pool), nn.Flatten(), nn.Linear(3 * pool * pool, n_out))
+    @register_builder('toy')
+    def toy_model(meta): return toy_net(meta['pool'], meta['n_out'])
+    @register_trainer('toy', options={'pool': 3})
+    def train_toy(dls, spec):
+        pool = spec.options['pool']
+        learn = Learner(dls, toy_net(pool, dls.c), metrics=[error_rate, accuracy])
+        learn.arch_name, learn.pretrained, learn.mode, learn.export_extra = 'toy', False, 'toy', {'pool': pool}
+        return learn, spec.fit(learn, [Stage(spec.epochs, spec.lr)])
+    try:
+        r = run_cli('pet_breeds_train', '--data', sample_dir, '--out', tmp_path/'x', '--mode', 'magic')
+        assert "choose one of: auto, " in r.stderr and ', toy' in r.stderr, r.stderr
+        m = _train(sample_dir, tmp_path/'toy', '--mode', 'toy', '--no-pretrained', '--epochs', '2', '--size', '32',
+                   '--item_size', '48')
+        assert (m['mode'], m['settings']['mode'], m['settings']['pool']) == ('toy', 'toy', 3)
+        assert len(m['epochs']) == 2 and {e['stage'] for e in m['epochs']} == {1}
+        pm = load_model(tmp_path/'toy'/'model')
+        assert (pm.meta['mode'], pm.meta['pool']) == ('toy', 3) and isinstance(pm.model[0], nn.AdaptiveAvgPool2d)
+        assert pm.model[0].output_size == 3 and pm.model[2].out_features == len(m['vocab'])
+        assert pm.predict(sample_dir/'Bengal_10.jpg', k=1)[0][0] in m['vocab']
+    finally: TRAINERS.pop('toy', None); MODEL_BUILDERS.pop('toy', None)
+
+def test_a_mode_in_its_own_module_is_found_by_name(tmp_path, monkeypatch):
+    "A mode's module, `pet_breeds.<mode>`, is imported when the mode is first asked for: a new notebook needs no other edit."
+    import sys, pet_breeds
+    from pet_breeds.train import TRAINERS
+    from pet_breeds.cli import mode_choices
+    (tmp_path/'lazy_toy.py').write_text("from pet_breeds.train import register_trainer, train_finetune\n"
+                                        "register_trainer('lazy_toy', options={'depth': 2})(train_finetune)\n")
+    monkeypatch.setattr(pet_breeds, '__path__', [*pet_breeds.__path__, str(tmp_path)])
+    try:
+        assert 'lazy_toy' not in mode_choices()
+        assert 'lazy_toy' in mode_choices('lazy_toy') and TRAINERS['lazy_toy'].options == {'depth': 2}
+        assert 'nope' not in mode_choices('nope')
+    finally: TRAINERS.pop('lazy_toy', None); sys.modules.pop('pet_breeds.lazy_toy', None)

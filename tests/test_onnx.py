@@ -9,7 +9,8 @@ from safetensors.torch import save_file
 from conftest import run_cli
 from pet_breeds import core, runtime
 from pet_breeds.core import open_image, read_rgb, BadImage
-from pet_breeds.learner import build_model, arch_stats
+from pet_breeds.archs import arch_stats
+from pet_breeds.learner import build_model
 from pet_breeds.inference import PetModel, load_model, export_model
 from pet_breeds.deploy import export_onnx
 from pet_breeds.runtime import OnnxModel, Preprocess, preprocess_spec

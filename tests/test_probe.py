@@ -8,7 +8,7 @@ from conftest import run_cli
 from pet_breeds import probe
 from pet_breeds.core import breed_label
 from pet_breeds.data import sample_path
-from pet_breeds.cli import train_pets, MODES
+from pet_breeds.cli import train_pets, mode_choices
 from pet_breeds.inference import load_model, read_meta
 from pet_breeds.deploy import export_onnx
 
@@ -42,7 +42,7 @@ def test_auto_picks_finetune_on_pets_sized_data_or_without_pretrained_weights(sm
     def spy(mode):
         seen.append(mode)
         raise RuntimeError('stop here')
-    monkeypatch.setattr(cli, 'get_trainer', spy)
+    monkeypatch.setattr(cli, 'get_mode', spy)
     with pytest.raises(RuntimeError, match='stop here'): train_pets(small, tmp_path/'a', pretrained=False)
     monkeypatch.setattr(probe, 'FINETUNE_MIN_PER_CLASS', 10)       # 10 per class now counts as "enough to fine-tune"
     with pytest.raises(RuntimeError, match='stop here'): train_pets(small, tmp_path/'b')
@@ -97,4 +97,4 @@ def model_open(f):
 def test_probe_refuses_random_weights(small, tmp_path):
     r = run_cli('pet_breeds_train', '--data', small, '--out', tmp_path/'x', '--mode', 'probe', '--no-pretrained')
     assert r.returncode != 0 and 'needs pretrained weights' in r.stderr and 'Traceback' not in r.stderr
-    assert set(MODES) == {'auto', 'finetune', 'probe', 'features', 'cut'}
+    assert set(mode_choices()) == {'auto', 'finetune', 'probe', 'features', 'cut'}

@@ -5,7 +5,8 @@ import pytest, torch
 from torch import nn
 from pet_breeds.core import WeightsNotFound
 from pet_breeds.data import pets_dataloaders
-from pet_breeds.learner import pets_learner, ensure_weights
+from pet_breeds.archs import ensure_weights
+from pet_breeds.learner import pets_learner
 from pet_breeds.train import train_two_stage
 
 def _convs(module):
