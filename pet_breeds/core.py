@@ -16,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'BREED_RE', 'CAT_BREEDS', 'DOG_BREEDS', 'BREEDS', 'LABELLERS', 'IMAGE_FORMATS', 'MAX_IMAGE_BYTES',
            'MAX_IMAGE_PIXELS', 'PetBreedsError', 'DataNotFound', 'WeightsNotFound', 'BadImage', 'UnknownChoice',
-           'BadOptions', 'check_choice', 'command_errors', 'breed_label', 'species_label', 'labeller',
+           'BadOptions', 'check_choice', 'command_errors', 'breed_label', 'species_label', 'labeller', 'human_size',
            'read_image_bytes', 'read_rgb', 'open_image', 'image_origin']
 
 # %% ../nbs/00_core.ipynb #ec4d98c8
@@ -92,18 +92,20 @@ def labeller(label:str='breed'):
     "The label function for `label` (`'breed'` or `'species'`)."
     return LABELLERS[check_choice(label, LABELLERS, 'label')]
 
+# %% ../nbs/00_core.ipynb #a8753760
+def human_size(n:int  # a count of bytes
+              ) -> str:
+    "A byte count for people: `'950 bytes'`, `'12.3 kB'`, `'25.0 MB'`."
+    if n < 1000: return f"{n} bytes"
+    return f"{n/1e3:.1f} kB" if n < 1_000_000 else f"{n/1e6:.1f} MB"
+
 # %% ../nbs/00_core.ipynb #c9f37667
 IMAGE_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP', 'WEBP', 'TIFF')  # what PIL may parse (JPEG includes phones' multi-picture MPO)
 MAX_IMAGE_BYTES = 50_000_000               # 50 MB: far above any photo of a pet
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS  # about 89 megapixels: PIL's own warning threshold
 
-def _size(n:int) -> str:
-    "A byte count for people: `'950 bytes'`, `'12.3 kB'`, `'25.0 MB'`."
-    if n < 1000: return f"{n} bytes"
-    return f"{n/1e3:.1f} kB" if n < 1_000_000 else f"{n/1e6:.1f} MB"
-
 def _too_large(label, n, max_bytes) -> BadImage:
-    return BadImage(f"{label}: file too large ({_size(n)}; the limit is {_size(max_bytes)})")
+    return BadImage(f"{label}: file too large ({human_size(n)}; the limit is {human_size(max_bytes)})")
 
 def _bomb(label, detail) -> BadImage:
     return BadImage(f"{label}: image too large to decode ({detail}); refused as a possible decompression bomb")

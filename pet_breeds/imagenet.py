@@ -16,8 +16,7 @@ from fastai.vision.all import *
 from fastcore.script import call_parse, Param
 from .learner import get_arch, ensure_weights, timm_overlay, LITE_STATS
 from .precision import predict_batches, choose_policy
-from .inference import print_results, topk_in_batches
-from .runtime import EXIT_PARTIAL
+from .runtime import EXIT_PARTIAL, print_results, topk_in_batches
 
 # %% auto #0
 __all__ = ['IMAGENET_CLASSES', 'DOMESTIC_CAT_CLASSES', 'DOG_CLASSES', 'ImagenetClassifier', 'imagenet_classifier',
@@ -85,7 +84,7 @@ def imagenet_topk(img, arch:str='efficientnet_lite0', k:int=3) -> list:
 def imagenet_topk_many(items, arch:str='efficientnet_lite0', k:int=3, bs:int=32, names=None) -> list:
     "One dict per item, in batches: `{'file', 'top'}`, or `{'file', 'error'}` for an unreadable one."
     clf = _classifier(arch)
-    return topk_in_batches(items, clf.probs, clf.topk, k, bs, names)
+    return topk_in_batches(items, clf.probs, clf.topk, k, bs, names, open_item=open_image)
 
 # %% ../nbs/08_imagenet.ipynb #98370a3d
 @call_parse

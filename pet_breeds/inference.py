@@ -16,12 +16,11 @@ from .learner import build_model
 from .atomic import write_atomic, replacing
 from .precision import choose_policy, predict_batches
 from .runtime import (FORMAT, FORMAT_VERSION, MODEL_JSON, WEIGHTS_FILE, read_model_json, preprocess_spec,
-                                model_kind, OnnxModel, format_top, print_results, use_tta, tta_mean)
-from . import runtime
+                                model_kind, OnnxModel, format_top, print_results, use_tta, tta_mean, topk_in_batches)
 
 # %% auto #0
-__all__ = ['PICKLE_FILE', 'export_model', 'read_meta', 'check_meta', 'load_weights', 'topk_in_batches', 'PetModel',
-           'UnpicklingWarning', 'fastai_export', 'learner_meta', 'load_model']
+__all__ = ['PICKLE_FILE', 'export_model', 'read_meta', 'check_meta', 'load_weights', 'PetModel', 'UnpicklingWarning',
+           'fastai_export', 'learner_meta', 'load_model']
 
 # %% ../nbs/05_inference.ipynb #9d64413f
 def _versions() -> dict:
@@ -101,11 +100,6 @@ def _build(meta:dict, fn) -> nn.Module:
     try: return build_model(meta)
     except KeyError as e: raise PetBreedsError(f"{fn}: no {e} entry, which the {meta.get('mode', 'finetune')!r} mode needs to build its network") from None
     except PetBreedsError as e: raise type(e)(f"{fn}: {e}") from None
-
-# %% ../nbs/05_inference.ipynb #6fbf4b32
-def topk_in_batches(items, probs, topk, k:int=3, bs:int=64, names=None) -> list:
-    "Open `items` in chunks of `bs` with `open_image`, run `probs` on the readable ones, and return `{'file', 'top'}` or `{'file', 'error'}` per item."
-    return runtime.topk_in_batches(items, probs, topk, k, bs, names, open_item=open_image, bad=BadImage)
 
 # %% ../nbs/05_inference.ipynb #fec487ee
 class PetModel:
@@ -233,4 +227,5 @@ def predict(self:PetModel, item, k:int=3, tta:bool|None=None) -> list:
 @patch
 def predict_many(self:PetModel, items, k:int=3, bs:int=64, names=None, tta:bool|None=None) -> list:
     "One dict per item, in batches: `{'file', 'top'}` or `{'file', 'error'}` for an unreadable one. `tta` as in `probs`."
-    return topk_in_batches(items, lambda imgs, bs: self.probs(imgs, bs, tta=tta), self.topk, k, bs, names)
+    return topk_in_batches(items, lambda imgs, bs: self.probs(imgs, bs, tta=tta), self.topk, k, bs, names,
+                           open_item=open_image)

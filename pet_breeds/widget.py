@@ -24,11 +24,6 @@ __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'CSS', 'APP_NAME', 'open_upload', 'predict
 MAX_BYTES = 20_000_000               # 20 MB: larger than any phone photo
 MAX_PIXELS = MAX_IMAGE_PIXELS       # the package's limit: PIL's own warning threshold, about 89 megapixels
 
-def _size(n:int) -> str:
-    "A byte count for people: `'950 bytes'`, `'12.3 kB'`, `'25.0 MB'`."
-    if n < 1000: return f"{n} bytes"
-    return f"{n/1e3:.1f} kB" if n < 1_000_000 else f"{n/1e6:.1f} MB"
-
 def open_upload(data, name:str, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS) -> PILImage:
     "Decode the uploaded bytes `data` as an upright RGB image with `open_image`, after its size and pixel checks; `BadImage` naming `name` if not."
     return open_image(data, name, max_bytes=max_bytes, max_pixels=max_pixels)
