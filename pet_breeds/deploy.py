@@ -94,11 +94,8 @@ def predict_main(argv=None):
     p.add_argument('--json', action='store_true', help='one JSON object per line')
     p.add_argument('--bs', type=int, default=64, help='batch size')
     p.add_argument('--onnx', action='store_true', help="run the folder's model.onnx with onnxruntime even where PyTorch is installed")
-    p.add_argument('--tta', action=argparse.BooleanOptionalAction, default=None,
-                   help=f"average each image's probabilities with its mirror image's (test-time augmentation); "
-                        f"default: {'--tta' if use_tta() else '--no-tta'} (pet_breeds.runtime.TTA_DEFAULT)")
-    p.add_argument('--trust_pickle', action='store_true',
-                   help="load MODEL even if it is a fastai export (export.pkl): unpickling it runs any code it holds, so only for files you trust")
+    p.add_argument('--tta', action=argparse.BooleanOptionalAction, default=None, help=TTA_HELP)
+    p.add_argument('--trust_pickle', action='store_true', help=TRUST_PICKLE_HELP)
     p.add_argument('--precision', default='fp32', help=PRECISION_HELP)
     a = p.parse_args(argv)
     with command_errors('pet_breeds_predict'): pm = load_predictor(a.model, a.onnx, a.trust_pickle, a.precision)

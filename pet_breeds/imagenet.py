@@ -88,7 +88,7 @@ def imagenet_topk_many(items, arch:str='efficientnet_lite0', k:int=3, bs:int=32,
 
 # %% ../nbs/08_imagenet.ipynb #98370a3d
 @call_parse
-def imagenet_main(images:Param("image files", str, nargs='+'),
+def imagenet_main(images:Param("image files", str, nargs='+'),   # a Param: a docment cannot ask for one or more
                   arch:str='efficientnet_lite0',   # ImageNet classifier: any architecture of `ARCHS`
                   k:int=3,                         # how many classes per image
                   json:bool=False,                 # one JSON object per line

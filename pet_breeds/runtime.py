@@ -12,10 +12,10 @@ from .core import PetBreedsError, BadImage, read_rgb
 
 # %% auto #0
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'MODEL_JSON', 'WEIGHTS_FILE', 'ONNX_FILE', 'EXIT_OK', 'EXIT_FAILED', 'EXIT_USAGE',
-           'EXIT_PARTIAL', 'EXIT_STOPPED', 'TTA_DEFAULT', 'PRECISION_HELP', 'TTA_VIEWS', 'BadModel', 'model_folder',
-           'read_model_json', 'torch_available', 'model_kind', 'preprocess_spec', 'crop_resize', 'area_matrix',
-           'bilinear_matrix', 'resize_matrix', 'Preprocess', 'topk_in_batches', 'format_top', 'print_results',
-           'use_tta', 'tta_batch', 'tta_mean', 'OnnxModel']
+           'EXIT_PARTIAL', 'EXIT_STOPPED', 'TTA_HELP', 'TRUST_PICKLE_HELP', 'PRECISION_HELP', 'TTA_DEFAULT',
+           'TTA_VIEWS', 'BadModel', 'model_folder', 'read_model_json', 'torch_available', 'model_kind',
+           'preprocess_spec', 'crop_resize', 'area_matrix', 'bilinear_matrix', 'resize_matrix', 'Preprocess',
+           'topk_in_batches', 'format_top', 'print_results', 'use_tta', 'tta_batch', 'tta_mean', 'OnnxModel']
 
 # %% ../nbs/04b_runtime.ipynb #0ab32cd0
 class BadModel(PetBreedsError):
@@ -158,10 +158,16 @@ def print_results(results, as_json:bool=False) -> bool:
         else: print(f"{r['file']}: {format_top(r['top'])}", flush=True)
     return ok
 
-# %% ../nbs/04b_runtime.ipynb #61931d94
-TTA_DEFAULT = False                 # whether predictions average each image with its mirror image when `tta=None`
+# %% ../nbs/04b_runtime.ipynb #49ed086b
+TTA_HELP = ("average each image's probabilities with its mirror image's (test-time augmentation); "
+            "neither --tta nor --no-tta: pet_breeds.runtime.TTA_DEFAULT")
+TRUST_PICKLE_HELP = ("load MODEL even if it is a fastai export (export.pkl): unpickling it runs any code it holds, "
+                     "so only for files you trust")
 PRECISION_HELP = ("PyTorch's precision (onnxruntime runs fp32): fp32, the same figures as the ONNX model on any machine; "
                   "auto, bf16 where the CPU or GPU computes it natively (faster, good to about 3 significant digits); bf16; fp16")
+
+# %% ../nbs/04b_runtime.ipynb #61931d94
+TTA_DEFAULT = False                 # whether predictions average each image with its mirror image when `tta=None`
 TTA_VIEWS = ('identity', 'hflip')   # the views averaged, in the order `tta_batch` stacks them
 
 def use_tta(tta:bool|None=None) -> bool:

@@ -15,6 +15,7 @@ from fastcore.basics import patch
 from fastcore.script import call_parse, Param
 from .inference import PetModel, load_model, read_meta, fastai_export
 from .atomic import write_atomic
+from .runtime import TTA_HELP, TRUST_PICKLE_HELP
 
 # %% auto #0
 __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'CSS', 'APP_NAME', 'open_upload', 'predict_upload', 'result_html', 'result_widget',
@@ -187,9 +188,8 @@ def app_main(model:str,                   # exported model folder
              ip:str='127.0.0.1',           # address to serve on (0.0.0.0: every interface)
              k:int=3,                      # labels shown per image
              max_mb:float=MAX_BYTES/1e6,   # largest accepted file, in MB
-             tta:Param("average each image's probabilities with its mirror image's (test-time augmentation); "
-                       "neither --tta nor --no-tta: pet_breeds.runtime.TTA_DEFAULT", action=argparse.BooleanOptionalAction)=None,
-             trust_pickle:bool=False):     # load MODEL even if it is a fastai export (export.pkl): unpickling it runs any code it holds
+             tta:Param(TTA_HELP, action=argparse.BooleanOptionalAction)=None,   # the help texts several commands share: `runtime`'s
+             trust_pickle:Param(TRUST_PICKLE_HELP, bool)=False):
     "Serve the upload-and-predict page for an exported model with Voila."
     with command_errors('pet_breeds_app'):
         if fastai_export(model, trust_pickle) is None: read_meta(model)
