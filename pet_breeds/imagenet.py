@@ -81,7 +81,12 @@ def imagenet_topk(img, arch:str='efficientnet_lite0', k:int=3) -> list:
     return clf.topk(clf.probs([open_image(img)])[0], k)
 
 # %% ../nbs/08_imagenet.ipynb #4db14fe6
-def imagenet_topk_many(items, arch:str='efficientnet_lite0', k:int=3, bs:int=32, names=None) -> list:
+def imagenet_topk_many(items,                       # paths, bytes or PIL images
+                       arch:str='efficientnet_lite0',  # the ImageNet classifier: any architecture of `ARCHS`
+                       k:int=3,                     # classes per item
+                       bs:int=32,                   # batch size
+                       names=None                   # what each result's `file` says (default: the path, or 'item i')
+                      ) -> list:
     "One dict per item, in batches: `{'file', 'top'}`, or `{'file', 'error'}` for an unreadable one."
     clf = _classifier(arch)
     return topk_in_batches(items, clf.probs, clf.topk, k, bs, names, open_item=open_image)

@@ -180,7 +180,12 @@ def _unpickle(fn:Path, device=None, precision:str='fp32') -> PetModel:
     return PetModel.from_learner(learn, device, fn, precision)
 
 # %% ../nbs/05_inference.ipynb #5e3d3f0a
-def load_model(path, device=None, onnx:bool=False, trust_pickle:bool=False, precision:str='fp32') -> PetModel|OnnxModel:
+def load_model(path,                 # an exported model folder, its model.json or model.onnx, or a fastai export
+               device=None,          # PyTorch's device (`None`: fastai's default)
+               onnx:bool=False,      # run model.onnx with onnxruntime even where PyTorch could
+               trust_pickle:bool=False,  # allow unpickling a fastai export (it can run any code it holds)
+               precision:str='fp32'  # PyTorch's policy (`choose_policy`); onnxruntime runs fp32
+              ) -> PetModel|OnnxModel:
     "Load an exported pet_breeds model folder (see `export_model`); its `model.onnx` with onnxruntime when `runtime.model_kind` says so; a fastai export only with `trust_pickle` (see `fastai_export`). `precision`: PyTorch's policy (`choose_policy`); onnxruntime runs fp32."
     pkl = fastai_export(path, trust_pickle)
     if pkl is not None:
@@ -225,7 +230,12 @@ def predict(self:PetModel, item, k:int=3, tta:bool|None=None) -> list:
 
 # %% ../nbs/05_inference.ipynb #2451048a
 @patch
-def predict_many(self:PetModel, items, k:int=3, bs:int=64, names=None, tta:bool|None=None) -> list:
+def predict_many(self:PetModel, items,  # paths, bytes or PIL images
+                 k:int=3,                # labels per item
+                 bs:int=64,              # batch size
+                 names=None,             # what each result's `file` says (default: the path, or 'item i')
+                 tta:bool|None=None      # as in `probs`
+                ) -> list:
     "One dict per item, in batches: `{'file', 'top'}` or `{'file', 'error'}` for an unreadable one. `tta` as in `probs`."
     return topk_in_batches(items, lambda imgs, bs: self.probs(imgs, bs, tta=tta), self.topk, k, bs, names,
                            open_item=open_image)

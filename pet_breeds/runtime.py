@@ -126,7 +126,15 @@ class Preprocess:
 # %% ../nbs/04b_runtime.ipynb #2e5717e4
 def _item_name(i:int, o) -> str: return str(o) if isinstance(o, (str, Path)) else f'item {i}'
 
-def topk_in_batches(items, probs, topk, k:int=3, bs:int=64, names=None, open_item=read_rgb, bad=BadImage) -> list:
+def topk_in_batches(items,            # paths, bytes or PIL images
+                    probs,            # `probs(images, bs)`: a `(n, classes)` array for opened images
+                    topk,             # `topk(p, k)`: `[(label, prob), ...]` for one row of `probs`
+                    k:int=3,          # labels per item
+                    bs:int=64,        # items opened and predicted at a time
+                    names=None,       # what each result's `file` says (default: the path, or 'item i')
+                    open_item=read_rgb,  # `open_item(item, name)`: the opened image, or raises `bad`
+                    bad=BadImage      # the exception that makes an item an `error` rather than a crash
+                   ) -> list:
     "Open `items` in chunks of `bs` with `open_item`, run `probs` on the readable ones, and return `{'file', 'top'}` or `{'file', 'error'}` per item."
     items = list(items)
     names = list(names) if names is not None else [_item_name(i, o) for i, o in enumerate(items)]
@@ -229,6 +237,11 @@ class OnnxModel:
         "Top-`k` `(label, prob)` for one image (path, bytes or PIL image); `BadImage` if unreadable."
         return self.topk(self.probs([read_rgb(item)], tta=tta)[0], k)
 
-    def predict_many(self, items, k:int=3, bs:int=64, names=None, tta:bool|None=None) -> list:
+    def predict_many(self, items,       # paths, bytes or PIL images
+                     k:int=3,           # labels per item
+                     bs:int=64,         # batch size
+                     names=None,        # what each result's `file` says (default: the path, or 'item i')
+                     tta:bool|None=None # average with the mirror image (`None`: `TTA_DEFAULT`)
+                    ) -> list:
         "One dict per item, in batches: `{'file', 'top'}` or `{'file', 'error'}` for an unreadable one."
         return topk_in_batches(items, lambda imgs, bs: self.probs(imgs, bs, tta=tta), self.topk, k, bs, names)

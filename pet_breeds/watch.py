@@ -88,9 +88,22 @@ def _start_observer(folder:Path, handler):
             if cls is PollingObserver: raise
 
 # %% ../nbs/13_watch.ipynb #0be3bab9
-def watch_folder(model, incoming, out, copy:bool=False, min_prob:float=0.5, bs:int=64, k:int=3,
-                 settle:float=2.0, poll:float=0.25, rescan:float=5.0, stop:threading.Event=None,
-                 max_seconds:float=None, idle_exit:float=None, on_rows=None, tta:bool|None=None) -> dict:
+def watch_folder(model,                   # a loaded model, or a path `load_model` loads
+                 incoming,                # the folder to watch
+                 out,                     # output folder: OUT/<label>/, OUT/_unsure/, OUT/_rejected/, predictions.csv
+                 copy:bool=False,         # copy instead of moving (the inputs stay in `incoming`)
+                 min_prob:float=0.5,      # below this top probability an image goes to OUT/_unsure/
+                 bs:int=64,               # batch size
+                 k:int=3,                 # labels recorded per image
+                 settle:float=2.0,        # seconds a file must stay unchanged before it is sorted (an empty one: 5x)
+                 poll:float=0.25,         # seconds between looks at what arrived
+                 rescan:float=5.0,        # seconds between full listings of `incoming` (events can be missed)
+                 stop:threading.Event=None,  # set it to stop (the commands set it on SIGINT and SIGTERM)
+                 max_seconds:float=None,  # stop after this long (`None`: never)
+                 idle_exit:float=None,    # stop after this long with nothing arriving (`None`: never)
+                 on_rows=None,            # called with each sorted batch's rows
+                 tta:bool|None=None       # average with the mirror image (`None`: `runtime.TTA_DEFAULT`)
+                ) -> dict:
     "Sort `incoming` now and each file arriving later once completely written, until `stop` is set."
     incoming, out = check_folders(incoming, out)
     stop = stop if stop is not None else threading.Event()
@@ -165,8 +178,8 @@ def sort_main(model:str,           # exported model folder, or its model.onnx (r
               settle:float=2.0,    # with --watch: seconds a file must stay unchanged before it is sorted
               onnx:bool=False,     # run the model folder's model.onnx with onnxruntime instead of PyTorch
               tta:Param(TTA_HELP, action=argparse.BooleanOptionalAction)=None,   # the help texts several commands share: `runtime`'s
-              trust_pickle:Param(TRUST_PICKLE_HELP, bool)=False,
-              precision:Param(PRECISION_HELP, str)='fp32'):
+              trust_pickle:Param(TRUST_PICKLE_HELP, bool)=False,   # (`runtime`'s)
+              precision:Param(PRECISION_HELP, str)='fp32'):         # (`runtime`'s)
     "Sort images into a folder per predicted breed, once or continuously; never overwrites, never loses a file."
     with command_errors('pet_breeds_sort', OSError):
         check_folders(incoming, out)
