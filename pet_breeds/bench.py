@@ -107,6 +107,7 @@ def stock_learner(folder,                # folder of PETS-named photos
                    item_tfms=Resize(item_size), batch_tfms=aug_transforms(size=size, min_scale=0.75))
     return pets_learner(db.dataloaders(scan_images(folder).images, bs=bs, path=folder), arch, pretrained=False)
 
+# %% ../nbs/15_bench.ipynb #7869ab64
 def package_learner(folder,                # folder of PETS-named photos
                     arch:str='resnet50',   # architecture (see `ARCHS`)
                     bs:int=32,             # batch size
@@ -261,6 +262,7 @@ def format_bench(res:dict) -> str:
 # %% ../nbs/15_bench.ipynb #58797617
 DEPLOY_ARCHS = ('resnet50', 'vgg16', 'inception_v3', 'xception', 'efficientnet_lite0')
 
+# %% ../nbs/15_bench.ipynb #84a2c322
 def time_per_image(predictor, images, repeat:int=3) -> float:
     "Median milliseconds `predictor.probs([image], bs=1)` takes over `images`, `repeat` times each, after a warm-up."
     predictor.probs(images[:1], bs=1)
@@ -270,6 +272,7 @@ def time_per_image(predictor, images, repeat:int=3) -> float:
             t = time.perf_counter(); predictor.probs([im], bs=1); ts.append(time.perf_counter() - t)
     return 1000 * float(np.median(ts))
 
+# %% ../nbs/15_bench.ipynb #52d66994
 def deploy_row(folder,        # folder of PETS-named photos (the export's data)
                arch:str,      # architecture (see `ARCHS`)
                dest,          # where to write the exported model
@@ -288,6 +291,7 @@ def deploy_row(folder,        # folder of PETS-named photos (the export's data)
             'pytorch_ms': time_per_image(load_model(dest), images, repeat),
             'onnxruntime_ms': time_per_image(OnnxModel.load(dest), images, repeat)}
 
+# %% ../nbs/15_bench.ipynb #ede1f0af
 def run_deploy(folder=None, archs=DEPLOY_ARCHS, n_images:int=8, repeat:int=3) -> dict:
     "`deploy_row` for each of `archs` on `n_images` photos of `folder` (default: the bundled sample)."
     folder = Path(ifnone(folder, sample_path()))
@@ -295,6 +299,7 @@ def run_deploy(folder=None, archs=DEPLOY_ARCHS, n_images:int=8, repeat:int=3) ->
     with tempfile.TemporaryDirectory() as tmp: rows = [deploy_row(folder, a, tmp, images, repeat) for a in archs]
     return {'rows': rows, 'images': len(images), 'repeat': repeat, 'folder': str(folder), 'machine': machine_info()}
 
+# %% ../nbs/15_bench.ipynb #55baa290
 def format_deploy(res:dict) -> str:
     "The deployment figures as a table."
     m = res['machine']

@@ -23,18 +23,23 @@ __all__ = ['IMAGE_EXTENSIONS', 'BREED_RE', 'CAT_BREEDS', 'DOG_BREEDS', 'BREEDS',
 class PetBreedsError(Exception):
     "Base class for errors a user can act on; the message says what to do."
 
+# %% ../nbs/00_core.ipynb #f9cac703
 class DataNotFound(PetBreedsError, FileNotFoundError):
     "The PETS images (or a folder the user named) could not be found or downloaded."
 
+# %% ../nbs/00_core.ipynb #4847ca6d
 class WeightsNotFound(PetBreedsError, FileNotFoundError):
     "Pretrained weights are neither cached nor downloadable."
 
+# %% ../nbs/00_core.ipynb #4e95330c
 class BadImage(PetBreedsError, ValueError):
     "A file that is not a readable image."
 
+# %% ../nbs/00_core.ipynb #46ee1f9c
 class UnknownChoice(PetBreedsError, ValueError):
     "A name (architecture, mode, label, layer, ...) that is not among the choices; the message lists them."
 
+# %% ../nbs/00_core.ipynb #6d586219
 class BadOptions(PetBreedsError, ValueError):
     "Options that contradict each other or do not fit together."
 
@@ -72,6 +77,7 @@ DOG_BREEDS = ['american_bulldog', 'american_pit_bull_terrier', 'basset_hound', '
               'yorkshire_terrier']
 BREEDS = CAT_BREEDS + DOG_BREEDS
 
+# %% ../nbs/00_core.ipynb #a6eea10b
 def _name(fname) -> str: return Path(fname).name
 
 def breed_label(fname):  # no annotations: fastai reads them as the pipeline's input type
@@ -218,6 +224,7 @@ def read_rgb(src, name=None, max_bytes:int=MAX_IMAGE_BYTES, max_pixels:int=MAX_I
     out.origin = {'format': fmt, 'mode': mode, 'fixes': fixes}
     return out
 
+# %% ../nbs/00_core.ipynb #bffd6159
 def open_image(src, name=None, max_bytes:int=MAX_IMAGE_BYTES, max_pixels:int=MAX_IMAGE_PIXELS) -> Image.Image:  # a PILImage
     "`read_rgb(src, ...)` as fastai's `PILImage`, the type a `DataBlock` and `Learner.predict` take."
     from fastai.vision.core import PILImage  # here, not at the top: importing this module needs no PyTorch

@@ -82,10 +82,12 @@ class DataReport:
 CACHE_ENV_VAR = 'PET_BREEDS_CACHE'
 RESIZE_CACHE_VERSION = 1  # bump when open_image's rules or resize_short change what a cached copy holds
 
+# %% ../nbs/01_data.ipynb #e1ac2d27
 def pet_breeds_cache_dir() -> Path:
     "The package's cache folder: `$PET_BREEDS_CACHE`, else `~/.cache/pet_breeds`."
     return Path(os.environ.get(CACHE_ENV_VAR) or '~/.cache/pet_breeds').expanduser()
 
+# %% ../nbs/01_data.ipynb #bc653419
 def resize_short(img, size:int) -> Image.Image:
     "`img` scaled (bilinear, as `Resize`) so that its shorter side is `size`, the aspect ratio kept."
     w, h = img.size
@@ -286,6 +288,7 @@ def copy_sample(dest) -> Path:
         raise
     return dest/'images'
 
+# %% ../nbs/01_data.ipynb #7ccf1393
 @call_parse
 def sample_main(copy:str=None):  # copy images/, README.md and LICENSE to this new or empty folder
     "Print the folder of the bundled sample (370 real PETS photos, CC BY-SA 4.0), or copy it with --copy DEST."

@@ -130,9 +130,11 @@ class PetModel:
 # %% ../nbs/05_inference.ipynb #a47b3005
 PICKLE_FILE = 'export.pkl'
 
+# %% ../nbs/05_inference.ipynb #014c5bac
 class UnpicklingWarning(UserWarning):
     "A fastai export is being unpickled (`trust_pickle=True`): it can run any code the file holds."
 
+# %% ../nbs/05_inference.ipynb #5c33280f
 def fastai_export(path, trust_pickle:bool=False) -> Path|None:
     "The pickle if `path` names a fastai export (a `.pkl` file, or a folder with `export.pkl` and no `model.json`), else `None`; `PetBreedsError` for one unless `trust_pickle`."
     path = Path(path)

@@ -26,11 +26,13 @@ FORMAT = 'pet_breeds-model'
 FORMAT_VERSION = 1
 MODEL_JSON, WEIGHTS_FILE, ONNX_FILE = 'model.json', 'model.safetensors', 'model.onnx'
 
+# %% ../nbs/04b_runtime.ipynb #fc4329d7
 def model_folder(path) -> Path:
     "The exported model folder `path` names: itself, or the folder of a file in it."
     path = Path(path)
     return path if path.is_dir() else path.parent
 
+# %% ../nbs/04b_runtime.ipynb #6dbb80ee
 def read_model_json(path) -> dict:
     "The checked `model.json` of the model at `path` (a folder, its `model.json` or its `model.onnx`); `BadModel` if unusable."
     path = Path(path)
@@ -54,6 +56,7 @@ def torch_available() -> bool:
     try: return importlib.util.find_spec('torch') is not None
     except (ImportError, ValueError): return False
 
+# %% ../nbs/04b_runtime.ipynb #07d35ea5
 def model_kind(path, onnx:bool=False) -> str:
     "`'onnx'` or `'torch'`: the runtime that runs the exported model at `path`."
     path = Path(path)
@@ -81,6 +84,7 @@ def crop_resize(im:Image.Image, size:int) -> Image.Image:
     left, top = int(0.5*(w-cw)), int(0.5*(h-ch))
     return im.crop((left, top, left+cw, top+ch)).resize((size, size), Image.BILINEAR)
 
+# %% ../nbs/04b_runtime.ipynb #91c23768
 def area_matrix(n_in:int, n_out:int) -> np.ndarray:
     "`(n_out, n_in)` weights of area averaging (PyTorch's adaptive average pooling) along one axis."
     A = np.zeros((n_out, n_in))
@@ -89,6 +93,7 @@ def area_matrix(n_in:int, n_out:int) -> np.ndarray:
         A[i, a:b] = 1/(b-a)
     return A
 
+# %% ../nbs/04b_runtime.ipynb #c7f9b3b2
 def bilinear_matrix(n_in:int, n_out:int) -> np.ndarray:
     "`(n_out, n_in)` weights of bilinear resampling with `align_corners=True` along one axis."
     x = np.linspace(0, n_in-1, n_out) if n_out > 1 else np.zeros(1)
@@ -98,6 +103,7 @@ def bilinear_matrix(n_in:int, n_out:int) -> np.ndarray:
     np.add.at(B, (np.arange(n_out), np.minimum(i0+1, n_in-1)), f)
     return B
 
+# %% ../nbs/04b_runtime.ipynb #4d54d32a
 def resize_matrix(spec:dict) -> np.ndarray:
     "The `(size, item_size)` matrix of `spec`'s steps 3 and 4 along one axis."
     M, n = np.eye(spec['crop_resize']['size']), spec['crop_resize']['size']
@@ -156,6 +162,7 @@ def format_top(top) -> str:
     "`[('Bengal', 0.9), ...]` as `'Bengal 90.0%, ...'`."
     return ', '.join(f'{label} {p:.1%}' for label, p in top)
 
+# %% ../nbs/04b_runtime.ipynb #18fac255
 def print_results(results, as_json:bool=False) -> bool:
     "Print one line per result (JSON or text) as it comes; `False` if any file failed."
     ok = True
@@ -178,14 +185,17 @@ PRECISION_HELP = ("PyTorch's precision (onnxruntime runs fp32): fp32, the same f
 TTA_DEFAULT = False                 # whether predictions average each image with its mirror image when `tta=None`
 TTA_VIEWS = ('identity', 'hflip')   # the views averaged, in the order `tta_batch` stacks them
 
+# %% ../nbs/04b_runtime.ipynb #c431f15a
 def use_tta(tta:bool|None=None) -> bool:
     "Whether to use test-time augmentation: `tta`, or `TTA_DEFAULT` as it is now when `tta` is `None`."
     return bool(TTA_DEFAULT if tta is None else tta)
 
+# %% ../nbs/04b_runtime.ipynb #dbcbe348
 def tta_batch(x:np.ndarray) -> np.ndarray:
     "The `TTA_VIEWS` of an NCHW batch of `n` images as one batch of `2n`: the images, then their mirror images."
     return np.concatenate([x, x[..., ::-1]])
 
+# %% ../nbs/04b_runtime.ipynb #98540e82
 def tta_mean(p, n:int):
     "Each image's mean over its views, from the `(2n, classes)` probabilities of `tta_batch`'s batch (numpy or torch)."
     return (p[:n] + p[n:]) / 2
