@@ -96,18 +96,34 @@ class PeakMemory:
         if torch.device(self.device).type == 'cuda': self.gpu_mb = torch.cuda.max_memory_allocated() / 2**20
 
 # %% ../nbs/15_bench.ipynb #6b7ba567
-def stock_learner(folder, arch:str='resnet50', bs:int=32, size:int=224, item_size:int=460) -> Learner:
+def stock_learner(folder,                # folder of PETS-named photos
+                  arch:str='resnet50',   # architecture (see `ARCHS`)
+                  bs:int=32,             # batch size
+                  size:int=224,          # training image size
+                  item_size:int=460      # per-item resize
+                 ) -> Learner:
     "The recipe in fastai's stock settings: the lesson's `DataBlock` with default workers, fp32, `train_bn=True`."
     db = DataBlock(blocks=(ImageBlock, CategoryBlock), splitter=RandomSplitter(seed=42), get_y=labeller('breed'),
                    item_tfms=Resize(item_size), batch_tfms=aug_transforms(size=size, min_scale=0.75))
     return pets_learner(db.dataloaders(scan_images(folder).images, bs=bs, path=folder), arch, pretrained=False)
 
-def package_learner(folder, arch:str='resnet50', bs:int=32, size:int=224, item_size:int=460) -> Learner:
+# %% ../nbs/15_bench.ipynb #7869ab64
+def package_learner(folder,                # folder of PETS-named photos
+                    arch:str='resnet50',   # architecture (see `ARCHS`)
+                    bs:int=32,             # batch size
+                    size:int=224,          # training image size
+                    item_size:int=460      # per-item resize
+                   ) -> Learner:
     "The recipe as this package trains it: `pets_dataloaders` (its data pipeline) and the same network."
     return pets_learner(pets_dataloaders(folder, bs=bs, size=size, item_size=item_size), arch, pretrained=False)
 
 # %% ../nbs/15_bench.ipynb #eb93d084
-def time_epoch(learn:Learner, frozen:bool, train_bn:bool=True, policy=None, max_batches:int=8) -> dict:
+def time_epoch(learn:Learner,          # the learner to time
+               frozen:bool,            # train the head only (stage 1) or everything (stage 2)
+               train_bn:bool=True,     # with `frozen`: train the body's batch norm too (fastai's default)
+               policy=None,            # the precision policy (`None`: stock fp32)
+               max_batches:int=8       # timed batches per phase (the first one is a warm-up)
+              ) -> dict:
     "Train/valid img/s and peak memory of one capped epoch of `learn`, `frozen` or not, under `policy` (`None`: stock fp32)."
     stage = Stage(1, 1e-3, frozen=frozen, train_bn=train_bn)
     stage.apply_freeze(learn)
@@ -119,7 +135,13 @@ def time_epoch(learn:Learner, frozen:bool, train_bn:bool=True, policy=None, max_
             'peak_mb': round(mem.mb), 'gpu_peak_mb': mem.gpu_mb and round(mem.gpu_mb)}
 
 # %% ../nbs/15_bench.ipynb #51b6b6ec
-def ceiling_step(model:nn.Module, bs:int, size:int, n_out:int, policy, steps:int=6) -> dict:
+def ceiling_step(model:nn.Module,  # the network to time (copied, not changed)
+                 bs:int,           # batch size
+                 size:int,         # image size
+                 n_out:int,        # number of classes
+                 policy,           # the precision policy
+                 steps:int=6       # timed steps, after one untimed step that chooses the kernels
+                ) -> dict:
     "img/s of raw PyTorch training steps (Adam, every layer trainable) of `model` under `policy`, on tensors in memory."
     model = deepcopy(model).train().to(policy.device).to(memory_format=policy.memory_format())
     for p in model.parameters(): p.requires_grad_(True)
@@ -153,8 +175,13 @@ def time_predict(learn:Learner, files, bs:int=32, out=None) -> dict:
             'batched_peak_mb': round(m2.mb)}
 
 # %% ../nbs/15_bench.ipynb #423fc9f5
-def project_recipe_minutes(frozen_img_s:float, unfrozen_img_s:float, valid_img_s:float, bs:int=64,
-                           freeze_epochs:int=3, epochs:int=10) -> float:
+def project_recipe_minutes(frozen_img_s:float,    # measured training rate of stage 1 (img/s)
+                           unfrozen_img_s:float,  # measured training rate of stage 2 (img/s)
+                           valid_img_s:float,     # measured validation rate (img/s)
+                           bs:int=64,             # batch size
+                           freeze_epochs:int=3,   # stage 1 epochs
+                           epochs:int=10          # stage 2 epochs
+                          ) -> float:
     "Minutes of the full recipe on PETS at these measured rates."
     its = lr_find_iterations(PETS_TRAIN // bs, freeze_epochs + epochs)
     s = its * bs / frozen_img_s + freeze_epochs * PETS_TRAIN / frozen_img_s + epochs * PETS_TRAIN / unfrozen_img_s
@@ -170,8 +197,15 @@ def machine_info() -> dict:
             'gpu': gpu, 'torch': torch.__version__}
 
 # %% ../nbs/15_bench.ipynb #c8f1192c
-def run_bench(folder, arch:str='resnet50', bs:int=32, size:int=224, item_size:int=460, max_batches:int=8,
-              predict_images:int=32, precision:str='auto') -> dict:
+def run_bench(folder,                 # folder of PETS-named photos
+              arch:str='resnet50',    # architecture (see `ARCHS`)
+              bs:int=32,              # batch size
+              size:int=224,           # training image size
+              item_size:int=460,      # per-item resize
+              max_batches:int=8,      # timed batches per phase (the first one is a warm-up)
+              predict_images:int=32,  # images for the prediction comparison
+              precision:str='auto'    # the package's precision (see `choose_policy`)
+             ) -> dict:
     "Stock against package training img/s (frozen and unfrozen), the raw ceiling, prediction and memory, with ratios."
     folder, policy = Path(folder), choose_policy(precision)
     stock = stock_learner(folder, arch, bs, size, item_size)
@@ -228,6 +262,7 @@ def format_bench(res:dict) -> str:
 # %% ../nbs/15_bench.ipynb #58797617
 DEPLOY_ARCHS = ('resnet50', 'vgg16', 'inception_v3', 'xception', 'efficientnet_lite0')
 
+# %% ../nbs/15_bench.ipynb #84a2c322
 def time_per_image(predictor, images, repeat:int=3) -> float:
     "Median milliseconds `predictor.probs([image], bs=1)` takes over `images`, `repeat` times each, after a warm-up."
     predictor.probs(images[:1], bs=1)
@@ -237,7 +272,13 @@ def time_per_image(predictor, images, repeat:int=3) -> float:
             t = time.perf_counter(); predictor.probs([im], bs=1); ts.append(time.perf_counter() - t)
     return 1000 * float(np.median(ts))
 
-def deploy_row(folder, arch:str, dest, images, repeat:int=3) -> dict:
+# %% ../nbs/15_bench.ipynb #52d66994
+def deploy_row(folder,        # folder of PETS-named photos (the export's data)
+               arch:str,      # architecture (see `ARCHS`)
+               dest,          # where to write the exported model
+               images,        # the photos to time prediction on
+               repeat:int=3   # passes over `images` (the median per-image time counts)
+              ) -> dict:
     "Export `arch` (trained on nothing: sizes and speed only) with its ONNX file and time both predictors."
     spec = get_arch(arch)
     pretrained = spec.name.startswith('efficientnet_lite')   # the ImageNet weights on disk here
@@ -250,6 +291,7 @@ def deploy_row(folder, arch:str, dest, images, repeat:int=3) -> dict:
             'pytorch_ms': time_per_image(load_model(dest), images, repeat),
             'onnxruntime_ms': time_per_image(OnnxModel.load(dest), images, repeat)}
 
+# %% ../nbs/15_bench.ipynb #ede1f0af
 def run_deploy(folder=None, archs=DEPLOY_ARCHS, n_images:int=8, repeat:int=3) -> dict:
     "`deploy_row` for each of `archs` on `n_images` photos of `folder` (default: the bundled sample)."
     folder = Path(ifnone(folder, sample_path()))
@@ -257,6 +299,7 @@ def run_deploy(folder=None, archs=DEPLOY_ARCHS, n_images:int=8, repeat:int=3) ->
     with tempfile.TemporaryDirectory() as tmp: rows = [deploy_row(folder, a, tmp, images, repeat) for a in archs]
     return {'rows': rows, 'images': len(images), 'repeat': repeat, 'folder': str(folder), 'machine': machine_info()}
 
+# %% ../nbs/15_bench.ipynb #55baa290
 def format_deploy(res:dict) -> str:
     "The deployment figures as a table."
     m = res['machine']

@@ -16,25 +16,30 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'BREED_RE', 'CAT_BREEDS', 'DOG_BREEDS', 'BREEDS', 'LABELLERS', 'IMAGE_FORMATS', 'MAX_IMAGE_BYTES',
            'MAX_IMAGE_PIXELS', 'PetBreedsError', 'DataNotFound', 'WeightsNotFound', 'BadImage', 'UnknownChoice',
-           'BadOptions', 'check_choice', 'command_errors', 'breed_label', 'species_label', 'labeller',
+           'BadOptions', 'check_choice', 'command_errors', 'breed_label', 'species_label', 'labeller', 'human_size',
            'read_image_bytes', 'read_rgb', 'open_image', 'image_origin']
 
 # %% ../nbs/00_core.ipynb #ec4d98c8
 class PetBreedsError(Exception):
     "Base class for errors a user can act on; the message says what to do."
 
+# %% ../nbs/00_core.ipynb #f9cac703
 class DataNotFound(PetBreedsError, FileNotFoundError):
     "The PETS images (or a folder the user named) could not be found or downloaded."
 
+# %% ../nbs/00_core.ipynb #4847ca6d
 class WeightsNotFound(PetBreedsError, FileNotFoundError):
     "Pretrained weights are neither cached nor downloadable."
 
+# %% ../nbs/00_core.ipynb #4e95330c
 class BadImage(PetBreedsError, ValueError):
     "A file that is not a readable image."
 
+# %% ../nbs/00_core.ipynb #46ee1f9c
 class UnknownChoice(PetBreedsError, ValueError):
     "A name (architecture, mode, label, layer, ...) that is not among the choices; the message lists them."
 
+# %% ../nbs/00_core.ipynb #6d586219
 class BadOptions(PetBreedsError, ValueError):
     "Options that contradict each other or do not fit together."
 
@@ -72,6 +77,7 @@ DOG_BREEDS = ['american_bulldog', 'american_pit_bull_terrier', 'basset_hound', '
               'yorkshire_terrier']
 BREEDS = CAT_BREEDS + DOG_BREEDS
 
+# %% ../nbs/00_core.ipynb #a6eea10b
 def _name(fname) -> str: return Path(fname).name
 
 def breed_label(fname):  # no annotations: fastai reads them as the pipeline's input type
@@ -92,18 +98,20 @@ def labeller(label:str='breed'):
     "The label function for `label` (`'breed'` or `'species'`)."
     return LABELLERS[check_choice(label, LABELLERS, 'label')]
 
+# %% ../nbs/00_core.ipynb #a8753760
+def human_size(n:int  # a count of bytes
+              ) -> str:
+    "A byte count for people: `'950 bytes'`, `'12.3 kB'`, `'25.0 MB'`."
+    if n < 1000: return f"{n} bytes"
+    return f"{n/1e3:.1f} kB" if n < 1_000_000 else f"{n/1e6:.1f} MB"
+
 # %% ../nbs/00_core.ipynb #c9f37667
 IMAGE_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP', 'WEBP', 'TIFF')  # what PIL may parse (JPEG includes phones' multi-picture MPO)
 MAX_IMAGE_BYTES = 50_000_000               # 50 MB: far above any photo of a pet
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS  # about 89 megapixels: PIL's own warning threshold
 
-def _size(n:int) -> str:
-    "A byte count for people: `'950 bytes'`, `'12.3 kB'`, `'25.0 MB'`."
-    if n < 1000: return f"{n} bytes"
-    return f"{n/1e3:.1f} kB" if n < 1_000_000 else f"{n/1e6:.1f} MB"
-
 def _too_large(label, n, max_bytes) -> BadImage:
-    return BadImage(f"{label}: file too large ({_size(n)}; the limit is {_size(max_bytes)})")
+    return BadImage(f"{label}: file too large ({human_size(n)}; the limit is {human_size(max_bytes)})")
 
 def _bomb(label, detail) -> BadImage:
     return BadImage(f"{label}: image too large to decode ({detail}); refused as a possible decompression bomb")
@@ -216,6 +224,7 @@ def read_rgb(src, name=None, max_bytes:int=MAX_IMAGE_BYTES, max_pixels:int=MAX_I
     out.origin = {'format': fmt, 'mode': mode, 'fixes': fixes}
     return out
 
+# %% ../nbs/00_core.ipynb #bffd6159
 def open_image(src, name=None, max_bytes:int=MAX_IMAGE_BYTES, max_pixels:int=MAX_IMAGE_PIXELS) -> Image.Image:  # a PILImage
     "`read_rgb(src, ...)` as fastai's `PILImage`, the type a `DataBlock` and `Learner.predict` take."
     from fastai.vision.core import PILImage  # here, not at the top: importing this module needs no PyTorch

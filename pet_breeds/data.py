@@ -82,10 +82,12 @@ class DataReport:
 CACHE_ENV_VAR = 'PET_BREEDS_CACHE'
 RESIZE_CACHE_VERSION = 1  # bump when open_image's rules or resize_short change what a cached copy holds
 
+# %% ../nbs/01_data.ipynb #e1ac2d27
 def pet_breeds_cache_dir() -> Path:
     "The package's cache folder: `$PET_BREEDS_CACHE`, else `~/.cache/pet_breeds`."
     return Path(os.environ.get(CACHE_ENV_VAR) or '~/.cache/pet_breeds').expanduser()
 
+# %% ../nbs/01_data.ipynb #bc653419
 def resize_short(img, size:int) -> Image.Image:
     "`img` scaled (bilinear, as `Resize`) so that its shorter side is `size`, the aspect ratio kept."
     w, h = img.size
@@ -185,8 +187,17 @@ class LoadImage(Transform):
         return open_image(o)
 
 # %% ../nbs/01_data.ipynb #82064154
-def pets_datablock(label:str='breed', valid_pct:float=0.2, seed:int=42, item_size:int=460, size:int=224,
-                   min_scale:float=0.75, get_items=get_image_files, vocab=None, splitter=None, loader=None) -> DataBlock:
+def pets_datablock(label:str='breed',          # what to predict: 'breed' or 'species'
+                   valid_pct:float=0.2,         # fraction of the images held out for validation
+                   seed:int=42,                 # seed of the random validation split
+                   item_size:int=460,           # per-item resize (the square crop `Resize` makes)
+                   size:int=224,                # the crop `aug_transforms` trains on
+                   min_scale:float=0.75,        # smallest fraction of the image a random crop keeps
+                   get_items=get_image_files,   # how to list the items (`None`: pass them to `dataloaders`)
+                   vocab=None,                  # a fixed label order (`None`: the sorted labels found)
+                   splitter=None,               # a fastai splitter instead of the random split
+                   loader=None                  # what opens an item (`None`: `LoadImage`, i.e. `open_image`)
+                  ) -> DataBlock:
     "The PETS recipe's PETS `DataBlock`, labelling by `'breed'` or `'species'` (a fixed `vocab`, `splitter` and image `loader` optional)."
     item_tfms, batch_tfms = pets_transforms(item_size, size, min_scale)
     images = TransformBlock(type_tfms=ifnone(loader, LoadImage()), batch_tfms=IntToFloatTensor)  # ImageBlock, opened by open_image
@@ -205,9 +216,20 @@ def _resize_cache(cache, item_size) -> ResizeCache|None:
     if isinstance(cache, ResizeCache) or not cache: return cache or None
     return ResizeCache(item_size, root=None if cache is True else cache)
 
-def pets_dataloaders(path=None, label:str='breed', bs:int=64, valid_pct:float=0.2, seed:int=42,
-                     item_size:int=460, size:int=224, min_scale:float=0.75, num_workers:int=None,
-                     device=None, cache:bool|str|Path|ResizeCache=True, progress:bool=False, **kwargs) -> DataLoaders:
+def pets_dataloaders(path=None,                # the images folder (`None`: see `pets_images_path`)
+                     label:str='breed',        # what to predict: 'breed' or 'species'
+                     bs:int=64,                # batch size
+                     valid_pct:float=0.2,      # fraction of the images held out for validation
+                     seed:int=42,              # seed of the random validation split
+                     item_size:int=460,        # per-item resize (the square crop `Resize` makes)
+                     size:int=224,             # the crop `aug_transforms` trains on
+                     min_scale:float=0.75,     # smallest fraction of the image a random crop keeps
+                     num_workers:int=None,     # loader processes (`None`: `fit_workers` chooses)
+                     device=None,              # where batches go (`None`: fastai's default device)
+                     cache:bool|str|Path|ResizeCache=True,  # resized copies: True (the default folder), a folder, a `ResizeCache`, or False
+                     progress:bool=False,      # show a progress bar while scanning the images
+                     **kwargs                  # passed on to `DataBlock.dataloaders`
+                    ) -> DataLoaders:
     "`DataLoaders` for the PETS images at `path` (see `pets_images_path`), with the scan report as `dls.report`."
     folder = pets_images_path(path)
     cache = _resize_cache(cache, item_size)
@@ -266,6 +288,7 @@ def copy_sample(dest) -> Path:
         raise
     return dest/'images'
 
+# %% ../nbs/01_data.ipynb #7ccf1393
 @call_parse
 def sample_main(copy:str=None):  # copy images/, README.md and LICENSE to this new or empty folder
     "Print the folder of the bundled sample (370 real PETS photos, CC BY-SA 4.0), or copy it with --copy DEST."

@@ -23,16 +23,21 @@ def world_size() -> int:
     "How many processes train together (`WORLD_SIZE`, as `accelerate launch` or `torchrun` set it); 1 alone."
     return max(num_distrib(), 1)
 
+# %% ../nbs/02b_distrib.ipynb #86763e85
 def rank() -> int:
     "This process's rank (`RANK`); 0 alone."
     return rank_distrib()
 
+# %% ../nbs/02b_distrib.ipynb #e09510e7
 def is_distributed() -> bool: return world_size() > 1
+
+# %% ../nbs/02b_distrib.ipynb #e43d05bd
 def is_main() -> bool: return rank() == 0
 
 # %% ../nbs/02b_distrib.ipynb #f6132020
 DIST_TIMEOUT = timedelta(hours=3)
 
+# %% ../nbs/02b_distrib.ipynb #5b50b95e
 def init_distributed():
     "Join the process group of this launch (once; nothing to do alone). GPUs if CUDA is present, else CPU processes on gloo."
     if not is_distributed() or dist.is_initialized(): return
@@ -40,6 +45,7 @@ def init_distributed():
     from accelerate.utils import InitProcessGroupKwargs
     PartialState(cpu=not torch.cuda.is_available(), **InitProcessGroupKwargs(timeout=DIST_TIMEOUT).to_kwargs())
 
+# %% ../nbs/02b_distrib.ipynb #e0c54dd0
 def backend() -> str|None:
     "The process group's backend ('gloo', 'nccl'), `None` alone."
     return dist.get_backend() if dist.is_initialized() else None
@@ -52,6 +58,7 @@ def broadcast(obj=None, src:int=0):
     box = [obj]; dist.broadcast_object_list(box, src)
     return box[0]
 
+# %% ../nbs/02b_distrib.ipynb #9ab8172f
 def gather(obj) -> list:
     "`[obj of rank 0, obj of rank 1, ...]` on every process (`[obj]` alone)."
     if not is_distributed(): return [obj]
@@ -59,14 +66,17 @@ def gather(obj) -> list:
     out = [None] * world_size(); dist.all_gather_object(out, obj)
     return out
 
+# %% ../nbs/02b_distrib.ipynb #29736ded
 class OtherRankFailed(RuntimeError):
     "Raised on the waiting processes when the main process failed in `on_main`."
 
+# %% ../nbs/02b_distrib.ipynb #415d2503
 @contextmanager
 def alone():
     "fastai's view of a single process for work one process does while the others wait: no barriers, and `Learner.save` writes."
     with mock.patch.dict(os.environ, {'WORLD_SIZE': '1', 'RANK': '0'}): yield
 
+# %% ../nbs/02b_distrib.ipynb #cbe9451e
 def on_main(f, *args, **kwargs):
     "Run `f(*args, **kwargs)` on the main process only and return its result on every process; an error there stops them all."
     res, err = None, None
@@ -97,6 +107,7 @@ class DistribDL(DistributedDL):
         dist.broadcast(t, rank)
         return t.cpu().tolist()
 
+# %% ../nbs/02b_distrib.ipynb #9a2d3223
 class DataParallelTrainer(DistributedTrainer):
     "fastai's `DistributedTrainer` on GPUs or CPU processes; `SyncBatchNorm` only on GPUs, where PyTorch runs it."
     def __init__(self, sync_bn:bool=None, **kwargs):
@@ -104,6 +115,7 @@ class DataParallelTrainer(DistributedTrainer):
         super().__init__(sync_bn=ifnone(sync_bn, torch.cuda.is_available()), cpu=not torch.cuda.is_available(), **kwargs)
     def _wrap_dl(self, dl): return dl if isinstance(dl, DistributedDL) else DistribDL(dl, device=self.learn.model.device)
 
+# %% ../nbs/02b_distrib.ipynb #bad33bf5
 def inner_dl(dl):
     "The loader a `DistributedDL` wraps (whose random state is the run's), else `dl`."
     return dl.dl if isinstance(dl, DistributedDL) else dl
@@ -143,6 +155,7 @@ def launch_command(args:list, n:int, module:str='pet_breeds.cli', port:int=0) ->
             '--num_processes', str(n), '--main_process_port', str(port), '--mixed_precision', 'no',
             '--dynamo_backend', 'no', '-m', module, *args]
 
+# %% ../nbs/02b_distrib.ipynb #de75b361
 def without_option(args:list, name:str) -> list:
     "`args` without `--name VALUE` or `--name=VALUE`."
     out, skip = [], False

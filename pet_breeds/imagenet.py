@@ -16,8 +16,7 @@ from fastai.vision.all import *
 from fastcore.script import call_parse, Param
 from .archs import get_arch, ensure_weights, build_kwargs, LITE_STATS
 from .precision import predict_batches, choose_policy
-from .inference import print_results, topk_in_batches
-from .runtime import EXIT_PARTIAL
+from .runtime import EXIT_PARTIAL, print_results, topk_in_batches
 
 # %% auto #0
 __all__ = ['IMAGENET_CLASSES', 'DOMESTIC_CAT_CLASSES', 'DOG_CLASSES', 'ImagenetClassifier', 'imagenet_classifier',
@@ -82,14 +81,19 @@ def imagenet_topk(img, arch:str='efficientnet_lite0', k:int=3) -> list:
     return clf.topk(clf.probs([open_image(img)])[0], k)
 
 # %% ../nbs/08_imagenet.ipynb #4db14fe6
-def imagenet_topk_many(items, arch:str='efficientnet_lite0', k:int=3, bs:int=32, names=None) -> list:
+def imagenet_topk_many(items,                       # paths, bytes or PIL images
+                       arch:str='efficientnet_lite0',  # the ImageNet classifier: any architecture of `ARCHS`
+                       k:int=3,                     # classes per item
+                       bs:int=32,                   # batch size
+                       names=None                   # what each result's `file` says (default: the path, or 'item i')
+                      ) -> list:
     "One dict per item, in batches: `{'file', 'top'}`, or `{'file', 'error'}` for an unreadable one."
     clf = _classifier(arch)
-    return topk_in_batches(items, clf.probs, clf.topk, k, bs, names)
+    return topk_in_batches(items, clf.probs, clf.topk, k, bs, names, open_item=open_image)
 
 # %% ../nbs/08_imagenet.ipynb #98370a3d
 @call_parse
-def imagenet_main(images:Param("image files", str, nargs='+'),
+def imagenet_main(images:Param("image files", str, nargs='+'),   # a Param: a docment cannot ask for one or more
                   arch:str='efficientnet_lite0',   # ImageNet classifier: any architecture of `ARCHS`
                   k:int=3,                         # how many classes per image
                   json:bool=False,                 # one JSON object per line

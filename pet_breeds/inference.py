@@ -16,12 +16,11 @@ from .learner import build_model
 from .atomic import write_atomic, replacing
 from .precision import choose_policy, predict_batches
 from .runtime import (FORMAT, FORMAT_VERSION, MODEL_JSON, WEIGHTS_FILE, read_model_json, preprocess_spec,
-                                model_kind, OnnxModel, format_top, print_results, use_tta, tta_mean)
-from . import runtime
+                                model_kind, OnnxModel, format_top, print_results, use_tta, tta_mean, topk_in_batches)
 
 # %% auto #0
-__all__ = ['PICKLE_FILE', 'export_model', 'read_meta', 'check_meta', 'load_weights', 'topk_in_batches', 'PetModel',
-           'UnpicklingWarning', 'fastai_export', 'learner_meta', 'load_model']
+__all__ = ['PICKLE_FILE', 'export_model', 'read_meta', 'check_meta', 'load_weights', 'PetModel', 'UnpicklingWarning',
+           'fastai_export', 'learner_meta', 'load_model']
 
 # %% ../nbs/05_inference.ipynb #9d64413f
 def _versions() -> dict:
@@ -102,11 +101,6 @@ def _build(meta:dict, fn) -> nn.Module:
     except KeyError as e: raise PetBreedsError(f"{fn}: no {e} entry, which the {meta.get('mode', 'finetune')!r} mode needs to build its network") from None
     except PetBreedsError as e: raise type(e)(f"{fn}: {e}") from None
 
-# %% ../nbs/05_inference.ipynb #6fbf4b32
-def topk_in_batches(items, probs, topk, k:int=3, bs:int=64, names=None) -> list:
-    "Open `items` in chunks of `bs` with `open_image`, run `probs` on the readable ones, and return `{'file', 'top'}` or `{'file', 'error'}` per item."
-    return runtime.topk_in_batches(items, probs, topk, k, bs, names, open_item=open_image, bad=BadImage)
-
 # %% ../nbs/05_inference.ipynb #fec487ee
 class PetModel:
     "An exported model, ready to predict: the network, the vocab, the validation-time transforms and the `precision` policy (see `choose_policy`)."
@@ -136,9 +130,11 @@ class PetModel:
 # %% ../nbs/05_inference.ipynb #a47b3005
 PICKLE_FILE = 'export.pkl'
 
+# %% ../nbs/05_inference.ipynb #014c5bac
 class UnpicklingWarning(UserWarning):
     "A fastai export is being unpickled (`trust_pickle=True`): it can run any code the file holds."
 
+# %% ../nbs/05_inference.ipynb #5c33280f
 def fastai_export(path, trust_pickle:bool=False) -> Path|None:
     "The pickle if `path` names a fastai export (a `.pkl` file, or a folder with `export.pkl` and no `model.json`), else `None`; `PetBreedsError` for one unless `trust_pickle`."
     path = Path(path)
@@ -186,7 +182,12 @@ def _unpickle(fn:Path, device=None, precision:str='fp32') -> PetModel:
     return PetModel.from_learner(learn, device, fn, precision)
 
 # %% ../nbs/05_inference.ipynb #5e3d3f0a
-def load_model(path, device=None, onnx:bool=False, trust_pickle:bool=False, precision:str='fp32') -> PetModel|OnnxModel:
+def load_model(path,                 # an exported model folder, its model.json or model.onnx, or a fastai export
+               device=None,          # PyTorch's device (`None`: fastai's default)
+               onnx:bool=False,      # run model.onnx with onnxruntime even where PyTorch could
+               trust_pickle:bool=False,  # allow unpickling a fastai export (it can run any code it holds)
+               precision:str='fp32'  # PyTorch's policy (`choose_policy`); onnxruntime runs fp32
+              ) -> PetModel|OnnxModel:
     "Load an exported pet_breeds model folder (see `export_model`); its `model.onnx` with onnxruntime when `runtime.model_kind` says so; a fastai export only with `trust_pickle` (see `fastai_export`). `precision`: PyTorch's policy (`choose_policy`); onnxruntime runs fp32."
     pkl = fastai_export(path, trust_pickle)
     if pkl is not None:
@@ -231,6 +232,12 @@ def predict(self:PetModel, item, k:int=3, tta:bool|None=None) -> list:
 
 # %% ../nbs/05_inference.ipynb #2451048a
 @patch
-def predict_many(self:PetModel, items, k:int=3, bs:int=64, names=None, tta:bool|None=None) -> list:
+def predict_many(self:PetModel, items,  # paths, bytes or PIL images
+                 k:int=3,                # labels per item
+                 bs:int=64,              # batch size
+                 names=None,             # what each result's `file` says (default: the path, or 'item i')
+                 tta:bool|None=None      # as in `probs`
+                ) -> list:
     "One dict per item, in batches: `{'file', 'top'}` or `{'file', 'error'}` for an unreadable one. `tta` as in `probs`."
-    return topk_in_batches(items, lambda imgs, bs: self.probs(imgs, bs, tta=tta), self.topk, k, bs, names)
+    return topk_in_batches(items, lambda imgs, bs: self.probs(imgs, bs, tta=tta), self.topk, k, bs, names,
+                           open_item=open_image)

@@ -10,10 +10,11 @@ import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from .core import *
 from fastai.vision.all import *
-from fastcore.script import call_parse
+from fastcore.script import call_parse, Param
 from .data import pets_datablock, pets_images_path, scan_images, normalize_tfms
 from .inference import load_model, PetModel
 from .precision import FastPath, choose_policy
+from .runtime import TRUST_PICKLE_HELP
 from .train import plot_losses, save_figure
 
 # %% auto #0
@@ -44,12 +45,20 @@ def most_confused_pairs(cm, vocab, min_val:int=1) -> pd.DataFrame:
 # %% ../nbs/06_interpret.ipynb #7c128d6b
 class PetInterpretation(ClassificationInterpretation):
     "`ClassificationInterpretation` that predicts once and keeps preds, targets and losses."
-    def __init__(self, learn, dl, losses, preds, targs, act=None):
+    def __init__(self, learn,    # the `Learner` whose model was interpreted
+                 dl,             # the `DataLoader` it predicted over
+                 losses,         # each item's loss
+                 preds,          # each item's probabilities
+                 targs,          # each item's target
+                 act=None):      # activation of the outputs (`None`: the loss function's)
         super().__init__(learn, dl, losses, act)
         self.preds, self.targs, self.decoded = preds, targs, preds.argmax(dim=1)
 
     @classmethod
-    def from_learner(cls, learn, ds_idx:int=1, dl=None, act=None,
+    def from_learner(cls, learn,        # the `Learner` whose model is interpreted
+                     ds_idx:int=1,      # which of `learn.dls` to predict over (1: validation)
+                     dl=None,           # or this `DataLoader`
+                     act=None,          # activation of the outputs (`None`: the loss function's)
                      precision:str='auto'): # 'auto' is the machine's choice (`AUTO['interpret']`); 'fp32' for figures equal on every machine
         "Predict over `dl` (default: the validation set) once."
         if dl is None: dl = learn.dls[ds_idx].new(shuffle=False, drop_last=False)
@@ -131,7 +140,13 @@ def _all_in_both(items):
     return idx, idx
 
 # %% ../nbs/06_interpret.ipynb #5b4dcdd6
-def interpret_model(model, data=None, test=None, bs:int=64, trust_pickle:bool=False, precision:str='auto') -> PetInterpretation:
+def interpret_model(model,                 # an exported model folder (or fastai export), or a `PetModel`
+                    data=None,             # the images folder it was trained on (`None`: the PETS lookup)
+                    test=None,             # a folder of PETS-named images to evaluate instead of the validation split
+                    bs:int=64,             # batch size
+                    trust_pickle:bool=False,  # allow unpickling a fastai export (it can run any code it holds)
+                    precision:str='auto'   # the interpret pass's policy: 'auto' (`AUTO['interpret']`), 'fp32' or 'bf16'
+                   ) -> PetInterpretation:
     "A `PetInterpretation` of an exported model (path or `PetModel`) on its validation split, or on `test`; a fastai export only with `trust_pickle`."
     pm = model if isinstance(model, PetModel) else load_model(model, trust_pickle=trust_pickle)
     meta = pm.meta
@@ -174,7 +189,7 @@ def interpret_main(model:str,             # exported model folder
                    test:str=None,         # evaluate this folder of PETS-named images instead of the validation split
                    k:int=9,               # top losses to show
                    bs:int=64,             # batch size
-                   trust_pickle:bool=False,  # load MODEL even if it is a fastai export (export.pkl): unpickling it runs any code it holds
+                   trust_pickle:Param(TRUST_PICKLE_HELP, bool)=False,   # the help text several commands share: `runtime`'s
                    precision:str='auto'):    # 'auto' (the machine's choice, 02c_precision's `AUTO`), 'fp32' or 'bf16'; fp32 gives the same figures on every machine
     "Confusion matrix, most confused pairs, top losses and per-class scores of an exported model."
     with command_errors('pet_breeds_interpret'): rep = write_report(interpret_model(model, data, test, bs, trust_pickle, precision), out, k)

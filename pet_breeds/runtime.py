@@ -12,10 +12,10 @@ from .core import PetBreedsError, BadImage, read_rgb
 
 # %% auto #0
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'MODEL_JSON', 'WEIGHTS_FILE', 'ONNX_FILE', 'EXIT_OK', 'EXIT_FAILED', 'EXIT_USAGE',
-           'EXIT_PARTIAL', 'EXIT_STOPPED', 'TTA_DEFAULT', 'PRECISION_HELP', 'TTA_VIEWS', 'BadModel', 'model_folder',
-           'read_model_json', 'torch_available', 'model_kind', 'preprocess_spec', 'crop_resize', 'area_matrix',
-           'bilinear_matrix', 'resize_matrix', 'Preprocess', 'topk_in_batches', 'format_top', 'print_results',
-           'use_tta', 'tta_batch', 'tta_mean', 'OnnxModel']
+           'EXIT_PARTIAL', 'EXIT_STOPPED', 'TTA_HELP', 'TRUST_PICKLE_HELP', 'PRECISION_HELP', 'TTA_DEFAULT',
+           'TTA_VIEWS', 'BadModel', 'model_folder', 'read_model_json', 'torch_available', 'model_kind',
+           'preprocess_spec', 'crop_resize', 'area_matrix', 'bilinear_matrix', 'resize_matrix', 'Preprocess',
+           'topk_in_batches', 'format_top', 'print_results', 'use_tta', 'tta_batch', 'tta_mean', 'OnnxModel']
 
 # %% ../nbs/04b_runtime.ipynb #0ab32cd0
 class BadModel(PetBreedsError):
@@ -26,11 +26,13 @@ FORMAT = 'pet_breeds-model'
 FORMAT_VERSION = 1
 MODEL_JSON, WEIGHTS_FILE, ONNX_FILE = 'model.json', 'model.safetensors', 'model.onnx'
 
+# %% ../nbs/04b_runtime.ipynb #fc4329d7
 def model_folder(path) -> Path:
     "The exported model folder `path` names: itself, or the folder of a file in it."
     path = Path(path)
     return path if path.is_dir() else path.parent
 
+# %% ../nbs/04b_runtime.ipynb #6dbb80ee
 def read_model_json(path) -> dict:
     "The checked `model.json` of the model at `path` (a folder, its `model.json` or its `model.onnx`); `BadModel` if unusable."
     path = Path(path)
@@ -54,6 +56,7 @@ def torch_available() -> bool:
     try: return importlib.util.find_spec('torch') is not None
     except (ImportError, ValueError): return False
 
+# %% ../nbs/04b_runtime.ipynb #07d35ea5
 def model_kind(path, onnx:bool=False) -> str:
     "`'onnx'` or `'torch'`: the runtime that runs the exported model at `path`."
     path = Path(path)
@@ -81,6 +84,7 @@ def crop_resize(im:Image.Image, size:int) -> Image.Image:
     left, top = int(0.5*(w-cw)), int(0.5*(h-ch))
     return im.crop((left, top, left+cw, top+ch)).resize((size, size), Image.BILINEAR)
 
+# %% ../nbs/04b_runtime.ipynb #91c23768
 def area_matrix(n_in:int, n_out:int) -> np.ndarray:
     "`(n_out, n_in)` weights of area averaging (PyTorch's adaptive average pooling) along one axis."
     A = np.zeros((n_out, n_in))
@@ -89,6 +93,7 @@ def area_matrix(n_in:int, n_out:int) -> np.ndarray:
         A[i, a:b] = 1/(b-a)
     return A
 
+# %% ../nbs/04b_runtime.ipynb #c7f9b3b2
 def bilinear_matrix(n_in:int, n_out:int) -> np.ndarray:
     "`(n_out, n_in)` weights of bilinear resampling with `align_corners=True` along one axis."
     x = np.linspace(0, n_in-1, n_out) if n_out > 1 else np.zeros(1)
@@ -98,6 +103,7 @@ def bilinear_matrix(n_in:int, n_out:int) -> np.ndarray:
     np.add.at(B, (np.arange(n_out), np.minimum(i0+1, n_in-1)), f)
     return B
 
+# %% ../nbs/04b_runtime.ipynb #4d54d32a
 def resize_matrix(spec:dict) -> np.ndarray:
     "The `(size, item_size)` matrix of `spec`'s steps 3 and 4 along one axis."
     M, n = np.eye(spec['crop_resize']['size']), spec['crop_resize']['size']
@@ -126,7 +132,15 @@ class Preprocess:
 # %% ../nbs/04b_runtime.ipynb #2e5717e4
 def _item_name(i:int, o) -> str: return str(o) if isinstance(o, (str, Path)) else f'item {i}'
 
-def topk_in_batches(items, probs, topk, k:int=3, bs:int=64, names=None, open_item=read_rgb, bad=BadImage) -> list:
+def topk_in_batches(items,            # paths, bytes or PIL images
+                    probs,            # `probs(images, bs)`: a `(n, classes)` array for opened images
+                    topk,             # `topk(p, k)`: `[(label, prob), ...]` for one row of `probs`
+                    k:int=3,          # labels per item
+                    bs:int=64,        # items opened and predicted at a time
+                    names=None,       # what each result's `file` says (default: the path, or 'item i')
+                    open_item=read_rgb,  # `open_item(item, name)`: the opened image, or raises `bad`
+                    bad=BadImage      # the exception that makes an item an `error` rather than a crash
+                   ) -> list:
     "Open `items` in chunks of `bs` with `open_item`, run `probs` on the readable ones, and return `{'file', 'top'}` or `{'file', 'error'}` per item."
     items = list(items)
     names = list(names) if names is not None else [_item_name(i, o) for i, o in enumerate(items)]
@@ -148,6 +162,7 @@ def format_top(top) -> str:
     "`[('Bengal', 0.9), ...]` as `'Bengal 90.0%, ...'`."
     return ', '.join(f'{label} {p:.1%}' for label, p in top)
 
+# %% ../nbs/04b_runtime.ipynb #18fac255
 def print_results(results, as_json:bool=False) -> bool:
     "Print one line per result (JSON or text) as it comes; `False` if any file failed."
     ok = True
@@ -158,20 +173,29 @@ def print_results(results, as_json:bool=False) -> bool:
         else: print(f"{r['file']}: {format_top(r['top'])}", flush=True)
     return ok
 
-# %% ../nbs/04b_runtime.ipynb #61931d94
-TTA_DEFAULT = False                 # whether predictions average each image with its mirror image when `tta=None`
+# %% ../nbs/04b_runtime.ipynb #49ed086b
+TTA_HELP = ("average each image's probabilities with its mirror image's (test-time augmentation); "
+            "neither --tta nor --no-tta: pet_breeds.runtime.TTA_DEFAULT")
+TRUST_PICKLE_HELP = ("load MODEL even if it is a fastai export (export.pkl): unpickling it runs any code it holds, "
+                     "so only for files you trust")
 PRECISION_HELP = ("PyTorch's precision (onnxruntime runs fp32): fp32, the same figures as the ONNX model on any machine; "
                   "auto, bf16 where the CPU or GPU computes it natively (faster, good to about 3 significant digits); bf16; fp16")
+
+# %% ../nbs/04b_runtime.ipynb #61931d94
+TTA_DEFAULT = False                 # whether predictions average each image with its mirror image when `tta=None`
 TTA_VIEWS = ('identity', 'hflip')   # the views averaged, in the order `tta_batch` stacks them
 
+# %% ../nbs/04b_runtime.ipynb #c431f15a
 def use_tta(tta:bool|None=None) -> bool:
     "Whether to use test-time augmentation: `tta`, or `TTA_DEFAULT` as it is now when `tta` is `None`."
     return bool(TTA_DEFAULT if tta is None else tta)
 
+# %% ../nbs/04b_runtime.ipynb #dbcbe348
 def tta_batch(x:np.ndarray) -> np.ndarray:
     "The `TTA_VIEWS` of an NCHW batch of `n` images as one batch of `2n`: the images, then their mirror images."
     return np.concatenate([x, x[..., ::-1]])
 
+# %% ../nbs/04b_runtime.ipynb #98540e82
 def tta_mean(p, n:int):
     "Each image's mean over its views, from the `(2n, classes)` probabilities of `tta_batch`'s batch (numpy or torch)."
     return (p[:n] + p[n:]) / 2
@@ -223,6 +247,11 @@ class OnnxModel:
         "Top-`k` `(label, prob)` for one image (path, bytes or PIL image); `BadImage` if unreadable."
         return self.topk(self.probs([read_rgb(item)], tta=tta)[0], k)
 
-    def predict_many(self, items, k:int=3, bs:int=64, names=None, tta:bool|None=None) -> list:
+    def predict_many(self, items,       # paths, bytes or PIL images
+                     k:int=3,           # labels per item
+                     bs:int=64,         # batch size
+                     names=None,        # what each result's `file` says (default: the path, or 'item i')
+                     tta:bool|None=None # average with the mirror image (`None`: `TTA_DEFAULT`)
+                    ) -> list:
         "One dict per item, in batches: `{'file', 'top'}` or `{'file', 'error'}` for an unreadable one."
         return topk_in_batches(items, lambda imgs, bs: self.probs(imgs, bs, tta=tta), self.topk, k, bs, names)

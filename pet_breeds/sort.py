@@ -20,8 +20,16 @@ __all__ = ['UNSURE', 'REJECTED', 'MAX_IN_MEMORY', 'Sorter', 'check_folders', 'so
 # %% ../nbs/12_sort.ipynb #a59cf7ae
 class Sorter:
     "Sorts files into `out/<label>/`, `out/_unsure/` or `out/_rejected/` with `model`, crash-safely. Use with `with`."
-    def __init__(self, model, out, copy:bool=False, min_prob:float=0.5, bs:int=64, k:int=3, progress:bool=False, tta:bool|None=None,
-                 trust_pickle:bool=False, precision:str='fp32'):
+    def __init__(self, model,              # a loaded model, or a path `load_model` loads
+                 out,                      # output folder: OUT/<label>/, OUT/_unsure/, OUT/_rejected/, predictions.csv
+                 copy:bool=False,          # copy instead of moving (the inputs stay where they are)
+                 min_prob:float=0.5,       # below this top probability an image goes to OUT/_unsure/
+                 bs:int=64,                # batch size
+                 k:int=3,                  # labels recorded per image
+                 progress:bool=False,      # show a progress bar
+                 tta:bool|None=None,       # average with the mirror image (`None`: `runtime.TTA_DEFAULT`)
+                 trust_pickle:bool=False,  # a path: allow unpickling a fastai export
+                 precision:str='fp32'):    # a path: PyTorch's policy (`choose_policy`)
         self.model = load_model(model, trust_pickle=trust_pickle, precision=precision) if isinstance(model, (str, Path)) else model   # a path: as `load_model` loads it
         self.out, self.copy, self.min_prob, self.bs, self.k, self.progress = Path(out), copy, min_prob, bs, k, progress
         self.tta = tta
@@ -188,8 +196,17 @@ def check_folders(incoming, out) -> tuple:
     return incoming, out
 
 # %% ../nbs/12_sort.ipynb #53aece89
-def sort_images(model, incoming, out, copy:bool=False, min_prob:float=0.5, bs:int=64, k:int=3,
-                progress:bool=False, stop:threading.Event=None, tta:bool|None=None) -> dict:
+def sort_images(model,                   # a loaded model, or a path `load_model` loads
+                incoming,                # the folder to sort
+                out,                     # output folder: OUT/<label>/, OUT/_unsure/, OUT/_rejected/, predictions.csv
+                copy:bool=False,         # copy instead of moving (the inputs stay in `incoming`)
+                min_prob:float=0.5,      # below this top probability an image goes to OUT/_unsure/
+                bs:int=64,               # batch size
+                k:int=3,                 # labels recorded per image
+                progress:bool=False,     # show a progress bar
+                stop:threading.Event=None,  # set it to stop after the current batch
+                tta:bool|None=None       # average with the mirror image (`None`: `runtime.TTA_DEFAULT`)
+               ) -> dict:
     "Sort every file in `incoming` into `out` by predicted label; safe to run again after any interruption."
     incoming, out = check_folders(incoming, out)
     with Sorter(model, out, copy=copy, min_prob=min_prob, bs=bs, k=k, progress=progress, tta=tta) as s:

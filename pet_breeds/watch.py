@@ -8,7 +8,7 @@ import argparse, os, signal, sys, threading, time
 from pathlib import Path
 from queue import SimpleQueue, Empty
 from fastcore.basics import patch
-from fastcore.script import call_parse, Param, store_true
+from fastcore.script import call_parse, Param
 from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
@@ -16,7 +16,7 @@ from .core import PetBreedsError, command_errors
 from .files import CSV_NAME, incoming_files, is_partial_name
 from .inference import load_model
 from .sort import Sorter, check_folders, sort_images
-from .runtime import EXIT_PARTIAL, EXIT_STOPPED, PRECISION_HELP
+from .runtime import EXIT_PARTIAL, EXIT_STOPPED, PRECISION_HELP, TTA_HELP, TRUST_PICKLE_HELP
 
 # %% auto #0
 __all__ = ['Settling', 'watch_folder', 'format_summary', 'format_row', 'sort_main']
@@ -88,9 +88,22 @@ def _start_observer(folder:Path, handler):
             if cls is PollingObserver: raise
 
 # %% ../nbs/13_watch.ipynb #0be3bab9
-def watch_folder(model, incoming, out, copy:bool=False, min_prob:float=0.5, bs:int=64, k:int=3,
-                 settle:float=2.0, poll:float=0.25, rescan:float=5.0, stop:threading.Event=None,
-                 max_seconds:float=None, idle_exit:float=None, on_rows=None, tta:bool|None=None) -> dict:
+def watch_folder(model,                   # a loaded model, or a path `load_model` loads
+                 incoming,                # the folder to watch
+                 out,                     # output folder: OUT/<label>/, OUT/_unsure/, OUT/_rejected/, predictions.csv
+                 copy:bool=False,         # copy instead of moving (the inputs stay in `incoming`)
+                 min_prob:float=0.5,      # below this top probability an image goes to OUT/_unsure/
+                 bs:int=64,               # batch size
+                 k:int=3,                 # labels recorded per image
+                 settle:float=2.0,        # seconds a file must stay unchanged before it is sorted (an empty one: 5x)
+                 poll:float=0.25,         # seconds between looks at what arrived
+                 rescan:float=5.0,        # seconds between full listings of `incoming` (events can be missed)
+                 stop:threading.Event=None,  # set it to stop (the commands set it on SIGINT and SIGTERM)
+                 max_seconds:float=None,  # stop after this long (`None`: never)
+                 idle_exit:float=None,    # stop after this long with nothing arriving (`None`: never)
+                 on_rows=None,            # called with each sorted batch's rows
+                 tta:bool|None=None       # average with the mirror image (`None`: `runtime.TTA_DEFAULT`)
+                ) -> dict:
     "Sort `incoming` now and each file arriving later once completely written, until `stop` is set."
     incoming, out = check_folders(incoming, out)
     stop = stop if stop is not None else threading.Event()
@@ -155,20 +168,18 @@ def _stopped(msg:str):
     sys.exit(EXIT_STOPPED)
 
 @call_parse
-def sort_main(model:Param("exported model folder, or its model.onnx (run by onnxruntime)", str),
-              incoming:Param("folder where new images arrive", str),
-              out:Param("output folder: OUT/<label>/, OUT/_unsure/, OUT/_rejected/ and OUT/predictions.csv", str),
-              copy:Param("copy instead of moving (the inputs stay in INCOMING)", store_true)=False,
-              min_prob:Param("below this top probability an image goes to OUT/_unsure/", float)=0.5,
-              bs:Param("batch size", int)=64,
-              watch:Param("keep running and sort files as they arrive, until Ctrl-C or SIGTERM", store_true)=False,
-              settle:Param("with --watch: seconds a file must stay unchanged before it is sorted", float)=2.0,
-              onnx:Param("run the model folder's model.onnx with onnxruntime instead of PyTorch", store_true)=False,
-              tta:Param("average each image's probabilities with its mirror image's (test-time augmentation); "
-                        "neither --tta nor --no-tta: pet_breeds.runtime.TTA_DEFAULT", action=argparse.BooleanOptionalAction)=None,
-              trust_pickle:Param("load MODEL even if it is a fastai export (export.pkl): unpickling it runs any code it holds, "
-                                 "so only for files you trust", store_true)=False,
-              precision:Param(PRECISION_HELP, str)='fp32'):
+def sort_main(model:str,           # exported model folder, or its model.onnx (run by onnxruntime)
+              incoming:str,        # folder where new images arrive
+              out:str,             # output folder: OUT/<label>/, OUT/_unsure/, OUT/_rejected/ and OUT/predictions.csv
+              copy:bool=False,     # copy instead of moving (the inputs stay in INCOMING)
+              min_prob:float=0.5,  # below this top probability an image goes to OUT/_unsure/
+              bs:int=64,           # batch size
+              watch:bool=False,    # keep running and sort files as they arrive, until Ctrl-C or SIGTERM
+              settle:float=2.0,    # with --watch: seconds a file must stay unchanged before it is sorted
+              onnx:bool=False,     # run the model folder's model.onnx with onnxruntime instead of PyTorch
+              tta:Param(TTA_HELP, action=argparse.BooleanOptionalAction)=None,   # the help texts several commands share: `runtime`'s
+              trust_pickle:Param(TRUST_PICKLE_HELP, bool)=False,   # (`runtime`'s)
+              precision:Param(PRECISION_HELP, str)='fp32'):         # (`runtime`'s)
     "Sort images into a folder per predicted breed, once or continuously; never overwrites, never loses a file."
     with command_errors('pet_breeds_sort', OSError):
         check_folders(incoming, out)

@@ -15,6 +15,7 @@ from fastcore.basics import patch
 from fastcore.script import call_parse, Param
 from .inference import PetModel, load_model, read_meta, fastai_export
 from .atomic import write_atomic
+from .runtime import TTA_HELP, TRUST_PICKLE_HELP
 
 # %% auto #0
 __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'CSS', 'APP_NAME', 'open_upload', 'predict_upload', 'result_html', 'result_widget',
@@ -23,11 +24,6 @@ __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'CSS', 'APP_NAME', 'open_upload', 'predict
 # %% ../nbs/10_widget.ipynb #cd0062c3
 MAX_BYTES = 20_000_000               # 20 MB: larger than any phone photo
 MAX_PIXELS = MAX_IMAGE_PIXELS       # the package's limit: PIL's own warning threshold, about 89 megapixels
-
-def _size(n:int) -> str:
-    "A byte count for people: `'950 bytes'`, `'12.3 kB'`, `'25.0 MB'`."
-    if n < 1000: return f"{n} bytes"
-    return f"{n/1e3:.1f} kB" if n < 1_000_000 else f"{n/1e6:.1f} MB"
 
 def open_upload(data, name:str, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS) -> PILImage:
     "Decode the uploaded bytes `data` as an upright RGB image with `open_image`, after its size and pixel checks; `BadImage` naming `name` if not."
@@ -44,8 +40,14 @@ def _thumbnail(img, size:int=128) -> bytes:
     img.to_thumb(size).save(buf, format='JPEG', quality=80)
     return buf.getvalue()
 
-def predict_upload(model:PetModel, f:dict, k:int=3, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS, thumb:int=128,
-                   tta:bool|None=None) -> dict:
+def predict_upload(model:PetModel,          # the model that predicts
+                   f:dict,                  # one entry of `FileUpload.value`: its `name` and `content`
+                   k:int=3,                 # labels shown
+                   max_bytes:int=MAX_BYTES, # largest accepted file
+                   max_pixels:int=MAX_PIXELS,  # largest accepted picture (decompression bombs)
+                   thumb:int=128,           # side of the thumbnail, in pixels
+                   tta:bool|None=None       # average with the mirror image (`None`: `runtime.TTA_DEFAULT`)
+                  ) -> dict:
     "`{'file', 'top', 'seconds', 'thumb'}` for one `FileUpload.value` entry, or `{'file', 'error'}`; never raises."
     name = _upload_name(f)
     try:
@@ -94,8 +96,15 @@ def result_widget(r:dict) -> widgets.HTML:
 # %% ../nbs/10_widget.ipynb #485cd9d6
 class PredictWidget(widgets.VBox):
     "Upload images and see the top-`k` labels of `model` (a `PetModel` or an exported model folder) for each."
-    def __init__(self, model, k:int=3, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS, thumb:int=128,
-                 max_results:int=50, tta:bool|None=None, trust_pickle:bool=False, **kwargs):
+    def __init__(self, model,                # an exported model folder (or fastai export), or a `PetModel`
+                 k:int=3,                    # labels shown per image
+                 max_bytes:int=MAX_BYTES,    # largest accepted file
+                 max_pixels:int=MAX_PIXELS,  # largest accepted picture (decompression bombs)
+                 thumb:int=128,              # side of the thumbnails, in pixels
+                 max_results:int=50,         # most results shown at once
+                 tta:bool|None=None,         # average with the mirror image (`None`: `runtime.TTA_DEFAULT`)
+                 trust_pickle:bool=False,    # allow unpickling a fastai export (it can run any code it holds)
+                 **kwargs):                  # passed on to `widgets.VBox`
         self.model = model if isinstance(model, PetModel) else load_model(model, trust_pickle=trust_pickle)
         self.k, self.max_bytes, self.max_pixels, self.thumb, self.max_results = k, max_bytes, max_pixels, thumb, max_results
         self.tta = tta
@@ -157,7 +166,13 @@ def _on_upload(self:PredictWidget, change):
 # %% ../nbs/10_widget.ipynb #e44d993a
 APP_NAME = 'pet_breeds.ipynb'  # Voila's page title is the notebook's name
 
-def app_notebook(model, dest, k:int=3, max_bytes:int=MAX_BYTES, tta:bool|None=None, trust_pickle:bool=False) -> Path:
+def app_notebook(model,                   # the exported model folder the app serves
+                 dest,                    # folder to write the notebook and `voila.json` into
+                 k:int=3,                 # labels shown per image
+                 max_bytes:int=MAX_BYTES, # largest accepted file
+                 tta:bool|None=None,      # average with the mirror image (`None`: `runtime.TTA_DEFAULT`)
+                 trust_pickle:bool=False  # the widget may unpickle a fastai export
+                ) -> Path:
     "Write the app's notebook (and its `voila.json`) for the exported `model` folder into `dest`; return its path. `trust_pickle`: the widget may unpickle a fastai export."
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
     src = ("# written by pet_breeds_app; serve with `voila pet_breeds.ipynb`\n"
@@ -192,9 +207,8 @@ def app_main(model:str,                   # exported model folder
              ip:str='127.0.0.1',           # address to serve on (0.0.0.0: every interface)
              k:int=3,                      # labels shown per image
              max_mb:float=MAX_BYTES/1e6,   # largest accepted file, in MB
-             tta:Param("average each image's probabilities with its mirror image's (test-time augmentation); "
-                       "neither --tta nor --no-tta: pet_breeds.runtime.TTA_DEFAULT", action=argparse.BooleanOptionalAction)=None,
-             trust_pickle:bool=False):     # load MODEL even if it is a fastai export (export.pkl): unpickling it runs any code it holds
+             tta:Param(TTA_HELP, action=argparse.BooleanOptionalAction)=None,   # the help texts several commands share: `runtime`'s
+             trust_pickle:Param(TRUST_PICKLE_HELP, bool)=False):   # (`runtime`'s)
     "Serve the upload-and-predict page for an exported model with Voila."
     with command_errors('pet_breeds_app'):
         if fastai_export(model, trust_pickle) is None: read_meta(model)

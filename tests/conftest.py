@@ -59,6 +59,18 @@ def synthetic_pets(tmp_path):
 
 HELD_OUT = ('_1.jpg', '_2.jpg', '_3.jpg')   # of each breed: photos the tiny model never sees, in training or validation
 
+def random_export_meta(arch:str, vocab:list, mode:str='finetune', size:int=64, item_size:int=96, **extra) -> dict:
+    "The `model.json` that `export_model` writes for an untrained `arch` (the recipe's settings, its `preprocess` steps)."
+    from pet_breeds import runtime
+    from pet_breeds.archs import arch_stats
+    mean, std = arch_stats(arch)
+    meta = {'format': runtime.FORMAT, 'format_version': runtime.FORMAT_VERSION, 'mode': mode, 'arch': arch,
+            'pretrained': False, 'n_out': len(vocab), 'vocab': list(vocab), 'head': {}, 'normalize': {'mean': list(mean), 'std': list(std)},
+            'label': 'breed', 'valid_pct': 0.2, 'seed': 42, 'item_size': item_size, 'size': size, 'min_scale': 0.75,
+            'valid_files': [], 'versions': {}, **extra}
+    meta['preprocess'] = runtime.preprocess_spec(meta)
+    return meta
+
 @pytest.fixture(scope='session')
 def tiny_run(tmp_path_factory, sample_dir):
     """The run's one trained model: `pet_breeds_train` on the committed photos less three per breed (held out, never

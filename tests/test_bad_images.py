@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 import pet_breeds.core as core
 from pet_breeds.core import BadImage, open_image, image_origin, breed_label, species_label, MAX_IMAGE_BYTES
 from pet_breeds.data import scan_images, pets_dataloaders, LoadImage
-from pet_breeds.inference import topk_in_batches
+from pet_breeds.runtime import topk_in_batches
 from pet_breeds.widget import open_upload
 
 def _bytes(im, fmt, **kw) -> bytes:
@@ -96,7 +96,7 @@ def test_scan_keeps_what_it_can_read_and_names_the_rest(bad_folder):
 def test_every_entry_point_opens_the_same_way(bad_folder):
     "predict/sort (`topk_in_batches`), the widget and the training loader agree with `open_image`."
     files = sorted(bad_folder.iterdir())
-    res = topk_in_batches(files, lambda imgs, bs: torch.zeros(len(imgs), 2), lambda p, k: [('x', 0.5)], bs=8)
+    res = topk_in_batches(files, lambda imgs, bs: torch.zeros(len(imgs), 2), lambda p, k: [('x', 0.5)], bs=8, open_item=open_image)
     errors = {Path(r['file']).name: r['error'] for r in res if 'error' in r}
     assert set(errors) == set(BAD)
     assert 'not an image file' in errors['pug_18.heic']   # predict reads by content: this HEIC stub is not decodable

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np, pytest, torch
 from PIL import Image
 from safetensors.torch import save_file, load_file
-from conftest import make_synthetic_pets, run_cli
+from conftest import make_synthetic_pets, run_cli, random_export_meta
 from pet_breeds import runtime
 from pet_breeds.core import PetBreedsError, open_image
-from pet_breeds.archs import arch_stats
 from pet_breeds.learner import build_model
 from pet_breeds.inference import PetModel, load_model, UnpicklingWarning, fastai_export
 
@@ -58,14 +57,9 @@ def no_unpickling(monkeypatch):
     assert calls == [], calls
 
 def write_folder(dest:Path, arch:str='resnet18', mode:str='finetune', size:int=32, item_size:int=48, seed:int=0, **extra) -> Path:
-    "An exported model folder in `export_model`'s format, with random weights (the approach of test_onnx.random_model)."
+    "An exported model folder in `export_model`'s format, with random weights (conftest's `random_export_meta`, as test_onnx.random_model)."
     torch.manual_seed(seed)
-    mean, std = arch_stats(arch)
-    meta = {'format': runtime.FORMAT, 'format_version': runtime.FORMAT_VERSION, 'mode': mode, 'arch': arch,
-            'pretrained': False, 'n_out': len(VOCAB), 'vocab': VOCAB, 'head': {}, 'normalize': {'mean': list(mean), 'std': list(std)},
-            'label': 'breed', 'valid_pct': 0.2, 'seed': 42, 'item_size': item_size, 'size': size, 'min_scale': 0.75,
-            'valid_files': [], 'versions': {}, **extra}
-    meta['preprocess'] = runtime.preprocess_spec(meta)
+    meta = random_export_meta(arch, VOCAB, mode, size, item_size, **extra)
     model = build_model(meta)
     dest.mkdir(parents=True)
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, dest/'model.safetensors', metadata={'format': runtime.FORMAT})

@@ -6,10 +6,9 @@ import numpy as np, pytest, torch
 from torch import nn
 from PIL import Image
 from safetensors.torch import save_file
-from conftest import run_cli
+from conftest import run_cli, random_export_meta
 from pet_breeds import core, runtime
 from pet_breeds.core import open_image, read_rgb, BadImage
-from pet_breeds.archs import arch_stats
 from pet_breeds.learner import build_model
 from pet_breeds.inference import PetModel, load_model, export_model
 from pet_breeds.deploy import export_onnx
@@ -35,12 +34,7 @@ def random_model(dest:Path, arch:str, photos, mode:str='finetune', size:int=64, 
     come from `photos` and the last layer is scaled so that the logits vary across them with a standard deviation
     of 1.5 (more amplifies float32 rounding in a random network, and Inception's is ill-conditioned): probabilities far from uniform and far from constant, or agreement would say little."""
     torch.manual_seed(seed)
-    mean, std = arch_stats(arch)
-    meta = {'format': runtime.FORMAT, 'format_version': runtime.FORMAT_VERSION, 'mode': mode, 'arch': arch,
-            'pretrained': False, 'n_out': len(VOCAB), 'vocab': VOCAB, 'head': {}, 'normalize': {'mean': list(mean), 'std': list(std)},
-            'label': 'breed', 'valid_pct': 0.2, 'seed': 42, 'item_size': item_size, 'size': size, 'min_scale': 0.75,
-            'valid_files': [], 'versions': {}, **extra}
-    meta['preprocess'] = preprocess_spec(meta)
+    meta = random_export_meta(arch, VOCAB, mode, size, item_size, **extra)
     model = build_model(meta)
     pm = PetModel(model, meta, device='cpu')
     xb = pm.dl([open_image(f) for f in photos]).one_batch()[0]
