@@ -27,9 +27,9 @@ linked relative to the site. README.md is the same processed index.ipynb, as mar
 
 The output is deterministic (no timestamps or random ids; hash randomisation is turned off), so
 `--check` compares bytes. `docs/images/` is not generated: `docs/images/widget.png` is the widget's
-screenshot, which tests/test_browser.py writes only when asked to:
+screenshot, which tests/browser_check.py writes only when asked to:
 
-    PET_BREEDS_UPDATE_SCREENSHOT=1 .venv/bin/pytest tests/test_browser.py
+    PET_BREEDS_UPDATE_SCREENSHOT=1 .venv-browser/bin/python tests/browser_check.py RUN
 """
 import argparse, ast, copy, functools, hashlib, html, os, re, shutil, sys, warnings
 from pathlib import Path

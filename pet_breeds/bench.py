@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_bench.ipynb #099d961f
 from __future__ import annotations
-import os, platform, re, tempfile, threading, time
+import tempfile
 from copy import deepcopy
 from json import dumps
 from pathlib import Path
@@ -12,88 +12,25 @@ import numpy as np
 from .core import *
 from fastai.vision.all import *
 from fastcore.script import call_parse
-from .data import pets_dataloaders, scan_images
-from .learner import pets_learner, get_arch
+from .data import pets_dataloaders, sample_path, scan_images
+from .archs import get_arch
+from .learner import pets_learner
 from .atomic import write_atomic
-from .precision import FastPath, choose_policy, native_bf16_cpu, sync_device
-from .train import Stage, lr_find_iterations, format_duration, LR_FIND_MAX
+from .precision import FastPath, choose_policy, sync_device
+from .estimate import format_duration
+from .train import Stage, lr_find_iterations, LR_FIND_MAX
 from .inference import export_model, load_model
-from .data import sample_path
-from .core import open_image
 from .runtime import OnnxModel, ONNX_FILE
 from .deploy import export_onnx
+from .measure import synthetic_pets, Throughput, PeakMemory, machine_info, time_per_image
 
 # %% auto #0
-__all__ = ['PETS_TRAIN', 'PETS_VALID', 'DEPLOY_ARCHS', 'synthetic_pets', 'Throughput', 'PeakMemory', 'stock_learner',
-           'package_learner', 'time_epoch', 'ceiling_step', 'time_predict', 'project_recipe_minutes', 'machine_info',
-           'run_bench', 'format_bench', 'time_per_image', 'deploy_row', 'run_deploy', 'format_deploy', 'bench_main']
+__all__ = ['PETS_TRAIN', 'PETS_VALID', 'DEPLOY_ARCHS', 'stock_learner', 'package_learner', 'time_epoch', 'ceiling_step',
+           'time_predict', 'project_recipe_minutes', 'run_bench', 'format_bench', 'deploy_row', 'run_deploy',
+           'format_deploy', 'bench_main']
 
-# %% ../nbs/15_bench.ipynb #1b9e344d
+# %% ../nbs/15_bench.ipynb #66ae0749
 PETS_TRAIN, PETS_VALID = 5912, 1478   # PETS's 7,390 images at the recipe's 20% validation split
-
-def synthetic_pets(dest, n:int, breeds:int=37, seed:int=0) -> Path:
-    "`n` JPEGs of PETS's typical size (500x375), named like PETS across the first `breeds` breeds, a colour per breed."
-    rng, dest = np.random.default_rng(seed), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        b = i % breeds
-        base = np.array([b * 7 % 256, b * 53 % 256, b * 101 % 256]) * np.ones((375, 500, 3))
-        arr = np.clip(base + rng.normal(0, 40, (375, 500, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(arr).save(dest/f'{BREEDS[b]}_{i}.jpg', quality=85)
-    return dest
-
-# %% ../nbs/15_bench.ipynb #3a66bac6
-class Throughput(Callback):
-    "Images per second of the training and validation phases of a `fit`, each stopped after `max_batches` batches."
-    order = 100
-    def __init__(self, max_batches:int=None, device='cpu'):
-        store_attr(); self.ticks = {'train': [], 'valid': []}
-    def _tick(self, phase, n=0): sync_device(self.device); self.ticks[phase].append((time.perf_counter(), n))
-    def before_train(self): self._tick('train')
-    def before_validate(self): self._tick('valid')
-    def after_batch(self):
-        phase = 'train' if self.training else 'valid'
-        self._tick(phase, find_bs(self.yb))
-        if self.max_batches and len(self.ticks[phase]) > self.max_batches:
-            raise CancelTrainException() if self.training else CancelValidException()
-    def img_per_s(self, phase:str) -> float|None:
-        "Images per second of `phase` ('train' or 'valid'), the first batch left out when two or more follow it."
-        t = self.ticks[phase]
-        if len(t) < 2: return None
-        if len(t) >= 4: t = t[1:]
-        return sum(n for _, n in t[1:]) / (t[-1][0] - t[0][0])
-
-# %% ../nbs/15_bench.ipynb #002c8aac
-_STATUS = Path('/proc/self/status')
-
-def _status_mb(field:str) -> float:
-    "A `/proc/self/status` memory field (`VmRSS`, `VmHWM`) in MB, NaN where there is none."
-    try: return int(re.search(rf'^{field}:\s+(\d+) kB', _STATUS.read_text(), re.M)[1]) / 1024
-    except (OSError, TypeError): return float('nan')
-
-def _rss_mb() -> float: return _status_mb('VmRSS')
-
-def _reset_high_water_mark() -> bool:
-    "Start the kernel's peak-RSS count afresh; False where the kernel does not let us."
-    try: Path('/proc/self/clear_refs').write_text('5'); return True
-    except OSError: return False
-
-class PeakMemory:
-    "Context manager: `.mb`, the peak resident memory (MB) of the process while the block ran; `.gpu_mb` on CUDA."
-    def __init__(self, device='cpu', every:float=0.01): self.device, self.every, self.mb, self.gpu_mb = device, every, 0., None
-    def _watch(self):
-        while not self._done.wait(self.every): self.mb = max(self.mb, _rss_mb())
-    def __enter__(self):
-        self.mb, self._done, self._thread = _rss_mb(), threading.Event(), None
-        if torch.device(self.device).type == 'cuda': torch.cuda.reset_peak_memory_stats()
-        self.exact = _reset_high_water_mark()
-        if not self.exact:
-            self._thread = threading.Thread(target=self._watch, daemon=True); self._thread.start()
-        return self
-    def __exit__(self, *exc):
-        if self._thread: self._done.set(); self._thread.join()
-        self.mb = max(self.mb, _status_mb('VmHWM') if self.exact else _rss_mb())
-        if torch.device(self.device).type == 'cuda': self.gpu_mb = torch.cuda.max_memory_allocated() / 2**20
 
 # %% ../nbs/15_bench.ipynb #6b7ba567
 def stock_learner(folder,                # folder of PETS-named photos
@@ -187,15 +124,6 @@ def project_recipe_minutes(frozen_img_s:float,    # measured training rate of st
     s = its * bs / frozen_img_s + freeze_epochs * PETS_TRAIN / frozen_img_s + epochs * PETS_TRAIN / unfrozen_img_s
     return (s + (freeze_epochs + epochs) * PETS_VALID / valid_img_s) / 60
 
-# %% ../nbs/15_bench.ipynb #9bbcfeb3
-def machine_info() -> dict:
-    "The CPU (model, cores, PyTorch threads, native bf16) and the GPU, if any."
-    cpu = next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines()
-                if l.startswith('model name')), platform.processor()) if Path('/proc/cpuinfo').exists() else platform.processor()
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    return {'cpu': cpu, 'cores': os.cpu_count(), 'torch_threads': torch.get_num_threads(), 'native_bf16': native_bf16_cpu(),
-            'gpu': gpu, 'torch': torch.__version__}
-
 # %% ../nbs/15_bench.ipynb #c8f1192c
 def run_bench(folder,                 # folder of PETS-named photos
               arch:str='resnet50',    # architecture (see `ARCHS`)
@@ -261,16 +189,6 @@ def format_bench(res:dict) -> str:
 
 # %% ../nbs/15_bench.ipynb #58797617
 DEPLOY_ARCHS = ('resnet50', 'vgg16', 'inception_v3', 'xception', 'efficientnet_lite0')
-
-# %% ../nbs/15_bench.ipynb #84a2c322
-def time_per_image(predictor, images, repeat:int=3) -> float:
-    "Median milliseconds `predictor.probs([image], bs=1)` takes over `images`, `repeat` times each, after a warm-up."
-    predictor.probs(images[:1], bs=1)
-    ts = []
-    for _ in range(repeat):
-        for im in images:
-            t = time.perf_counter(); predictor.probs([im], bs=1); ts.append(time.perf_counter() - t)
-    return 1000 * float(np.median(ts))
 
 # %% ../nbs/15_bench.ipynb #52d66994
 def deploy_row(folder,        # folder of PETS-named photos (the export's data)

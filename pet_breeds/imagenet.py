@@ -14,7 +14,7 @@ from torch import nn
 from torchvision import transforms as T
 from fastai.vision.all import *
 from fastcore.script import call_parse, Param
-from .archs import get_arch, ensure_weights, build_kwargs, LITE_STATS
+from .archs import Arch, ArchFamily, LiteFamily, TorchvisionFamily, TimmFamily, get_arch, LITE_STATS
 from .precision import predict_batches, choose_policy
 from .runtime import EXIT_PARTIAL, print_results, topk_in_batches
 
@@ -47,27 +47,35 @@ class ImagenetClassifier:
         vals, idxs = p.topk(k)
         return [(self.categories[i], float(v)) for v, i in zip(vals, idxs)]
 
-# %% ../nbs/08_imagenet.ipynb #766f773e
-def _lite(spec):
-    resize = round(spec.size / 0.875)
-    tfm = T.Compose([T.Resize(resize), T.CenterCrop(spec.size), T.ToTensor(), T.Normalize(*LITE_STATS)])
-    return spec.model(pretrained=True), tfm
+# %% ../nbs/08_imagenet.ipynb #5f2b84ff
+@patch
+def imagenet_net(self:ArchFamily, arch:Arch) -> tuple:
+    "`(network with its 1000-class head and ImageNet weights, the PIL-to-tensor transform it was evaluated with)`."
+    raise NotImplementedError(f"the {self.name} family has no ImageNet classifier here")
 
-def _torchvision(spec):
-    ensure_weights(spec)                      # cached, downloaded, or WeightsNotFound naming the file
-    weights = torchvision.models.get_model_weights(spec.model).DEFAULT
-    return spec.model(weights=weights), weights.transforms()
+@patch
+def imagenet_net(self:LiteFamily, arch:Arch) -> tuple:
+    resize = round(arch.size / 0.875)
+    tfm = T.Compose([T.Resize(resize), T.CenterCrop(arch.size), T.ToTensor(), T.Normalize(*LITE_STATS)])
+    return arch.model(pretrained=True), tfm
 
-def _timm(spec):
+@patch
+def imagenet_net(self:TorchvisionFamily, arch:Arch) -> tuple:
+    self.ensure_weights(arch)                      # cached, downloaded, or WeightsNotFound naming the file
+    weights = torchvision.models.get_model_weights(arch.model).DEFAULT
+    return arch.model(weights=weights), weights.transforms()
+
+@patch
+def imagenet_net(self:TimmFamily, arch:Arch) -> tuple:
     import timm
-    net = timm.create_model(spec.model, pretrained=True, **build_kwargs(spec))
+    net = timm.create_model(arch.model, pretrained=True, **self.build_kwargs(arch))
     return net, timm.data.create_transform(**timm.data.resolve_data_config({}, model=net))
 
 # %% ../nbs/08_imagenet.ipynb #9889ef7d
 def imagenet_classifier(arch:str='efficientnet_lite0', device=None) -> ImagenetClassifier:
     "`arch`'s whole ImageNet classifier with its pretrained weights and evaluation transform."
     spec = get_arch(arch)
-    net, tfm = {'pypi': _lite, 'torchvision': _torchvision, 'timm': _timm}[spec.family.name](spec)
+    net, tfm = spec.family.imagenet_net(spec)
     return ImagenetClassifier(spec.name, net.eval().to(ifnone(device, default_device())), tfm, IMAGENET_CLASSES)
 
 # %% ../nbs/08_imagenet.ipynb #9964a662

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from pathlib import Path
 from .core import *
 import numpy as np
-import torch, torchvision
+import torch
 from torch import nn
 import torch.nn.functional as F
 from fastai.vision.all import *
