@@ -9,9 +9,8 @@ from types import SimpleNamespace
 from pathlib import Path
 from .core import *
 import numpy as np
-import torch
+import torch, torch.nn.functional as F
 from torch import nn
-import torch.nn.functional as F
 from fastai.vision.all import *
 from .archs import get_arch, arch_stats, arch_body, offline_backbones, weights_note
 from .learner import register_builder
