@@ -189,6 +189,10 @@ MUTATIONS = [
     Mutation("extract_features defaults to the training policy", 'features.py',
              [("policy = ifnone(policy, choose_policy(device=dls.device, path='features'))", "policy = ifnone(policy, choose_policy(device=dls.device))")],
              ['tests/test_features.py::test_features_are_fp32_under_auto_on_every_cpu']),
+    # --- runtime.py: labels are data (issue 21) -------------------------------------------------------------
+    Mutation("a label that cannot name a folder is loaded", 'runtime.py',
+             [('        if why: raise BadModel(f"{fn}: the label', '        if False: raise BadModel(f"{fn}: the label')],
+             ['tests/test_model_files.py::test_a_label_that_cannot_name_a_folder_is_refused_at_load']),
 ]
 
 # --- running ------------------------------------------------------------------------------------------

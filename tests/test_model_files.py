@@ -353,3 +353,16 @@ def test_weights_truncated(copy, keep):
 def test_weights_that_are_not_safetensors(copy):
     torch.save({'x': torch.zeros(2)}, copy/'model.safetensors')   # a pickle under the name: never unpickled
     refused(copy, f"{copy/'model.safetensors'}: unreadable")
+
+@pytest.mark.parametrize('label', ['..', 'a/b', '_unsure', 'x\u202etxt.jpg', 'x' * 300])
+def test_a_label_that_cannot_name_a_folder_is_refused_at_load(copy, label):
+    """Issue 21: a label becomes OUT/<label>/ in the sorter, so `..`, separators, the sorter's own names, bidi characters
+    and over-long names are refused when the model loads, by PyTorch's loader and the torch-free runtime alike."""
+    edit_json(copy, vocab=[label, *VOCAB[1:]])
+    refused(copy, str(copy/'model.json'), repr(label), 'cannot name a folder')
+    with pytest.raises(PetBreedsError, match='cannot name a folder'): runtime.read_model_json(copy)
+
+def test_the_sorters_log_name_is_not_a_label(copy):
+    from pet_breeds.files import CSV_NAME
+    edit_json(copy, vocab=[CSV_NAME, *VOCAB[1:]])
+    refused(copy, 'cannot name a folder')
