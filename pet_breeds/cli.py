@@ -4,9 +4,8 @@
 
 # %% ../nbs/09_cli.ipynb #7989e34b
 from __future__ import annotations
-import csv, hashlib, io, json, os, shutil, subprocess, sys, time
+import hashlib, json, os, shutil, subprocess, sys, time
 from collections import Counter
-from types import SimpleNamespace
 from pathlib import Path
 from .core import *
 from fastai.vision.all import *
@@ -21,7 +20,7 @@ from .checkpoint import BadCheckpoint
 from .train import TRAINERS, TrainSpec, get_mode, plot_losses, check_lr_find_its
 from .inference import export_model, load_model
 from .interpret import PetInterpretation, plot_confusion
-from .distrib import (init_distributed, is_distributed, is_main, world_size, backend, gather, on_main,
+from .distrib import (init_distributed, leave_distributed, is_distributed, is_main, world_size, backend, gather, on_main,
                                  weights_digest, launch_command, without_option)
 
 # %% auto #0
@@ -56,11 +55,14 @@ def _images_fingerprint(dls) -> str:
     for f in [*dls.train_ds.items, *dls.valid_ds.items]: h.update(f'{Path(f).name}:{Path(f).stat().st_size};'.encode())
     return h.hexdigest()
 
+def _plain(v):
+    "`v` as JSON writes it: a path as text, a tuple as a list."
+    return str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+
 def save_run_options(out, args:dict, dls):
     "Write the options of a run starting in `out` and its images' fingerprint, for `--resume`."
     (Path(out)/'checkpoints').mkdir(parents=True, exist_ok=True)
-    plain = lambda v: list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v
-    args = {**{k: plain(v) for k, v in args.items()}, 'data': str(Path(dls.path).resolve())}
+    args = {**{k: _plain(v) for k, v in args.items()}, 'data': str(Path(dls.path).resolve())}
     write_atomic(Path(out)/'checkpoints'/'run.json', json.dumps({'options': args, 'images': _images_fingerprint(dls)}, indent=1))
 
 def saved_run_options(out) -> dict:
@@ -158,8 +160,7 @@ def train_pets(data:str=None,              # folder of PETS-style images, or 'sa
     args.update(mode=mode, arch=arch.name, size=size)   # a resumed run repeats what was chosen, not the choosing
     spec = TrainSpec.from_args(args, lr_max=tuple(lr_max), lr_find_fname=out/'lr_find.png', train_bn=train_bn or None,
                                options=m.spec_options(args))
-    plain = lambda v: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
-    settings = {**{k: plain(args[k]) for k in SETTINGS}, **{k: plain(v) for k, v in spec.options.items()}}
+    settings = {k: _plain(v) for k, v in {**{k: args[k] for k in SETTINGS}, **spec.options}.items()}
     set_seed(seed, reproducible=True)
     dls = pets_dataloaders(folder, label=label, bs=bs, valid_pct=valid_pct, seed=seed, item_size=item_size,
                            size=size, min_scale=min_scale, num_workers=num_workers)
@@ -236,4 +237,5 @@ def main(distributed:int=0,   # train data-parallel in this many processes (acce
     if distributed > 1 and not is_distributed():
         sys.exit(subprocess.call(launch_command(without_option(sys.argv[1:], 'distributed'), distributed)))
     with command_errors('pet_breeds_train'): m = train_pets(**kwargs)
+    leave_distributed()   # while Python is whole: gloo's threads can abort a process that exits still in the group
     if is_main(): print(run_summary(m, kwargs.get('resume') or kwargs.get('out', 'runs/pets')))

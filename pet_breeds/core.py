@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #55287fc4
 from __future__ import annotations
-import io, os, re, sys, warnings
+import io, os, re, sys, unicodedata, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 __all__ = ['IMAGE_EXTENSIONS', 'BREED_RE', 'CAT_BREEDS', 'DOG_BREEDS', 'BREEDS', 'LABELLERS', 'IMAGE_FORMATS', 'MAX_IMAGE_BYTES',
            'MAX_IMAGE_PIXELS', 'PetBreedsError', 'DataNotFound', 'WeightsNotFound', 'BadImage', 'UnknownChoice',
            'BadOptions', 'check_choice', 'command_errors', 'breed_label', 'species_label', 'labeller', 'human_size',
-           'read_image_bytes', 'read_rgb', 'open_image', 'image_origin']
+           'shown', 'read_image_bytes', 'read_rgb', 'open_image', 'image_origin']
 
 # %% ../nbs/00_core.ipynb #ec4d98c8
 class PetBreedsError(Exception):
@@ -104,6 +104,14 @@ def human_size(n:int  # a count of bytes
     "A byte count for people: `'950 bytes'`, `'12.3 kB'`, `'25.0 MB'`."
     if n < 1000: return f"{n} bytes"
     return f"{n/1e3:.1f} kB" if n < 1_000_000 else f"{n/1e6:.1f} MB"
+
+# %% ../nbs/00_core.ipynb #214ed701
+def shown(s) -> str:
+    "`s` as text safe for a terminal: control, format (bidi) and separator characters other than space become `\\x..`/`\\u....`."
+    def esc(c):
+        if c == ' ' or unicodedata.category(c)[0] not in 'CZ': return c
+        return f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}" if ord(c) < 65536 else f"\\U{ord(c):08x}"
+    return ''.join(map(esc, str(s)))
 
 # %% ../nbs/00_core.ipynb #c9f37667
 IMAGE_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP', 'WEBP', 'TIFF')  # what PIL may parse (JPEG includes phones' multi-picture MPO)

@@ -14,9 +14,9 @@ from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.callback.progress import ProgressCallback
 
 # %% auto #0
-__all__ = ['DIST_TIMEOUT', 'world_size', 'rank', 'is_distributed', 'is_main', 'init_distributed', 'backend', 'broadcast',
-           'gather', 'OtherRankFailed', 'alone', 'on_main', 'weights_digest', 'DistribDL', 'DataParallelTrainer',
-           'inner_dl', 'exact_metric', 'data_parallel', 'launch_command', 'without_option']
+__all__ = ['DIST_TIMEOUT', 'world_size', 'rank', 'is_distributed', 'is_main', 'init_distributed', 'leave_distributed', 'backend',
+           'broadcast', 'gather', 'OtherRankFailed', 'alone', 'on_main', 'weights_digest', 'DistribDL',
+           'DataParallelTrainer', 'inner_dl', 'exact_metric', 'data_parallel', 'launch_command', 'without_option']
 
 # %% ../nbs/02b_distrib.ipynb #e8444774
 def world_size() -> int:
@@ -44,6 +44,13 @@ def init_distributed():
     from accelerate import PartialState
     from accelerate.utils import InitProcessGroupKwargs
     PartialState(cpu=not torch.cuda.is_available(), **InitProcessGroupKwargs(timeout=DIST_TIMEOUT).to_kwargs())
+
+# %% ../nbs/02b_distrib.ipynb #9755e3f9
+def leave_distributed():
+    "Leave the process group once every process is done (nothing to do alone)."
+    if not dist.is_initialized(): return
+    dist.barrier()   # no process tears down while another still talks to it
+    dist.destroy_process_group()
 
 # %% ../nbs/02b_distrib.ipynb #e0c54dd0
 def backend() -> str|None:

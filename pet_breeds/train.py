@@ -236,7 +236,7 @@ class Mode:
                              "to train from scratch use --mode finetune --no-pretrained")
     def spec_options(self, args:dict) -> dict:
         "This mode's options from a command's `args`, with the mode's defaults for those not given."
-        return {k: args.get(k, v) if args.get(k) is not None else v for k, v in self.options.items()}
+        return {k: ifnone(args.get(k), v) for k, v in self.options.items()}
 
 # %% ../nbs/03_train.ipynb #517ee025
 TRAINERS = {}
