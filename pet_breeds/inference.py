@@ -19,8 +19,8 @@ from .runtime import (FORMAT, FORMAT_VERSION, MODEL_JSON, WEIGHTS_FILE, read_mod
                                 model_kind, OnnxModel, format_top, print_results, use_tta, tta_mean, topk_in_batches)
 
 # %% auto #0
-__all__ = ['PICKLE_FILE', 'export_model', 'read_meta', 'check_meta', 'load_weights', 'PetModel', 'UnpicklingWarning',
-           'fastai_export', 'learner_meta', 'load_model']
+__all__ = ['PICKLE_FILE', 'export_model', 'read_meta', 'load_weights', 'PetModel', 'UnpicklingWarning', 'fastai_export',
+           'learner_meta', 'load_model']
 
 # %% ../nbs/05_inference.ipynb #9d64413f
 def _versions() -> dict:
@@ -51,22 +51,6 @@ def read_meta(path) -> dict:
     "The `model.json` of an exported model folder, checked by `runtime.read_model_json` (`BadModel`, a `PetBreedsError`, if unusable)."
     return read_model_json(path)
 
-# %% ../nbs/05_inference.ipynb #1fa7df19
-def check_meta(meta:dict, fn) -> dict:
-    "`meta`, read from `fn`, if it holds what loading needs (a vocab of distinct labels as long as `n_out`, the image sizes); else `PetBreedsError` naming `fn` and the entry."
-    def bad(msg): return PetBreedsError(f"{fn}: {msg}; the file is damaged or was not written by export_model (export the model again)")
-    count = lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0
-    for k, ok, what in [('vocab', lambda v: isinstance(v, list) and v and all(isinstance(o, str) for o in v), 'a list of labels'),
-                        ('n_out', count, 'a positive whole number'), ('item_size', count, 'a positive whole number'),
-                        ('size', count, 'a positive whole number'),
-                        ('min_scale', lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1, 'a number in (0, 1]')]:
-        if k not in meta: raise bad(f"no {k!r} entry")
-        if not ok(meta[k]): raise bad(f"{k!r} is {meta[k]!r}, not {what}")
-    vocab = meta['vocab']
-    if len(set(vocab)) != len(vocab): raise bad(f"'vocab' repeats a label")
-    if meta['n_out'] != len(vocab): raise bad(f"wrong class count: 'n_out' is {meta['n_out']} but 'vocab' has {len(vocab)} labels")
-    return meta
-
 # %% ../nbs/05_inference.ipynb #085e6523
 def _few(keys, n:int=3) -> str: return ', '.join(keys[:n]) + (f' and {len(keys) - n} more' if len(keys) > n else '')
 
@@ -90,6 +74,9 @@ def load_weights(model:nn.Module, fn) -> nn.Module:
                ([f"{len(shapes)} of another shape ({_few(shapes)})"] if shapes else [])
     prefix = f"{fn}: the weights do not fit the network {MODEL_JSON} describes"
     if problems: raise PetBreedsError(f"{prefix}: {'; '.join(problems)}")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken: raise PetBreedsError(f"{fn}: {len(broken)} tensors hold NaN or infinite numbers ({_few(broken)}); "
+                                    "the training that wrote them diverged: train again (a lower learning rate)")
     try: model.load_state_dict(state)
     except RuntimeError as e: raise PetBreedsError(f"{prefix} ({e})") from None
     return model
@@ -115,11 +102,10 @@ class PetModel:
 
     @classmethod
     def load(cls, path, device=None, precision:str='fp32') -> PetModel:
-        "Load an exported model folder: `model.json` + `model.safetensors`, both checked (`check_meta`, `load_weights`); never unpickles."
+        "Load an exported model folder: `model.json` + `model.safetensors`, both checked (`read_meta`, `load_weights`); never unpickles."
         path = Path(path)
         meta = read_meta(path)
         folder = path if path.is_dir() else path.parent
-        check_meta(meta, path if path.suffix == '.json' else folder/MODEL_JSON)
         return cls(load_weights(_build(meta, folder/MODEL_JSON), folder/WEIGHTS_FILE), meta, device, precision)
 
     @classmethod

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from .core import PetBreedsError, BadImage, read_rgb
+from .model_json import meta_problem
 
 # %% auto #0
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'MODEL_JSON', 'WEIGHTS_FILE', 'ONNX_FILE', 'WINDOWS_RESERVED', 'EXIT_OK', 'EXIT_FAILED',
@@ -64,8 +65,10 @@ def read_model_json(path) -> dict:
                        f" (this pet_breeds reads versions 1 to {FORMAT_VERSION}); export the model again")
     if meta.get('format_version', 0) > FORMAT_VERSION:
         raise BadModel(f"{fn}: format version {meta['format_version']} is newer than this pet_breeds reads; upgrade pet_breeds")
-    for label in meta.get('vocab') or []:
-        why = label_problem(label) if isinstance(label, str) else None   # other types: the loader's own checks say so
+    why = meta_problem(meta)   # every entry's type and range, before anything is built from them
+    if why: raise BadModel(f"{fn}: {why}; the file is damaged or was not written by export_model (export the model again)")
+    for label in meta['vocab']:
+        why = label_problem(label)
         if why: raise BadModel(f"{fn}: the label {label!r} in 'vocab' cannot name a folder ({why}); rename the class and train again")
     return meta
 
@@ -170,7 +173,10 @@ def topk_in_batches(items,            # paths, bytes or PIL images
         for name, item in zip(names[i:i+bs], items[i:i+bs]):
             try: imgs.append(open_item(item, name)); good.append(len(chunk)); chunk.append({'file': name})
             except bad as e: chunk.append({'file': name, 'error': str(e)})
-        for j, p in zip(good, probs(imgs, bs)): chunk[j]['top'] = topk(p, k)
+        for j, p in zip(good, probs(imgs, bs)):
+            if not math.isfinite(float(p.sum())):   # a damaged model: its "nan%" is no prediction, and no file is fine
+                raise BadModel(f"{chunk[j]['file']}: the model computed NaN probabilities; its weights are damaged (export it again)")
+            chunk[j]['top'] = topk(p, k)
         res += chunk
     return res
 

@@ -193,6 +193,22 @@ MUTATIONS = [
     Mutation("a label that cannot name a folder is loaded", 'runtime.py',
              [('        if why: raise BadModel(f"{fn}: the label', '        if False: raise BadModel(f"{fn}: the label')],
              ['tests/test_model_files.py::test_a_label_that_cannot_name_a_folder_is_refused_at_load']),
+    # --- model_json.py, runtime.py, inference.py: bounds before allocation, no success on a wrong result (issue 21) ------
+    Mutation("model.json's entries are not checked", 'runtime.py',
+             [('    why = meta_problem(meta)', '    why = None')],
+             ['tests/test_model_files.py::test_model_json_out_of_range_is_refused_before_anything_is_built']),
+    Mutation("the head's widths are unbounded", 'model_json.py',
+             [("ok, what = _whole(1, MAX_HEAD_WIDTH)", "ok, what = _whole(1, 10**12)")],
+             ['tests/test_model_files.py::test_model_json_out_of_range_is_refused_before_anything_is_built']),
+    Mutation("a zero std is accepted", 'model_json.py',
+             [("('std', lambda x: _number(x) and x > 0)", "('std', _number)")],
+             ['tests/test_model_files.py::test_model_json_out_of_range_is_refused_before_anything_is_built']),
+    Mutation("NaN weights are loaded", 'inference.py',
+             [("    if broken: raise", "    if False: raise")],
+             ['tests/test_model_files.py::test_weights_holding_nan_are_refused_at_load']),
+    Mutation("NaN probabilities are printed as a prediction", 'runtime.py',
+             [("            if not math.isfinite(float(p.sum())):", "            if False:")],
+             ['tests/test_model_files.py::test_nan_probabilities_are_no_prediction']),
 ]
 
 # --- running ------------------------------------------------------------------------------------------

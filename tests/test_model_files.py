@@ -289,7 +289,7 @@ def test_model_json_of_an_unknown_version(copy, version, says):
     refused(copy, f"{copy/'model.json'}: ", says)
     with pytest.raises(runtime.BadModel, match=re.escape(says)): runtime.read_model_json(copy)   # the ONNX runtime's reader too
 
-@pytest.mark.parametrize('key,value,says', [('vocab', None, "no 'vocab' entry"), ('size', '32', "'size' is '32', not a positive whole number"),
+@pytest.mark.parametrize('key,value,says', [('vocab', None, "no 'vocab' entry"), ('size', '32', "'size' is '32', not a whole number from 1 to"),
                                             ('item_size', 0, "'item_size' is 0"), ('vocab', [], "'vocab' is []"),
                                             ('vocab', ['a', 'a', 'b', 'c'], "'vocab' repeats a label"), ('min_scale', 2, "'min_scale' is 2")])
 def test_model_json_with_a_bad_entry(copy, key, value, says):
@@ -298,6 +298,31 @@ def test_model_json_with_a_bad_entry(copy, key, value, says):
     else: meta[key] = value
     (copy/'model.json').write_text(json.dumps(meta))
     refused(copy, f"{copy/'model.json'}: ", says)
+
+@pytest.mark.parametrize('change,says', [
+    ({'head': {'lin_ftrs': [200000, 200000]}}, "'head.lin_ftrs' is [200000, 200000]"), ({'size': 100000}, "'size' is 100000"),
+    ({'item_size': 10**6}, "'item_size' is 1000000"), ({'mode': ['x']}, "'mode' is ['x']"), ({'head': [1, 2]}, "'head' is [1, 2]"),
+    ({'normalize': 'str'}, "'normalize' is 'str'"), ({'normalize': {'mean': [0, 0, 0], 'std': [0, 0, 0]}}, "'normalize.std' is [0, 0, 0]"),
+    ({'preprocess': {'crop_resize': {'size': 10**6}, 'resize': {'size': 32}, 'area_resize': None, 'scale': 1}}, "'preprocess.crop_resize.size'")])
+def test_model_json_out_of_range_is_refused_before_anything_is_built(copy, change, says, monkeypatch):
+    """Issue 21: model.json asked for 120-160 GB (a 200000-wide head, a 10^6-pixel item) or divided by a zero std before
+    its weights were checked. Each entry's type and range is checked first, by both loaders: no network is built."""
+    import pet_breeds.inference as inference
+    monkeypatch.setattr(inference, 'build_model', lambda meta: pytest.fail('built a network from a refused model.json'))
+    edit_json(copy, **change)
+    refused(copy, f"{copy/'model.json'}: ", says)
+    with pytest.raises(runtime.BadModel, match=re.escape(says)): runtime.read_model_json(copy)
+
+def test_weights_holding_nan_are_refused_at_load(copy):
+    """Issue 21: a run that diverged exports NaN weights, whose predictions printed "nan%" with exit 0."""
+    edit_weights(copy, lambda s: s['0.0.weight'].view(-1)[:5].fill_(float('nan')))
+    refused(copy, f"{copy/'model.safetensors'}: 1 tensors hold NaN or infinite numbers (0.0.weight)")
+    def inf_in_the_head(state):
+        state['0.0.weight'].zero_()
+        state[last].view(-1)[0] = float('inf')
+    last = [k for k in load_file(copy/'model.safetensors') if k.endswith('weight')][-1]
+    edit_weights(copy, inf_in_the_head)
+    refused(copy, f"1 tensors hold NaN or infinite numbers ({last})")
 
 def test_model_json_whose_n_out_is_not_its_vocabs_length(copy):
     edit_json(copy, n_out=5)
@@ -366,3 +391,14 @@ def test_the_sorters_log_name_is_not_a_label(copy):
     from pet_breeds.files import CSV_NAME
     edit_json(copy, vocab=[CSV_NAME, *VOCAB[1:]])
     refused(copy, 'cannot name a folder')
+
+def test_nan_probabilities_are_no_prediction(tmp_path):
+    """Issue 21: a model whose weights are damaged in a way the loader cannot see (a tampered model.onnx) computes NaN:
+    predicting stops with the file named, not "nan%" and exit 0."""
+    from PIL import Image
+    nan = lambda imgs, bs: np.full((len(imgs), 2), np.nan, np.float32)
+    top = lambda p, k: [('a', float(p[0]))]
+    with pytest.raises(runtime.BadModel, match='cat.jpg: the model computed NaN probabilities'):
+        runtime.topk_in_batches([Image.new('RGB', (8, 8))], nan, top, names=['cat.jpg'])
+    ok = lambda imgs, bs: np.full((len(imgs), 2), 0.5, np.float32)
+    assert runtime.topk_in_batches([Image.new('RGB', (8, 8))], ok, top, names=['cat.jpg'])[0]['top'] == [('a', 0.5)]
