@@ -247,6 +247,9 @@ def bench_main(data:str=None,          # folder of PETS-style photos to measure 
     "Measure the PETS recipe's training and prediction speed: stock fastai against pet_breeds, with the raw ceiling."
     with command_errors('pet_breeds_bench'):
         get_arch(arch); choose_policy(precision)
+        for name, v in (('bs', bs), ('size', size), ('item_size', item_size), ('batches', batches), ('predict_images', predict_images)):
+            check_range(name, v, lo=1)
+        if synthetic is not None: check_range('synthetic', synthetic, lo=1)
         if data is not None and synthetic is not None: raise BadOptions("pass --data or --synthetic, not both")
         if deploy:
             names = archs.split(',') if archs else DEPLOY_ARCHS

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #55287fc4
 from __future__ import annotations
-import io, os, re, sys, unicodedata, warnings
+import io, math, os, re, sys, unicodedata, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
@@ -16,8 +16,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'BREED_RE', 'CAT_BREEDS', 'DOG_BREEDS', 'BREEDS', 'LABELLERS', 'IMAGE_FORMATS', 'MAX_IMAGE_BYTES',
            'MAX_IMAGE_PIXELS', 'PetBreedsError', 'DataNotFound', 'WeightsNotFound', 'BadImage', 'UnknownChoice',
-           'BadOptions', 'check_choice', 'command_errors', 'breed_label', 'species_label', 'labeller', 'human_size',
-           'shown', 'read_image_bytes', 'read_rgb', 'open_image', 'image_origin']
+           'BadOptions', 'OutOfRange', 'check_choice', 'check_range', 'UsageExit', 'command_errors', 'breed_label',
+           'species_label', 'labeller', 'human_size', 'shown', 'read_image_bytes', 'read_rgb', 'open_image',
+           'image_origin']
 
 # %% ../nbs/00_core.ipynb #ec4d98c8
 class PetBreedsError(Exception):
@@ -43,6 +44,10 @@ class UnknownChoice(PetBreedsError, ValueError):
 class BadOptions(PetBreedsError, ValueError):
     "Options that contradict each other or do not fit together."
 
+# %% ../nbs/00_core.ipynb #82b48c1e
+class OutOfRange(BadOptions):
+    "An option whose value is outside what the command can take (a batch size of 0, a NaN learning rate): a usage error, exit 2."
+
 # %% ../nbs/00_core.ipynb #6b3d244a
 def check_choice(value, choices, what:str):
     "`value` if it is one of `choices`, else `UnknownChoice` naming `what` and listing the choices."
@@ -50,11 +55,36 @@ def check_choice(value, choices, what:str):
     if value not in choices: raise UnknownChoice(f"unknown {what} {value!r}; choose one of: {', '.join(map(str, choices))}")
     return value
 
+# %% ../nbs/00_core.ipynb #5d684f3c
+def check_range(name:str,          # the option, as the command line spells it without `--`
+                value,             # its value
+                lo=None,           # smallest allowed (inclusive), or None
+                hi=None,           # largest allowed (inclusive), or None
+                whole:bool=True,   # a whole number (else any finite number)
+                above=None,        # exclusive lower bound instead of `lo` (a learning rate: above 0)
+               ):
+    "`value` if it is a number of its kind in range; else `OutOfRange` naming `--name`, the value and the range."
+    kind = 'a whole number' if whole else 'a finite number'
+    span = ' '.join(s for s in ((f"above {above}" if above is not None else f"from {lo}" if lo is not None else ''),
+                                (f"to {hi}" if hi is not None else '')) if s)
+    ok = (isinstance(value, int) if whole else isinstance(value, (int, float)) and math.isfinite(value)) and not isinstance(value, bool)
+    ok = ok and (lo is None or value >= lo) and (above is None or value > above) and (hi is None or value <= hi)
+    if not ok: raise OutOfRange(f"--{name} is {value!r}; it must be {kind}" + (f" {span}" if span else ''))
+    return value
+
 # %% ../nbs/00_core.ipynb #1cd12e29
+class UsageExit(SystemExit):
+    "Exit status 2 (`runtime.EXIT_USAGE`) whose message was printed to stderr; `str()` is that message."
+    def __init__(self, msg:str): super().__init__(2); self.msg = msg
+    def __str__(self): return self.msg
+
 @contextmanager
 def command_errors(prog:str, *also):
-    "Exit with `prog: message` on a `PetBreedsError` (or one of the exception types `also`); let anything else raise."
+    "Exit with `prog: message` on a `PetBreedsError` (or one of the exception types `also`): status 2 for `OutOfRange`, else 1; let anything else raise."
     try: yield
+    except OutOfRange as e:
+        msg = f"{prog}: {e}"
+        print(msg, file=sys.stderr); raise UsageExit(msg) from None
     except (PetBreedsError, *also) as e: sys.exit(f"{prog}: {_own_message(e)}")
 
 def _own_message(e) -> str:

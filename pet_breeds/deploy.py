@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, hashlib, json, os, sys
 from pathlib import Path
-from .core import PetBreedsError, command_errors
+from .core import PetBreedsError, command_errors, check_range
 from .runtime import *
 
 # %% auto #0
@@ -98,5 +98,7 @@ def predict_main(argv=None):
     p.add_argument('--trust_pickle', action='store_true', help=TRUST_PICKLE_HELP)
     p.add_argument('--precision', default='fp32', help=PRECISION_HELP)
     a = p.parse_args(argv)
-    with command_errors('pet_breeds_predict'): pm = load_predictor(a.model, a.onnx, a.trust_pickle, a.precision)
+    with command_errors('pet_breeds_predict'):
+        check_range('k', a.k, lo=1); check_range('bs', a.bs, lo=1)   # before the model loads: exit 2, as argparse's errors
+        pm = load_predictor(a.model, a.onnx, a.trust_pickle, a.precision)
     if not print_results(pm.predict_many(a.images, k=a.k, bs=a.bs, tta=a.tta), a.json): sys.exit(EXIT_PARTIAL)

@@ -107,5 +107,5 @@ def imagenet_main(images:Param("image files", str, nargs='+'),   # a Param: a do
                   json:bool=False,                 # one JSON object per line
                   bs:int=32):                      # batch size
     "Print the top-k ImageNet classes of each image, from the pretrained network as it is."
-    with command_errors('pet_breeds_imagenet'): _classifier(arch)
+    with command_errors('pet_breeds_imagenet'): check_range('k', k, lo=1); check_range('bs', bs, lo=1); _classifier(arch)
     if not print_results(imagenet_topk_many(images, arch, k, bs), json): sys.exit(EXIT_PARTIAL)

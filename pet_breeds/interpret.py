@@ -192,6 +192,8 @@ def interpret_main(model:str,             # exported model folder
                    trust_pickle:Param(TRUST_PICKLE_HELP, bool)=False,   # the help text several commands share: `runtime`'s
                    precision:str='auto'):    # 'auto' (the machine's choice, 02c_precision's `AUTO`), 'fp32' or 'bf16'; fp32 gives the same figures on every machine
     "Confusion matrix, most confused pairs, top losses and per-class scores of an exported model."
-    with command_errors('pet_breeds_interpret'): rep = write_report(interpret_model(model, data, test, bs, trust_pickle, precision), out, k)
+    with command_errors('pet_breeds_interpret'):
+        check_range('k', k, lo=1, hi=100); check_range('bs', bs, lo=1)   # k: one plot of k images
+        rep = write_report(interpret_model(model, data, test, bs, trust_pickle, precision), out, k)
     print(f"{rep['images']} images, error rate {rep['error_rate']:.4f}; wrote {out}/confusion.png, top_losses.png, "
           f"most_confused.csv, per_class.csv")

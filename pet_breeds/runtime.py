@@ -8,7 +8,7 @@ import json, math, unicodedata
 from pathlib import Path
 import numpy as np
 from PIL import Image
-from .core import PetBreedsError, BadImage, read_rgb
+from .core import PetBreedsError, BadImage, read_rgb, shown
 from .model_json import meta_problem
 
 # %% auto #0
@@ -186,7 +186,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_STOPPED = 0, 1, 2, 3, 4
 # %% ../nbs/04b_runtime.ipynb #c4699016
 def format_top(top) -> str:
     "`[('Bengal', 0.9), ...]` as `'Bengal 90.0%, ...'`."
-    return ', '.join(f'{label} {p:.1%}' for label, p in top)
+    return ', '.join(f'{shown(label)} {p:.1%}' for label, p in top)
 
 # %% ../nbs/04b_runtime.ipynb #18fac255
 def print_results(results, as_json:bool=False) -> bool:
@@ -195,8 +195,8 @@ def print_results(results, as_json:bool=False) -> bool:
     for r in results:
         ok &= 'error' not in r
         if as_json: print(json.dumps(r), flush=True)
-        elif 'error' in r: print(f"{r['file']}: ERROR {r['error']}", flush=True)
-        else: print(f"{r['file']}: {format_top(r['top'])}", flush=True)
+        elif 'error' in r: print(f"{shown(r['file'])}: ERROR {shown(r['error'])}", flush=True)
+        else: print(f"{shown(r['file'])}: {format_top(r['top'])}", flush=True)
     return ok
 
 # %% ../nbs/04b_runtime.ipynb #49ed086b

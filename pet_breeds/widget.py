@@ -211,6 +211,7 @@ def app_main(model:str,                   # exported model folder
              trust_pickle:Param(TRUST_PICKLE_HELP, bool)=False):   # (`runtime`'s)
     "Serve the upload-and-predict page for an exported model with Voila."
     with command_errors('pet_breeds_app'):
+        check_range('port', port, lo=1, hi=65535); check_range('k', k, lo=1); check_range('max_mb', max_mb, above=0, whole=False)
         if fastai_export(model, trust_pickle) is None: read_meta(model)
         check_app_runtime()
     nb = app_notebook(model, tempfile.mkdtemp(prefix='pet_breeds_app_'), k=k, max_bytes=int(max_mb * 1e6), tta=tta, trust_pickle=trust_pickle)

@@ -209,6 +209,19 @@ MUTATIONS = [
     Mutation("NaN probabilities are printed as a prediction", 'runtime.py',
              [("            if not math.isfinite(float(p.sum())):", "            if False:")],
              ['tests/test_model_files.py::test_nan_probabilities_are_no_prediction']),
+    # --- core.py, deploy.py, runtime.py: options in range, names escaped (issue 21) ------------------------------
+    Mutation("an option out of range exits 1 like any error", 'core.py',
+             [("print(msg, file=sys.stderr); raise UsageExit(msg) from None", "sys.exit(msg)")],
+             ['tests/test_red_team.py::test_an_option_out_of_range_exits_2_with_one_line_before_loading']),
+    Mutation("predict takes --k 0 and --bs -1", 'deploy.py',
+             [("check_range('k', a.k, lo=1); check_range('bs', a.bs, lo=1)", "pass")],
+             ['tests/test_red_team.py::test_an_option_out_of_range_exits_2_with_one_line_before_loading']),
+    Mutation("a NaN learning rate is in range", 'core.py',
+             [("and math.isfinite(value)) and not isinstance(value, bool)", ") and not isinstance(value, bool)")],
+             ['tests/test_red_team.py::test_an_option_out_of_range_exits_2_with_one_line_before_loading']),
+    Mutation("file names are printed raw", 'runtime.py',
+             [("else: print(f\"{shown(r['file'])}: {format_top(r['top'])}\", flush=True)", "else: print(f\"{r['file']}: {format_top(r['top'])}\", flush=True)")],
+             ['tests/test_red_team.py::test_predict_prints_names_from_outside_escaped']),
 ]
 
 # --- running ------------------------------------------------------------------------------------------
