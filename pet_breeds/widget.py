@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_widget.ipynb #511eeef5
 from __future__ import annotations
-import argparse, base64, html, io, importlib.util, json, os, sys, tempfile, time, warnings
+import argparse, base64, html, io, importlib.util, ipaddress, json, os, sys, tempfile, time, warnings
 from pathlib import Path
 from .core import *
 from PIL import Image
@@ -19,7 +19,7 @@ from .runtime import TTA_HELP, TRUST_PICKLE_HELP
 
 # %% auto #0
 __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'CSS', 'APP_NAME', 'open_upload', 'predict_upload', 'result_html', 'result_widget',
-           'PredictWidget', 'app_notebook', 'voila_command', 'check_app_runtime', 'app_main']
+           'PredictWidget', 'app_notebook', 'voila_command', 'is_loopback', 'check_app_runtime', 'app_main']
 
 # %% ../nbs/10_widget.ipynb #cd0062c3
 MAX_BYTES = 20_000_000               # 20 MB: larger than any phone photo
@@ -171,7 +171,8 @@ def app_notebook(model,                   # the exported model folder the app se
                  k:int=3,                 # labels shown per image
                  max_bytes:int=MAX_BYTES, # largest accepted file
                  tta:bool|None=None,      # average with the mirror image (`None`: `runtime.TTA_DEFAULT`)
-                 trust_pickle:bool=False  # the widget may unpickle a fastai export
+                 trust_pickle:bool=False, # the widget may unpickle a fastai export
+                 remote:bool=False        # answer requests for any host name (else only this machine's: no DNS rebinding)
                 ) -> Path:
     "Write the app's notebook (and its `voila.json`) for the exported `model` folder into `dest`; return its path. `trust_pickle`: the widget may unpickle a fastai export."
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
@@ -183,13 +184,21 @@ def app_notebook(model,                   # the exported model folder the app se
     nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}
     write_atomic(dest/APP_NAME, nbformat.writes(nb))
     ws = max(10 * max_bytes, 10 * 2**20) + 2**20  # several files of max_bytes may come in one message
-    write_atomic(dest/'voila.json', json.dumps({'Voila': {'tornado_settings': {'websocket_max_message_size': ws}}}))
+    write_atomic(dest/'voila.json', json.dumps({'Voila': {'tornado_settings': {'websocket_max_message_size': ws,
+                                                                              'allow_remote_access': remote}}}))
     return dest/APP_NAME
 
 # %% ../nbs/10_widget.ipynb #3f782cc4
 def voila_command(nb, port:int=8866, no_browser:bool=False, ip:str='127.0.0.1') -> list:
     "The command line that serves the notebook `nb` with this Python's Voila."
     return [sys.executable, '-m', 'voila', str(nb), f'--port={port}', f'--Voila.ip={ip}', *(['--no-browser'] if no_browser else [])]
+
+# %% ../nbs/10_widget.ipynb #b7fb0dd5
+def is_loopback(ip:str) -> bool:
+    "Whether `ip` (an address or `localhost`) is this machine only."
+    if ip == 'localhost': return True
+    try: return ipaddress.ip_address(ip).is_loopback
+    except ValueError: return False
 
 # %% ../nbs/10_widget.ipynb #f357d4fd
 def check_app_runtime():
@@ -214,8 +223,11 @@ def app_main(model:str,                   # exported model folder
         check_range('port', port, lo=1, hi=65535); check_range('k', k, lo=1); check_range('max_mb', max_mb, above=0, whole=False)
         if fastai_export(model, trust_pickle) is None: read_meta(model)
         check_app_runtime()
-    nb = app_notebook(model, tempfile.mkdtemp(prefix='pet_breeds_app_'), k=k, max_bytes=int(max_mb * 1e6), tta=tta, trust_pickle=trust_pickle)
+    remote = not is_loopback(ip)
+    nb = app_notebook(model, tempfile.mkdtemp(prefix='pet_breeds_app_'), k=k, max_bytes=int(max_mb * 1e6), tta=tta,
+                      trust_pickle=trust_pickle, remote=remote)
     cmd = voila_command(nb, port, no_browser, ip)
     print(f"pet_breeds_app: serving {model} at http://{ip}:{port}/ (Ctrl-C to stop)", flush=True)
+    if remote: print(f"pet_breeds_app: --ip {ip}: every machine that can reach this one may use the app; it asks for no password", flush=True)
     os.chdir(nb.parent)  # Voila's config (voila.json) is read from the working folder
     os.execv(cmd[0], cmd)

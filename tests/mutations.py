@@ -222,6 +222,9 @@ MUTATIONS = [
     Mutation("file names are printed raw", 'runtime.py',
              [("else: print(f\"{shown(r['file'])}: {format_top(r['top'])}\", flush=True)", "else: print(f\"{r['file']}: {format_top(r['top'])}\", flush=True)")],
              ['tests/test_red_team.py::test_predict_prints_names_from_outside_escaped']),
+    Mutation("the app answers any Host header (DNS rebinding)", 'widget.py',
+             [("'allow_remote_access': remote}", "'allow_remote_access': True}")],
+             ['tests/test_red_team.py::test_the_app_answers_only_requests_for_this_machine']),
 ]
 
 # --- running ------------------------------------------------------------------------------------------
