@@ -60,12 +60,18 @@ class FeatureCache:
         "The features stored for `digest`, or `None`."
         f = self._file(digest)
         if not f.exists(): return None
-        try: return load_file(f)['features']
+        try: x = load_file(f)['features']
         except (SafetensorError, OSError, KeyError): return None   # a damaged entry is recomputed
+        # the cache is input too: a vector of another shape, or holding NaN, would be trained on; recompute it instead
+        return x if x.ndim == 1 and x.is_floating_point() and bool(torch.isfinite(x).all()) else None
     def put(self, digest:str, features:torch.Tensor):
+        "Store `features` for `digest`, atomically; a warning, not an error, when the folder cannot be written."
         f = self._file(digest)
-        f.parent.mkdir(parents=True, exist_ok=True)
-        with replacing(f) as tmp: save_file({'features': features.contiguous()}, tmp)
+        try:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            with replacing(f) as tmp: save_file({'features': features.contiguous()}, tmp)
+        except OSError as e:   # WriteFailed too: the cache only saves time, as the resize cache's
+            warnings.warn(f"feature cache {self.dir} not written ({e}); going on without it")
     def __len__(self): return len(list(self.dir.glob('*/*.safetensors')))
 
 # %% ../nbs/07_features.ipynb #940d5915

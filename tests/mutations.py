@@ -225,6 +225,9 @@ MUTATIONS = [
     Mutation("the app answers any Host header (DNS rebinding)", 'widget.py',
              [("'allow_remote_access': remote}", "'allow_remote_access': True}")],
              ['tests/test_red_team.py::test_the_app_answers_only_requests_for_this_machine']),
+    Mutation("a NaN feature-cache entry is trained on", 'features.py',
+             [("return x if x.ndim == 1 and x.is_floating_point() and bool(torch.isfinite(x).all()) else None", "return x")],
+             ['tests/test_red_team.py::test_a_tampered_feature_cache_entry_is_recomputed_not_trained_on']),
 ]
 
 # --- running ------------------------------------------------------------------------------------------

@@ -71,3 +71,14 @@ def test_the_app_answers_only_requests_for_this_machine(tiny_model, tmp_path):
     finally:
         try: os.killpg(p.pid, signal.SIGTERM); p.wait(timeout=20)
         except (ProcessLookupError, subprocess.TimeoutExpired): os.killpg(p.pid, signal.SIGKILL)
+
+def test_a_tampered_feature_cache_entry_is_recomputed_not_trained_on(tmp_path):
+    """The feature cache ($PET_BREEDS_CACHE) is input: an entry holding NaN or a vector of another shape is a miss, and an
+    unwritable cache folder is a warning, never a stop (the cache only saves time)."""
+    import torch, warnings
+    from pet_breeds.features import FeatureCache
+    c = FeatureCache(tmp_path, 'key')
+    c.put('ab', torch.ones(4)); c.put('cd', torch.tensor([1., float('nan')])); c.put('ef', torch.ones(2, 2))
+    assert torch.equal(c.get('ab'), torch.ones(4)) and c.get('cd') is None and c.get('ef') is None
+    (tmp_path/'a_file').write_text('')
+    with pytest.warns(UserWarning, match='not written'): FeatureCache(tmp_path/'a_file', 'key').put('ab', torch.ones(4))
