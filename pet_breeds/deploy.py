@@ -10,7 +10,8 @@ from .core import PetBreedsError, command_errors, check_range
 from .runtime import *
 
 # %% auto #0
-__all__ = ['ONNX_OPSET', 'INPUT_NAME', 'OUTPUT_NAME', 'export_onnx', 'export_main', 'load_predictor', 'predict_main']
+__all__ = ['ONNX_OPSET', 'INPUT_NAME', 'OUTPUT_NAME', 'INT8_FILE', 'INT8_MIN_AGREEMENT', 'INT8_CALIBRATION', 'export_onnx',
+           'quantize_onnx', 'export_main', 'load_predictor', 'predict_main']
 
 # %% ../nbs/14_deploy.ipynb #0bef56ee
 ONNX_OPSET = 17
@@ -57,6 +58,67 @@ def export_onnx(model, opset:int=ONNX_OPSET, tol:float=1e-4, loaded=None) -> Pat
     write_atomic(folder/MODEL_JSON, json.dumps(meta, indent=1))
     return fn
 
+# %% ../nbs/14_deploy.ipynb #4da6e386
+INT8_FILE = 'model.int8.onnx'
+INT8_MIN_AGREEMENT = 0.95   # top-1 agreement with model.onnx on photos not calibrated on, or nothing is written (one flip in 20)
+INT8_CALIBRATION = 64       # photos whose activations set the ranges (more changes little: see the README's table)
+
+def _photos(folder, exclude=()) -> list:
+    "The image files directly in `folder`, sorted, less the names in `exclude`."
+    from pet_breeds.core import IMAGE_EXTENSIONS
+    return sorted(f for f in Path(folder).iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS and f.name not in set(exclude))
+
+def _opened(files, pre) -> list:
+    "`pre`'s input for each readable file of `files` (a bad file is skipped: calibration wants photos, not errors)."
+    from pet_breeds.core import read_rgb, BadImage
+    out = []
+    for f in files:
+        try: out.append(pre([read_rgb(f)]))
+        except BadImage: pass
+    return out
+
+# %% ../nbs/14_deploy.ipynb #1d764479
+def quantize_onnx(model,                  # exported model folder holding model.onnx
+                  calibrate,              # folder of the model's training photos: activations are measured on them
+                  n:int=INT8_CALIBRATION, # photos to calibrate on (at most half the folder); as many others check the agreement
+                  seed:int=0,             # which photos calibrate and which check
+                  min_agreement:float=INT8_MIN_AGREEMENT,  # top-1 agreement with model.onnx needed to write the file
+                 ) -> Path:
+    "Write `model.int8.onnx` beside `model.onnx` (onnxruntime's static quantization, QDQ) if it agrees with it; record it in `model.json`."
+    import tempfile, numpy as np, onnxruntime as ort
+    from onnxruntime.quantization import quantize_static, quant_pre_process, CalibrationDataReader, QuantFormat, QuantType
+    from pet_breeds.atomic import replacing, write_atomic
+    folder = model_folder(model)
+    meta = read_model_json(folder)
+    if not (folder/ONNX_FILE).exists(): raise BadModel(f"{folder/ONNX_FILE}: missing; write it first: pet_breeds_export {folder} --onnx")
+    if not Path(calibrate).is_dir(): raise PetBreedsError(f"{calibrate}: no such folder of training photos to calibrate on")
+    files = _photos(calibrate, exclude=[Path(f).name for f in meta.get('valid_files') or []])
+    order = np.random.default_rng(seed).permutation(len(files))
+    pre = Preprocess(meta.get('preprocess') or preprocess_spec(meta))
+    k = min(n, len(files) // 2)   # a small folder: half calibrates, half checks
+    cal, check = _opened([files[i] for i in order[:k]], pre), _opened([files[i] for i in order[k:k+n]], pre)
+    if len(cal) < 8 or len(check) < 8:
+        raise PetBreedsError(f"{calibrate}: {len(files)} photos; calibrating and checking an int8 model needs at least 16 readable ones")
+    class Photos(CalibrationDataReader):
+        def __init__(self): self.it = iter(cal)
+        def get_next(self): x = next(self.it, None); return None if x is None else {INPUT_NAME: x}
+    dest = folder/INT8_FILE
+    with tempfile.TemporaryDirectory() as d, replacing(dest) as tmp:
+        quant_pre_process(str(folder/ONNX_FILE), f'{d}/pre.onnx', skip_symbolic_shape=True)   # folds batch norm, as quantization wants
+        quantize_static(f'{d}/pre.onnx', str(tmp), Photos(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        run = lambda fn, x: ort.InferenceSession(str(fn), providers=['CPUExecutionProvider']).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        x = np.concatenate(check)
+        p32, p8 = run(folder/ONNX_FILE, x), run(tmp, x)
+        agree = float((p32.argmax(1) == p8.argmax(1)).mean())
+        if agree < min_agreement:   # the temporary file is removed: no int8 model is written
+            raise PetBreedsError(f"{folder}: the int8 model's top-1 agrees with model.onnx on {agree:.1%} of {len(x)} photos of "
+                                 f"{calibrate} (under {min_agreement:.0%}); {INT8_FILE} was not written")
+    meta['onnx_int8'] = {'file': INT8_FILE, 'sha256': _sha256(dest), 'calibration_photos': len(cal), 'checked_on': len(x),
+                         'top1_agreement': agree, 'max_abs_diff': float(np.abs(p32 - p8).max())}
+    write_atomic(folder/MODEL_JSON, json.dumps(meta, indent=1))
+    return dest
+
 # %% ../nbs/14_deploy.ipynb #86283bf6
 def export_main(argv=None):
     "`pet_breeds_export MODEL --onnx`: write MODEL/model.onnx for runtimes without PyTorch."
@@ -64,13 +126,21 @@ def export_main(argv=None):
     p.add_argument('model', help='exported model folder (from pet_breeds_train)')
     p.add_argument('--onnx', action='store_true', help='write model.onnx beside model.safetensors (run by onnxruntime, no PyTorch needed)')
     p.add_argument('--opset', type=int, default=ONNX_OPSET, help='ONNX opset version')
+    p.add_argument('--int8', action='store_true', help=f'also write {INT8_FILE}, quantized with calibration on --calibrate')
+    p.add_argument('--calibrate', help="with --int8: the folder of the model's training photos")
     a = p.parse_args(argv)
     if not a.onnx: p.error("nothing to export: pass --onnx")
+    if a.int8 and not a.calibrate: p.error("--int8 needs --calibrate FOLDER: the model's training photos")
     if not torch_available(): sys.exit("pet_breeds_export: exporting needs PyTorch; install pet_breeds with its full requirements")
-    with command_errors('pet_breeds_export'): fn = export_onnx(a.model, opset=a.opset)
+    with command_errors('pet_breeds_export'):
+        if a.int8 and not Path(a.calibrate).is_dir(): raise PetBreedsError(f"{a.calibrate}: no such folder of training photos")
+        fn = export_onnx(a.model, opset=a.opset)
+        fn8 = quantize_onnx(a.model, a.calibrate) if a.int8 else None
     meta = read_model_json(fn)
     print(f"wrote {fn} ({fn.stat().st_size/1e6:.1f} MB); onnxruntime agrees with PyTorch within "
           f"{meta['onnx']['check_max_abs_diff']:.1g}", flush=True)
+    if fn8: print(f"wrote {fn8} ({fn8.stat().st_size/1e6:.1f} MB); its top-1 agrees with model.onnx on "
+                  f"{meta['onnx_int8']['top1_agreement']:.1%} of {meta['onnx_int8']['checked_on']} photos", flush=True)
 
 # %% ../nbs/14_deploy.ipynb #828c9806
 def load_predictor(path, onnx:bool=False, trust_pickle:bool=False, precision:str='fp32'):

@@ -228,6 +228,10 @@ MUTATIONS = [
     Mutation("a NaN feature-cache entry is trained on", 'features.py',
              [("return x if x.ndim == 1 and x.is_floating_point() and bool(torch.isfinite(x).all()) else None", "return x")],
              ['tests/test_red_team.py::test_a_tampered_feature_cache_entry_is_recomputed_not_trained_on']),
+    # --- deploy.py: the int8 model (issue 22) ---------------------------------------------------------------------
+    Mutation("an int8 model that disagrees with fp32 is written", 'deploy.py',
+             [("        if agree < min_agreement:", "        if False:")],
+             ['tests/test_export_cli.py::test_an_int8_model_is_written_only_when_it_agrees_and_predicts_like_fp32']),
 ]
 
 # --- running ------------------------------------------------------------------------------------------
