@@ -473,18 +473,20 @@ def test_a_journal_naming_paths_outside_out_stops_the_run_and_deletes_nothing(sa
     "Issue 21: `_resolve` unlinked `out/rec['tmp']` unchecked, and a 'move' record whose destination has the source's content unlinked the source."
     inc, out, victim = make_incoming(tmp_path/'in', [sample_dir/'Bengal_20.jpg']), tmp_path/'out', tmp_path/'victim.jpg'
     shutil.copy(sample_dir/'Bengal_21.jpg', victim)
+    hidden = tmp_path/'.v.jpg.1234.sorting'   # named as the sorter names its temporary files, but outside OUT
+    hidden.write_bytes(b'not the sorter\'s')
     out.mkdir(); os.symlink(tmp_path, out/'up')
     (out/'Bengal').mkdir(); (out/'Bengal'/'keep.jpg').write_bytes(b'a file of the user in OUT')
     (out/'Bengal'/'.ok.jpg.1234.sorting').write_bytes(b'what a good record would clean up')
     good = record(inc, 'ok.jpg', 'abc')
-    bad = {'tmp ..': record(inc, 'v.jpg', 'abc', tmp='../victim.jpg'),
-           'tmp absolute': record(inc, 'v.jpg', 'abc', tmp=str(victim)),
-           'tmp through a link': record(inc, 'v.jpg', 'abc', tmp='up/victim.jpg'),
+    bad = {'tmp ..': record(inc, 'v.jpg', 'abc', tmp='Bengal/../../' + hidden.name),
+           'tmp absolute': record(inc, 'v.jpg', 'abc', tmp=str(hidden)),
+           'tmp through a link': record(inc, 'v.jpg', 'abc', tmp='up/' + hidden.name),
            'tmp not a temporary file': record(inc, 'v.jpg', 'abc', tmp='Bengal/keep.jpg'),
            'move: source outside': {**record(inc, 'v.jpg', sha(victim)), 'src': str(victim), 'dest': 'Bengal/v.jpg'}}[case]
     if case.startswith('move'): shutil.copy(victim, out/'Bengal'/'v.jpg')   # the destination has the source's content
     write_journal(out, good, bad)
-    before = {p: p.read_bytes() for p in [*out.rglob('*'), victim, *inc.iterdir()] if p.is_file() and not p.is_symlink()}
+    before = {p: p.read_bytes() for p in [*out.rglob('*'), victim, hidden, *inc.iterdir()] if p.is_file() and not p.is_symlink()}
     with pytest.raises(sortmod.BadJournal, match=f'{JOURNAL_NAME}: record 2 .*nothing was deleted'): sort_images(ByName(), inc, out)
     assert {p: p.read_bytes() for p in before if p.exists()} == before
     monkeypatch.setattr(watch_mod, 'load_model', lambda *a, **kw: ByName())
