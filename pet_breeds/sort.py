@@ -111,11 +111,21 @@ def recover(self:Sorter) -> int:
     self.counts['recovered'] += n
     return n
 
+# %% ../nbs/12_sort.ipynb #fdf180c2
+@patch
+def _check_own_files(self:Sorter):
+    "`BadJournal` if OUT's CSV, journal or lock is a link or not a regular file: writing through it (clearing the journal truncates) would change a file elsewhere."
+    for p in (self.csv.path, self.journal.path, self.out/LOCK_NAME):
+        if os.path.islink(p) or (os.path.lexists(p) and not p.is_file()):
+            raise BadJournal(f"{shown(p)}: a link or not a regular file, where the sorter keeps its own file; "
+                             "nothing was changed (remove it, or choose another OUT)")
+
 # %% ../nbs/12_sort.ipynb #74c833ad
 @patch
 def __enter__(self:Sorter):
     "Open `out`: take its lock, read its CSV, and finish or undo what an interrupted run left."
     self.out.mkdir(parents=True, exist_ok=True)
+    self._check_own_files()  # before the lock file is opened: it could be a link too
     self._lockf = lock_folder(self.out)
     try:
         self._load()
@@ -149,7 +159,10 @@ def _place(self:Sorter, src:Path, sha:str, pred:dict,
     "Journal, transfer and commit one file; returns its row, or None if it could not be placed."
     sub, row = self._plan(src.name, sha, pred)
     folder = self.out/sub
-    if not folder.is_dir(): folder.mkdir(exist_ok=True); fsync_dir(self.out)
+    if not os.path.lexists(folder): folder.mkdir(exist_ok=True); fsync_dir(self.out)
+    if folder.is_symlink() or not folder.is_dir():  # a link planted in OUT would take the file out of it
+        self.errors.append(f"{src.name}: OUT's {sub} is a link or not a folder; the file is left where it is")
+        return None
     for attempt in range(5):  # another program may take a free name before we do
         dest, rid = free_name(folder, clean_name(src.name), self.dests), uuid.uuid4().hex
         row = {**row, 'destination': dest.relative_to(self.out).as_posix()}

@@ -250,6 +250,12 @@ MUTATIONS = [
     Mutation("the summary prints labels raw", 'watch.py',
              [("    labels = ', '.join(f'{shown(k)} {v}'", "    labels = ', '.join(f'{k} {v}'")],
              [T+'test_sort_command_names_what_it_refused_escaped_and_exits_partial']),
+    Mutation("the sorter's own files in OUT may be links (clearing the journal truncates their target)", 'sort.py',
+             [("    self._check_own_files()  # before the lock file is opened", "    pass  # before the lock file is opened")],
+             [T+'test_the_sorters_own_files_in_out_may_not_be_links']),
+    Mutation("a label folder that is a link takes files out of OUT", 'sort.py',
+             [("    if folder.is_symlink() or not folder.is_dir():", "    if not folder.is_dir():")],
+             [T+'test_a_label_folder_that_is_a_link_out_of_out_is_not_written_through']),
 ]
 
 # --- running ------------------------------------------------------------------------------------------

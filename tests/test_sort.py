@@ -518,3 +518,22 @@ def test_options_out_of_range_exit_2_in_one_line_before_loading(tmp_path, monkey
     with pytest.raises(SystemExit) as e, contextlib.redirect_stderr(err): sort_main(**args)
     assert e.value.code == 2 and err.getvalue().startswith(f'pet_breeds_sort: {opt[0]} must be between ')
     assert err.getvalue().count('\n') == 1 and not (tmp_path/'out').exists()
+
+
+@pytest.mark.parametrize('own', [JOURNAL_NAME, CSV_NAME, LOCK_NAME])
+def test_the_sorters_own_files_in_out_may_not_be_links(sample_dir, tmp_path, own):
+    "A journal linked to a file of the user's was truncated when cleared; a linked CSV had rows appended or cut."
+    inc, out, important = make_incoming(tmp_path/'in', [sample_dir/'Bengal_20.jpg']), tmp_path/'out', tmp_path/'important.txt'
+    important.write_text('a line the sorter did not write')   # no newline at the end: PredictionsCSV.repair would cut it
+    out.mkdir(); os.symlink(important, out/own)
+    with pytest.raises(sortmod.BadJournal, match=f'{own}: a link or not a regular file'): sort_images(ByName(), inc, out)
+    assert important.read_text() == 'a line the sorter did not write' and checksums(inc) == {'Bengal_20.jpg': sha(sample_dir/'Bengal_20.jpg')}
+
+
+def test_a_label_folder_that_is_a_link_out_of_out_is_not_written_through(sample_dir, tmp_path):
+    inc, out, elsewhere = make_incoming(tmp_path/'in', [sample_dir/'Bengal_20.jpg', sample_dir/'Abyssinian_20.jpg']), tmp_path/'out', tmp_path/'elsewhere'
+    elsewhere.mkdir(); out.mkdir(); os.symlink(elsewhere, out/'Bengal')
+    res = sort_images(ByName(), inc, out)
+    assert list(elsewhere.iterdir()) == [] and [p.name for p in inc.iterdir()] == ['Bengal_20.jpg']   # left where it was
+    assert res['errors'] == ["Bengal_20.jpg: OUT's Bengal is a link or not a folder; the file is left where it is"]
+    assert [r['destination'] for r in res['rows']] == ['Abyssinian/Abyssinian_20.jpg']
