@@ -89,7 +89,7 @@ def _check_record(self:Sorter, rec, n:int):
         return rec
     types = {'id': str, 'src': str, 'dest': str, 'tmp': str, 'move': bool, 'sha256': str, 'row': dict}
     if wrong := [k for k, t in types.items() if not isinstance(rec.get(k), t)]: bad(f"lacks {', '.join(wrong)} or has the wrong type")
-    tmp_name = Path(rec['tmp']).name  # only ever a hidden '.<name>.<id>.sorting' beside the destination
+    tmp_name = Path(rec['tmp']).name  # only ever a hidden '.<stem>.<id>.sorting' beside the destination
     if not (inside(rec['tmp'], self.out) and tmp_name.startswith('.') and tmp_name.endswith('.sorting')):
         bad(f"names the temporary file {shown(repr(rec['tmp']))}, not one of the sorter's inside OUT")
     if not inside(rec['dest'], self.out): bad(f"names the destination {shown(repr(rec['dest']))}, outside OUT")
@@ -167,7 +167,8 @@ def _place(self:Sorter, src:Path, sha:str, pred:dict,
         dest, rid = free_name(folder, clean_name(src.name), self.dests), uuid.uuid4().hex
         row = {**row, 'destination': dest.relative_to(self.out).as_posix()}
         rec = {'id': rid, 'src': str(src.absolute()), 'dest': row['destination'], 'move': not self.copy,
-               'tmp': (folder/f'.{dest.name}.{rid[:8]}.sorting').relative_to(self.out).as_posix(),
+               # at most 40 characters of the name: a name near the 255-byte limit must leave room for the id
+               'tmp': (folder/f'.{dest.stem[:40]}.{rid[:8]}.sorting').relative_to(self.out).as_posix(),
                'sha256': sha, 'row': row}
         self.journal.append(rec)
         try: transfer(src, dest, self.out/rec['tmp'], move=not self.copy, read_from=target)

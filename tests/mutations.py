@@ -256,6 +256,9 @@ MUTATIONS = [
     Mutation("a label folder that is a link takes files out of OUT", 'sort.py',
              [("    if folder.is_symlink() or not folder.is_dir():", "    if not folder.is_dir():")],
              [T+'test_a_label_folder_that_is_a_link_out_of_out_is_not_written_through']),
+    Mutation("the temporary name holds the whole file name (over 255 bytes for a long one)", 'sort.py',
+             [("'tmp': (folder/f'.{dest.stem[:40]}.{rid[:8]}.sorting')", "'tmp': (folder/f'.{dest.name}.{rid[:8]}.sorting')")],
+             [T+'test_a_name_near_the_length_limit_is_sorted']),
 ]
 
 # --- running ------------------------------------------------------------------------------------------

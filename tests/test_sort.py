@@ -537,3 +537,15 @@ def test_a_label_folder_that_is_a_link_out_of_out_is_not_written_through(sample_
     assert list(elsewhere.iterdir()) == [] and [p.name for p in inc.iterdir()] == ['Bengal_20.jpg']   # left where it was
     assert res['errors'] == ["Bengal_20.jpg: OUT's Bengal is a link or not a folder; the file is left where it is"]
     assert [r['destination'] for r in res['rows']] == ['Abyssinian/Abyssinian_20.jpg']
+
+
+@pytest.mark.parametrize('copy', [False, True])
+def test_a_name_near_the_length_limit_is_sorted(sample_dir, tmp_path, copy):
+    "A 249-byte name made a temporary name over 255 bytes: the copy failed, and so did every later run's recovery (ENAMETOOLONG)."
+    inc, out = tmp_path/'in', tmp_path/'out'
+    inc.mkdir(); name = 'Bengal_' + 'x' * 236 + '_1.jpg'
+    shutil.copy(sample_dir/'Bengal_20.jpg', inc/name)
+    inputs = checksums(inc)
+    res = sort_images(ByName(), inc, out, copy=copy)
+    assert res['errors'] == [] and check_exactly_once(inputs, out)[0]['source'] == name
+    assert not (out/JOURNAL_NAME).read_bytes()
