@@ -6,14 +6,14 @@
 from __future__ import annotations
 import csv, errno, hashlib, io, json, os, stat
 from pathlib import Path
-from .core import PetBreedsError
+from .core import PetBreedsError, shown
 try: import fcntl
 except ImportError: fcntl = None  # Windows: no advisory lock, the rest works
 
 # %% auto #0
 __all__ = ['PARTIAL_SUFFIXES', 'LINE_BREAKS', 'JOURNAL_NAME', 'CSV_NAME', 'COLUMNS', 'LOCK_NAME', 'is_partial_name',
            'incoming_files', 'input_file', 'one_line', 'clean_name', 'free_name', 'fsync_dir', 'transfer',
-           'file_sha256', 'same_content', 'unlink_missing_ok', 'Journal', 'PredictionsCSV', 'lock_folder', 'BadJournal',
+           'file_sha256', 'same_content', 'unlink_missing_ok', 'BadJournal', 'Journal', 'PredictionsCSV', 'lock_folder',
            'inside']
 
 # %% ../nbs/11_files.ipynb #247275e5
@@ -152,6 +152,10 @@ def unlink_missing_ok(path):
     try: os.unlink(path)
     except FileNotFoundError: pass
 
+# %% ../nbs/11_files.ipynb #7bd2b466
+class BadJournal(PetBreedsError, ValueError):
+    "A record of OUT's journal or CSV that is not the sorter's: it names a path the sorter must not touch, or is no record."
+
 # %% ../nbs/11_files.ipynb #62271ded
 def _append_line(path, line:str):
     "Append one line and fsync: after a kill the file ends with the whole line or a prefix of it."
@@ -172,7 +176,7 @@ class Journal:
         recs = []
         for line in self.path.read_bytes().splitlines():
             try: recs.append(json.loads(line))
-            except ValueError: pass  # the one line a kill cut short
+            except (ValueError, RecursionError): pass  # the one line a kill cut short (or one nested too deep to be the sorter's)
         return recs
     def clear(self):
         with open(self.path, 'wb') as f: os.fsync(f.fileno())
@@ -194,7 +198,9 @@ class PredictionsCSV:
         elif keep < len(data):
             with open(self.path, 'r+b') as f: f.truncate(keep); os.fsync(f.fileno())
     def rows(self) -> list:
-        with open(self.path, newline='', encoding='utf-8', errors='surrogateescape') as f: return list(csv.DictReader(f))
+        try:
+            with open(self.path, newline='', encoding='utf-8', errors='surrogateescape') as f: return list(csv.DictReader(f))
+        except csv.Error as e: raise BadJournal(f"{shown(self.path)}: not a CSV the sorter wrote ({e}); nothing was changed") from None  # a field over csv's limit
     def append(self, row:dict):
         buf = io.StringIO()
         csv.writer(buf, lineterminator='\n').writerow([one_line(row.get(c, '')) for c in COLUMNS])
@@ -212,10 +218,6 @@ def lock_folder(folder:Path):
         f.close()
         raise PetBreedsError(f"{folder}: another pet_breeds_sort is already sorting into this folder") from None
     return f
-
-# %% ../nbs/11_files.ipynb #7bd2b466
-class BadJournal(PetBreedsError, ValueError):
-    "A record of OUT's journal or CSV that is not the sorter's: it names a path the sorter must not touch, or is no record."
 
 # %% ../nbs/11_files.ipynb #273901af
 def inside(path, folder) -> bool:

@@ -259,6 +259,12 @@ MUTATIONS = [
     Mutation("the temporary name holds the whole file name (over 255 bytes for a long one)", 'sort.py',
              [("'tmp': (folder/f'.{dest.stem[:40]}.{rid[:8]}.sorting')", "'tmp': (folder/f'.{dest.name}.{rid[:8]}.sorting')")],
              [T+'test_a_name_near_the_length_limit_is_sorted']),
+    Mutation("a CSV csv cannot parse raises csv.Error (a traceback)", 'files.py',
+             [("        except csv.Error as e: raise BadJournal(", "        except ZeroDivisionError as e: raise BadJournal(")],
+             [T+'test_a_csv_or_journal_line_python_cannot_parse_gives_no_traceback']),
+    Mutation("a journal line nested too deep raises RecursionError", 'files.py',
+             [("            except (ValueError, RecursionError): pass", "            except ValueError: pass")],
+             [T+'test_a_csv_or_journal_line_python_cannot_parse_gives_no_traceback']),
 ]
 
 # --- running ------------------------------------------------------------------------------------------

@@ -549,3 +549,16 @@ def test_a_name_near_the_length_limit_is_sorted(sample_dir, tmp_path, copy):
     res = sort_images(ByName(), inc, out, copy=copy)
     assert res['errors'] == [] and check_exactly_once(inputs, out)[0]['source'] == name
     assert not (out/JOURNAL_NAME).read_bytes()
+
+
+def test_a_csv_or_journal_line_python_cannot_parse_gives_no_traceback(sample_dir, tmp_path, monkeypatch):
+    "A CSV field over csv's limit raised csv.Error, a journal line nested 10^5 deep RecursionError: tracebacks, every run."
+    inc = make_incoming(tmp_path/'in', [sample_dir/'Bengal_20.jpg'])
+    monkeypatch.setattr(watch_mod, 'load_model', lambda *a, **kw: ByName())
+    (tmp_path/'o1').mkdir(); (tmp_path/'o2').mkdir()
+    (tmp_path/'o1'/CSV_NAME).write_text(','.join(COLUMNS) + '\n,a.jpg,,rejected,,,,' + 'x' * 200_000 + ',\n')
+    with pytest.raises(SystemExit) as e: sort_main(model='m', incoming=str(inc), out=str(tmp_path/'o1'), copy=True)
+    assert e.value.code == f'pet_breeds_sort: {tmp_path/"o1"/CSV_NAME}: not a CSV the sorter wrote (field larger than field limit (131072)); nothing was changed'
+    (tmp_path/'o2'/JOURNAL_NAME).write_text('[' * 10**5 + ']' * 10**5 + '\n')
+    sort_main(model='m', incoming=str(inc), out=str(tmp_path/'o2'), copy=True)   # a line that is no record of the sorter's is passed over
+    assert [r['source'] for r in PredictionsCSV(tmp_path/'o2'/CSV_NAME).rows()] == ['Bengal_20.jpg']
