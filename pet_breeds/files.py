@@ -4,16 +4,17 @@
 
 # %% ../nbs/11_files.ipynb #fa762f4f
 from __future__ import annotations
-import csv, errno, hashlib, io, json, os
+import csv, errno, hashlib, io, json, os, stat
 from pathlib import Path
-from .core import PetBreedsError
+from .core import PetBreedsError, shown
 try: import fcntl
 except ImportError: fcntl = None  # Windows: no advisory lock, the rest works
 
 # %% auto #0
 __all__ = ['PARTIAL_SUFFIXES', 'LINE_BREAKS', 'JOURNAL_NAME', 'CSV_NAME', 'COLUMNS', 'LOCK_NAME', 'is_partial_name',
-           'incoming_files', 'one_line', 'clean_name', 'free_name', 'fsync_dir', 'transfer', 'file_sha256',
-           'same_content', 'unlink_missing_ok', 'Journal', 'PredictionsCSV', 'lock_folder']
+           'incoming_files', 'input_file', 'one_line', 'clean_name', 'free_name', 'fsync_dir', 'transfer',
+           'file_sha256', 'same_content', 'unlink_missing_ok', 'BadJournal', 'Journal', 'PredictionsCSV', 'lock_folder',
+           'inside']
 
 # %% ../nbs/11_files.ipynb #247275e5
 PARTIAL_SUFFIXES = ('.part', '.partial', '.crdownload', '.download', '.tmp', '.temp', '.swp', '.filepart')
@@ -25,9 +26,27 @@ def is_partial_name(name:str) -> bool:
 
 # %% ../nbs/11_files.ipynb #de2dc440
 def incoming_files(incoming) -> list:
-    "The files directly in `incoming` that are inputs, sorted by name."
-    with os.scandir(incoming) as it:
-        return sorted(Path(e.path) for e in it if not is_partial_name(e.name) and e.is_file())
+    "The entries directly in `incoming` that may be inputs, sorted by name: all but folders, hidden and partial names."
+    with os.scandir(incoming) as it:  # links are not followed here (a loop would raise): `input_file` decides
+        return sorted(Path(e.path) for e in it if not is_partial_name(e.name) and not e.is_dir(follow_symlinks=False))
+
+# %% ../nbs/11_files.ipynb #42d9aec8
+def input_file(path, incoming) -> tuple:
+    "`(target, None)` if the entry `path` of `incoming` is read: `target` is None for a regular file, else the file its link resolves to inside `incoming`; `(None, why)` if not."
+    st = os.lstat(path)  # FileNotFoundError: gone since it was listed
+    target = None
+    if stat.S_ISLNK(st.st_mode):
+        try: target = Path(os.path.realpath(path, strict=True))
+        except OSError as e:
+            if e.errno == errno.ELOOP: return None, "a symbolic link loop (not followed)"
+            if e.errno == errno.ENOENT: return None, "a dangling symbolic link (its target does not exist)"
+            return None, f"a symbolic link that cannot be followed ({e.strerror})"
+        # a link could hand the sorter any file the user can read (/etc/shadow), to copy into OUT
+        if not target.is_relative_to(os.path.realpath(incoming)): return None, "a symbolic link to a file outside INCOMING (not followed)"
+        st = os.stat(target)
+    if stat.S_ISREG(st.st_mode): return target, None
+    kinds = [(stat.S_ISDIR, 'a folder'), (stat.S_ISFIFO, 'a fifo'), (stat.S_ISSOCK, 'a socket'), (stat.S_ISCHR, 'a device'), (stat.S_ISBLK, 'a device')]
+    return None, f"not a regular file ({next((k for f, k in kinds if f(st.st_mode)), 'of an unknown kind')})"
 
 # %% ../nbs/11_files.ipynb #c8a1f1a7
 LINE_BREAKS = '\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029'
@@ -74,12 +93,15 @@ def fsync_dir(folder):
 
 # %% ../nbs/11_files.ipynb #a60db236
 def _copy_durably(src, tmp):
-    "Copy `src` to the new file `tmp` and fsync it; keeps the modification time."
-    with open(src, 'rb') as fi, open(tmp, 'xb') as fo:
-        while chunk := fi.read(1 << 20): fo.write(chunk)
-        fo.flush()
-        os.fsync(fo.fileno())
-    st = os.stat(src)
+    "Copy `src` to the new file `tmp` and fsync it; keeps the modification time, and never widens the permissions."
+    with open(src, 'rb') as fi:
+        st = os.fstat(fi.fileno())
+        # created with the source's mode bits (less the umask), not the default 0o666: a 0o640 file must not become 0o644
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0), stat.S_IMODE(st.st_mode) & 0o777)
+        with open(fd, 'wb') as fo:
+            while chunk := fi.read(1 << 20): fo.write(chunk)
+            fo.flush()
+            os.fsync(fo.fileno())
     os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 # %% ../nbs/11_files.ipynb #b3f86878
@@ -91,15 +113,17 @@ def _rename_no_replace(tmp, dest):
         os.replace(tmp, dest)
 
 # %% ../nbs/11_files.ipynb #b064a584
-def transfer(src, dest, tmp, move:bool=True):
+def transfer(src, dest, tmp, move:bool=True,
+             read_from=None):  # the file to read instead of `src`: a link's checked target (`src` is the link)
     "Put `src`'s content at the free name `dest` (via `tmp` when copying), durably; remove `src` if `move`."
     src, dest, tmp = Path(src), Path(dest), Path(tmp)
-    if move and _try_link(src, dest):
+    # a link is never hard-linked into OUT (os.link may link the link itself, which dangles there): its target is copied
+    if move and read_from is None and not src.is_symlink() and _try_link(src, dest):
         fsync_dir(dest.parent)
         os.unlink(src)
         fsync_dir(src.parent)
         return
-    _copy_durably(src, tmp)
+    _copy_durably(read_from if read_from is not None else src, tmp)
     _rename_no_replace(tmp, dest)
     fsync_dir(dest.parent)
     if move:
@@ -128,6 +152,10 @@ def unlink_missing_ok(path):
     try: os.unlink(path)
     except FileNotFoundError: pass
 
+# %% ../nbs/11_files.ipynb #7bd2b466
+class BadJournal(PetBreedsError, ValueError):
+    "A record of OUT's journal or CSV that is not the sorter's: it names a path the sorter must not touch, or is no record."
+
 # %% ../nbs/11_files.ipynb #62271ded
 def _append_line(path, line:str):
     "Append one line and fsync: after a kill the file ends with the whole line or a prefix of it."
@@ -148,7 +176,7 @@ class Journal:
         recs = []
         for line in self.path.read_bytes().splitlines():
             try: recs.append(json.loads(line))
-            except ValueError: pass  # the one line a kill cut short
+            except (ValueError, RecursionError): pass  # the one line a kill cut short (or one nested too deep to be the sorter's)
         return recs
     def clear(self):
         with open(self.path, 'wb') as f: os.fsync(f.fileno())
@@ -170,7 +198,9 @@ class PredictionsCSV:
         elif keep < len(data):
             with open(self.path, 'r+b') as f: f.truncate(keep); os.fsync(f.fileno())
     def rows(self) -> list:
-        with open(self.path, newline='', encoding='utf-8', errors='surrogateescape') as f: return list(csv.DictReader(f))
+        try:
+            with open(self.path, newline='', encoding='utf-8', errors='surrogateescape') as f: return list(csv.DictReader(f))
+        except csv.Error as e: raise BadJournal(f"{shown(self.path)}: not a CSV the sorter wrote ({e}); nothing was changed") from None  # a field over csv's limit
     def append(self, row:dict):
         buf = io.StringIO()
         csv.writer(buf, lineterminator='\n').writerow([one_line(row.get(c, '')) for c in COLUMNS])
@@ -188,3 +218,11 @@ def lock_folder(folder:Path):
         f.close()
         raise PetBreedsError(f"{folder}: another pet_breeds_sort is already sorting into this folder") from None
     return f
+
+# %% ../nbs/11_files.ipynb #273901af
+def inside(path, folder) -> bool:
+    "Whether `path` (relative: to `folder`) names an entry inside `folder` once `..` and every link on the way are resolved; the entry itself is not followed."
+    if not isinstance(path, str) or not path or '\0' in path: return False
+    p = Path(folder, path)  # an absolute `path` stays itself
+    if p.name in ('', '.', '..'): return False
+    return Path(os.path.realpath(p.parent)).is_relative_to(os.path.realpath(folder))

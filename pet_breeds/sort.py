@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from fastcore.basics import patch
 from fastprogress import progress_bar
-from .core import PetBreedsError
+from .core import PetBreedsError, shown
 from .files import *
 from .inference import load_model
 
@@ -29,10 +29,11 @@ class Sorter:
                  progress:bool=False,      # show a progress bar
                  tta:bool|None=None,       # average with the mirror image (`None`: `runtime.TTA_DEFAULT`)
                  trust_pickle:bool=False,  # a path: allow unpickling a fastai export
-                 precision:str='fp32'):    # a path: PyTorch's policy (`choose_policy`)
+                 precision:str='fp32',     # a path: PyTorch's policy (`choose_policy`)
+                 incoming=None):           # the inputs' folder: links are followed only inside it, the journal's sources must be in it
         self.model = load_model(model, trust_pickle=trust_pickle, precision=precision) if isinstance(model, (str, Path)) else model   # a path: as `load_model` loads it
         self.out, self.copy, self.min_prob, self.bs, self.k, self.progress = Path(out), copy, min_prob, bs, k, progress
-        self.tta = tta
+        self.tta, self.incoming = tta, None if incoming is None else Path(incoming)
         self.csv, self.journal = PredictionsCSV(self.out/CSV_NAME), Journal(self.out/JOURNAL_NAME)
         self.counts, self.labels, self.errors = Counter(), Counter(), []
 
@@ -42,6 +43,11 @@ def _load(self:Sorter):
     "Repair the CSV, then read which destinations and which (name, content) pairs it already holds."
     self.csv.repair()
     rows = self.csv.rows()
+    for n, r in enumerate(rows, 1):  # the CSV is input too: a row naming a path outside OUT is not the sorter's
+        d = r.get('destination')
+        if not isinstance(d, str) or (d and not inside(d, self.out)) or (not d and r.get('status') != 'rejected'):
+            raise BadJournal(f"{shown(self.csv.path)}: row {n} names the destination {shown(repr(d))}, not a file inside OUT; "
+                             "nothing was changed (was the CSV edited?)")
     self.dests = {self.out/r['destination'] for r in rows}
     self.done = {(r['source'], r['sha256']) for r in rows}
 
@@ -71,22 +77,55 @@ def _resolve(self:Sorter, rec:dict) -> str:
     unlink_missing_ok(tmp)  # a copy that never got its final name
     return 'undone'
 
+# %% ../nbs/12_sort.ipynb #4cd815b1
+@patch
+def _check_record(self:Sorter, rec, n:int):
+    "`rec`, the journal's `n`-th record, if it is the sorter's: its temporary file and destination inside OUT, its source inside INCOMING."
+    def bad(why): raise BadJournal(f"{shown(self.journal.path)}: record {n} {why}; nothing was deleted (was the journal edited, or "
+                                   "was the interrupted run's INCOMING another folder? run it again with that one)")
+    if not isinstance(rec, dict): bad("is not a record")
+    if 'abort' in rec:
+        if not isinstance(rec['abort'], str): bad("is not a record")
+        return rec
+    types = {'id': str, 'src': str, 'dest': str, 'tmp': str, 'move': bool, 'sha256': str, 'row': dict}
+    if wrong := [k for k, t in types.items() if not isinstance(rec.get(k), t)]: bad(f"lacks {', '.join(wrong)} or has the wrong type")
+    tmp_name = Path(rec['tmp']).name  # only ever a hidden '.<stem>.<id>.sorting' beside the destination
+    if not (inside(rec['tmp'], self.out) and tmp_name.startswith('.') and tmp_name.endswith('.sorting')):
+        bad(f"names the temporary file {shown(repr(rec['tmp']))}, not one of the sorter's inside OUT")
+    if not inside(rec['dest'], self.out): bad(f"names the destination {shown(repr(rec['dest']))}, outside OUT")
+    if not (os.path.isabs(rec['src']) and self.incoming is not None and inside(rec['src'], self.incoming)):
+        bad(f"names the source {shown(repr(rec['src']))}, outside INCOMING ({shown(self.incoming)})")
+    row = rec['row']
+    if row.get('destination') != rec['dest'] or row.get('status') not in ('sorted', 'unsure', 'rejected') or not all(isinstance(v, str) for v in row.values()):
+        bad("holds a CSV row that is not the one for its destination")
+    return rec
+
 # %% ../nbs/12_sort.ipynb #9a6fa63d
 @patch
 def recover(self:Sorter) -> int:
-    "Finish or undo every transfer the journal holds; returns how many were finished."
-    recs = self.journal.records()
+    "Finish or undo every transfer the journal holds, once every record is checked; returns how many were finished."
+    recs = [self._check_record(r, n) for n, r in enumerate(self.journal.records(), 1)]  # all, before any is acted on
     aborted = {r['abort'] for r in recs if 'abort' in r}
     n = sum(self._resolve(r) == 'finished' for r in recs if 'id' in r and r['id'] not in aborted)
     self.journal.clear()
     self.counts['recovered'] += n
     return n
 
+# %% ../nbs/12_sort.ipynb #fdf180c2
+@patch
+def _check_own_files(self:Sorter):
+    "`BadJournal` if OUT's CSV, journal or lock is a link or not a regular file: writing through it (clearing the journal truncates) would change a file elsewhere."
+    for p in (self.csv.path, self.journal.path, self.out/LOCK_NAME):
+        if os.path.islink(p) or (os.path.lexists(p) and not p.is_file()):
+            raise BadJournal(f"{shown(p)}: a link or not a regular file, where the sorter keeps its own file; "
+                             "nothing was changed (remove it, or choose another OUT)")
+
 # %% ../nbs/12_sort.ipynb #74c833ad
 @patch
 def __enter__(self:Sorter):
     "Open `out`: take its lock, read its CSV, and finish or undo what an interrupted run left."
     self.out.mkdir(parents=True, exist_ok=True)
+    self._check_own_files()  # before the lock file is opened: it could be a link too
     self._lockf = lock_folder(self.out)
     try:
         self._load()
@@ -115,19 +154,24 @@ def _plan(self:Sorter, name:str, sha:str, pred:dict) -> tuple:
 
 # %% ../nbs/12_sort.ipynb #3b8cad22
 @patch
-def _place(self:Sorter, src:Path, sha:str, pred:dict) -> dict|None:
+def _place(self:Sorter, src:Path, sha:str, pred:dict,
+           target:Path=None) -> dict|None:  # for a link: the checked file it names, read instead of it
     "Journal, transfer and commit one file; returns its row, or None if it could not be placed."
     sub, row = self._plan(src.name, sha, pred)
     folder = self.out/sub
-    if not folder.is_dir(): folder.mkdir(exist_ok=True); fsync_dir(self.out)
+    if not os.path.lexists(folder): folder.mkdir(exist_ok=True); fsync_dir(self.out)
+    if folder.is_symlink() or not folder.is_dir():  # a link planted in OUT would take the file out of it
+        self.errors.append(f"{src.name}: OUT's {sub} is a link or not a folder; the file is left where it is")
+        return None
     for attempt in range(5):  # another program may take a free name before we do
         dest, rid = free_name(folder, clean_name(src.name), self.dests), uuid.uuid4().hex
         row = {**row, 'destination': dest.relative_to(self.out).as_posix()}
         rec = {'id': rid, 'src': str(src.absolute()), 'dest': row['destination'], 'move': not self.copy,
-               'tmp': (folder/f'.{dest.name}.{rid[:8]}.sorting').relative_to(self.out).as_posix(),
+               # at most 40 characters of the name: a name near the 255-byte limit must leave room for the id
+               'tmp': (folder/f'.{dest.stem[:40]}.{rid[:8]}.sorting').relative_to(self.out).as_posix(),
                'sha256': sha, 'row': row}
         self.journal.append(rec)
-        try: transfer(src, dest, self.out/rec['tmp'], move=not self.copy)
+        try: transfer(src, dest, self.out/rec['tmp'], move=not self.copy, read_from=target)
         except OSError as e:
             # the same reasoning as after a kill decides whether it got there
             if self._resolve(rec) == 'finished': return row
@@ -139,21 +183,33 @@ def _place(self:Sorter, src:Path, sha:str, pred:dict) -> dict|None:
         return row
     self.errors.append(f"{src.name}: no free name in {folder}")
 
+# %% ../nbs/12_sort.ipynb #bdf01263
+@patch
+def _refuse(self:Sorter, p:Path, why:str):
+    "Name the entry `p` that is not read (a link out of INCOMING, a loop, a fifo): an error each run, a 'rejected' row without a file once."
+    self.errors.append(f"{p.name}: {why}")
+    if (clean_name(p.name), '') in self.done: return  # named by an earlier run: it is still there, the row is not repeated
+    self._commit(dict(time=datetime.now().isoformat(timespec='seconds'), source=clean_name(p.name), destination='',
+                      status='rejected', label='', prob='', top3='', sha256='', reason=why))
+
 # %% ../nbs/12_sort.ipynb #a39145d4
 MAX_IN_MEMORY = 64 * 2**20  # bigger files (a video dropped by mistake) are read from disk, not into memory
 
 @patch
 def _read(self:Sorter, paths) -> list:
-    "`(path, content, sha256)` for each file still there and not already sorted; content is the bytes, or the path for a big file."
+    "`(path, content, sha256, target)` for each input still there and not already sorted; content is the bytes (the path, for a big file), target a link's checked target."
     items = []
     for p in map(Path, paths):
         try:
-            if p.stat().st_size > MAX_IN_MEMORY: data, sha = p, file_sha256(p)
-            else: data = p.read_bytes(); sha = hashlib.sha256(data).hexdigest()
+            target, why = input_file(p, self.incoming if self.incoming is not None else p.parent)
+            if why: self._refuse(p, why); continue
+            f = p if target is None else target
+            if f.stat().st_size > MAX_IN_MEMORY: data, sha = f, file_sha256(f)
+            else: data = f.read_bytes(); sha = hashlib.sha256(data).hexdigest()
         except FileNotFoundError: continue  # taken away since it was listed
         except OSError as e: self.errors.append(f"{p.name}: {e}"); continue
         if self.copy and (clean_name(Path(p).name), sha) in self.done: self.counts['skipped'] += 1; continue
-        items.append((p, data, sha))
+        items.append((p, data, sha, target))
     return items
 
 # %% ../nbs/12_sort.ipynb #d0d81491
@@ -162,8 +218,8 @@ def sort_batch(self:Sorter, paths) -> list:
     "Predict `paths` together and place each file; returns the rows written."
     items = self._read(paths)
     if not items: return []
-    preds = self.model.predict_many([d for _, d, _ in items], k=self.k, bs=self.bs, names=[p.name for p, _, _ in items], tta=self.tta)
-    rows = [self._place(p, sha, pred) for (p, _, sha), pred in zip(items, preds)]
+    preds = self.model.predict_many([d for _, d, _, _ in items], k=self.k, bs=self.bs, names=[p.name for p, *_ in items], tta=self.tta)
+    rows = [self._place(p, sha, pred, target) for (p, _, sha, target), pred in zip(items, preds)]
     self.journal.clear()  # every intent above is committed or aborted
     return [r for r in rows if r is not None]
 
@@ -190,9 +246,9 @@ def summary(self:Sorter) -> dict:
 def check_folders(incoming, out) -> tuple:
     "`incoming` and `out` as paths, if `incoming` is a folder that is not `out` nor inside it."
     incoming, out = Path(incoming), Path(out)
-    if not incoming.is_dir(): raise PetBreedsError(f"{incoming}: no such folder (INCOMING must be a folder of images)")
+    if not incoming.is_dir(): raise PetBreedsError(f"{shown(incoming)}: no such folder (INCOMING must be a folder of images)")
     if incoming.resolve().is_relative_to(out.resolve()):  # sorted files would arrive again, forever
-        raise PetBreedsError(f"{incoming}: INCOMING must not be OUT or a folder inside it (OUT may be inside INCOMING)")
+        raise PetBreedsError(f"{shown(incoming)}: INCOMING must not be OUT or a folder inside it (OUT may be inside INCOMING)")
     return incoming, out
 
 # %% ../nbs/12_sort.ipynb #53aece89
@@ -209,6 +265,6 @@ def sort_images(model,                   # a loaded model, or a path `load_model
                ) -> dict:
     "Sort every file in `incoming` into `out` by predicted label; safe to run again after any interruption."
     incoming, out = check_folders(incoming, out)
-    with Sorter(model, out, copy=copy, min_prob=min_prob, bs=bs, k=k, progress=progress, tta=tta) as s:
+    with Sorter(model, out, copy=copy, min_prob=min_prob, bs=bs, k=k, progress=progress, tta=tta, incoming=incoming) as s:
         rows = s.sort(incoming_files(incoming), stop)
     return {**s.summary(), 'rows': rows}

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_watch.ipynb #95167b6e
 from __future__ import annotations
-import argparse, os, signal, sys, threading, time
+import argparse, math, os, signal, stat, sys, threading, time
 from pathlib import Path
 from queue import SimpleQueue, Empty
 from fastcore.basics import patch
@@ -12,14 +12,14 @@ from fastcore.script import call_parse, Param
 from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
-from .core import PetBreedsError, command_errors
+from .core import PetBreedsError, command_errors, shown
 from .files import CSV_NAME, incoming_files, is_partial_name
 from .inference import load_model
 from .sort import Sorter, check_folders, sort_images
-from .runtime import EXIT_PARTIAL, EXIT_STOPPED, PRECISION_HELP, TTA_HELP, TRUST_PICKLE_HELP
+from .runtime import EXIT_PARTIAL, EXIT_STOPPED, EXIT_USAGE, PRECISION_HELP, TTA_HELP, TRUST_PICKLE_HELP
 
 # %% auto #0
-__all__ = ['Settling', 'watch_folder', 'format_summary', 'format_row', 'sort_main']
+__all__ = ['MAX_BS', 'MAX_SETTLE', 'Settling', 'watch_folder', 'format_summary', 'format_row', 'options_problem', 'sort_main']
 
 # %% ../nbs/13_watch.ipynb #aba8d1e0
 class _Arrivals(FileSystemEventHandler):
@@ -36,13 +36,17 @@ class _Arrivals(FileSystemEventHandler):
 
 # %% ../nbs/13_watch.ipynb #8ea95963
 def _signature(path):
-    "What changes while a file is being written: its size, modification time and inode."
-    st = os.stat(path)
+    "What changes while a file is being written: its size, modification time and inode (a link that leads nowhere: its own)."
+    try: st = os.stat(path)
+    except OSError: st = os.lstat(path)  # a dangling link or a loop settles too, for the sorter to name; gone: raises
     return st.st_size, st.st_mtime_ns, st.st_ino
 
 # %% ../nbs/13_watch.ipynb #23bf2bd8
 def _can_open(path) -> bool:
-    "Whether `path` opens for reading (Windows refuses while a writer holds it)."
+    "Whether `path` opens for reading (Windows refuses while a writer holds it); what is not a regular file is never opened."
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode): return True  # a fifo would block the open: the sorter names it unread
+    except OSError: return os.path.lexists(path)  # a dangling link or a loop: likewise
     try:
         with open(path, 'rb'): return True
     except OSError: return False
@@ -108,7 +112,7 @@ def watch_folder(model,                   # a loaded model, or a path `load_mode
     incoming, out = check_folders(incoming, out)
     stop = stop if stop is not None else threading.Event()
     here = os.path.abspath(incoming)
-    with Sorter(model, out, copy=copy, min_prob=min_prob, bs=bs, k=k, tta=tta) as s:
+    with Sorter(model, out, copy=copy, min_prob=min_prob, bs=bs, k=k, tta=tta, incoming=incoming) as s:
         arrivals, settling = _Arrivals(), Settling(settle)
         obs = _start_observer(incoming, arrivals)
         try:
@@ -137,19 +141,19 @@ def watch_folder(model,                   # a loaded model, or a path `load_mode
 
 # %% ../nbs/13_watch.ipynb #3881821a
 def format_summary(s:dict, out) -> str:
-    "One line: how many files went where."
-    labels = ', '.join(f'{k} {v}' for k, v in sorted(s['labels'].items()))
+    "One line: how many files went where (labels and folder `shown`: a terminal never gets their control characters)."
+    labels = ', '.join(f'{shown(k)} {v}' for k, v in sorted(s['labels'].items()))
     parts = [f"sorted {s['sorted']}" + (f" ({labels})" if labels else ''), f"unsure {s['unsure']}", f"rejected {s['rejected']}"]
     if s['skipped']: parts.append(f"already sorted {s['skipped']}")
     if s['recovered']: parts.append(f"finished {s['recovered']} from an interrupted run")
     if s['errors']: parts.append(f"unreadable {len(s['errors'])}")
-    return f"{'; '.join(parts)} -> {Path(out)/CSV_NAME}"
+    return f"{'; '.join(parts)} -> {shown(Path(out)/CSV_NAME)}"
 
 # %% ../nbs/13_watch.ipynb #09b13e1b
 def format_row(r:dict) -> str:
-    "One line for a sorted file, as `--watch` prints it."
+    "One line for a sorted file, as `--watch` prints it; names, labels and reasons `shown` (a name may hold a right-to-left override)."
     what = r['reason'] if r['status'] == 'rejected' else f"{r['label']} {float(r['prob']):.1%}"
-    return f"{r['source']} -> {r['destination']} ({what})"
+    return shown(f"{r['source']} -> {r['destination'] or '(left in INCOMING)'} ({what})")
 
 # %% ../nbs/13_watch.ipynb #b8d301de
 def _stop_on_signals(stop:threading.Event) -> dict:
@@ -160,6 +164,15 @@ def _stop_on_signals(stop:threading.Event) -> dict:
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     for s in old: signal.signal(s, handler)
     return old
+
+# %% ../nbs/13_watch.ipynb #159adc8a
+MAX_BS, MAX_SETTLE = 1024, 3600.  # a batch's files are held in memory at once; an hour's settling is already no watching
+
+def options_problem(min_prob:float, bs:int, settle:float) -> str|None:
+    "What is wrong with `pet_breeds_sort`'s numeric options, or None (NaN is out of every range)."
+    if not 0 <= min_prob <= 1: return f"--min_prob must be between 0 and 1, not {min_prob}"
+    if not 1 <= bs <= MAX_BS: return f"--bs must be between 1 and {MAX_BS}, not {bs}"
+    if not (math.isfinite(settle) and 0 <= settle <= MAX_SETTLE): return f"--settle must be between 0 and {MAX_SETTLE:g} seconds, not {settle}"
 
 # %% ../nbs/13_watch.ipynb #c66f5d64
 def _stopped(msg:str):
@@ -181,17 +194,18 @@ def sort_main(model:str,           # exported model folder, or its model.onnx (r
               trust_pickle:Param(TRUST_PICKLE_HELP, bool)=False,   # (`runtime`'s)
               precision:Param(PRECISION_HELP, str)='fp32'):         # (`runtime`'s)
     "Sort images into a folder per predicted breed, once or continuously; never overwrites, never loses a file."
+    if why := options_problem(min_prob, bs, settle):  # before anything heavy is loaded
+        print(f"pet_breeds_sort: {why}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_USAGE)
     with command_errors('pet_breeds_sort', OSError):
         check_folders(incoming, out)
-        if not 0 <= min_prob <= 1: raise PetBreedsError(f"--min_prob must be between 0 and 1, not {min_prob}")
-        if bs < 1: raise PetBreedsError(f"--bs must be at least 1, not {bs}")
         pm = load_model(model, onnx=onnx, trust_pickle=trust_pickle, precision=precision)
     stop = threading.Event()
     old = _stop_on_signals(stop) if threading.current_thread() is threading.main_thread() else {}
     try:
         with command_errors('pet_breeds_sort', OSError):
             if watch:
-                print(f"watching {incoming} -> {out} (Ctrl-C to stop)", flush=True)
+                print(f"watching {shown(incoming)} -> {shown(out)} (Ctrl-C to stop)", flush=True)
                 s = watch_folder(pm, incoming, out, copy=copy, min_prob=min_prob, bs=bs, settle=settle, stop=stop, tta=tta,
                                  on_rows=lambda rows: print('\n'.join(map(format_row, rows)), flush=True))
             else: s = sort_images(pm, incoming, out, copy=copy, min_prob=min_prob, bs=bs, progress=sys.stdout.isatty(), stop=stop, tta=tta)
@@ -199,6 +213,6 @@ def sort_main(model:str,           # exported model folder, or its model.onnx (r
     finally:
         for sig, h in old.items(): signal.signal(sig, h)
     print(format_summary(s, out), flush=True)
-    for e in s['errors']: print(f"pet_breeds_sort: cannot read {e}", file=sys.stderr)
+    for e in s['errors']: print(f"pet_breeds_sort: cannot read {shown(e)}", file=sys.stderr)
     if stop.is_set() and not watch: _stopped("pet_breeds_sort: stopped before the end; run it again to sort the rest")
     if s['errors']: sys.exit(EXIT_PARTIAL)

@@ -1,6 +1,6 @@
 """pet_breeds_sort: batch sorting, copies, name clashes, names with line breaks, rejects, --min_prob, crash safety
 (a real SIGKILL, and a kill injected at every file operation), and --watch (in a thread, and the command stopped by SIGTERM)."""
-import errno, hashlib, json, os, shutil, signal, subprocess, sys, threading, time
+import contextlib, errno, hashlib, io, json, os, shutil, signal, subprocess, sys, threading, time
 from collections import Counter
 from pathlib import Path
 import pytest
@@ -353,3 +353,212 @@ def test_watch_command_stops_cleanly_on_sigterm(tiny_model, sample_dir, tmp_path
     assert sorted(l.split(' -> ')[0] for l in stdout.splitlines()[1:-1]) == sorted(f.name for f in files)  # a line per file
     check_exactly_once({f.name: sha(f) for f in files}, out)
     assert checksums(inc) == {f.name: sha(f) for f in files}
+
+
+# --- issue 21: INCOMING's links and odd files, the journal and the CSV as input, options, printing ---------------
+
+def run_in_thread(f, timeout=60):
+    "`f()`'s result, or a failure if it has not returned after `timeout` s (a fifo opened for reading waits for ever)."
+    res = {}
+    def target():
+        try: res['r'] = f()
+        except BaseException as e: res['e'] = e   # SystemExit too: raised again in the caller
+    t = threading.Thread(target=target, daemon=True)
+    t.start(); t.join(timeout)
+    assert not t.is_alive(), f"still running after {timeout}s: blocked (on a fifo?)"
+    if 'e' in res: raise res['e']
+    return res['r']
+
+def hostile_incoming(sample_dir, root:Path):
+    "INCOMING with a photo, a link to a photo in a sub-folder (followed), and what must not be read: links out, a loop, a dangling link, a fifo."
+    inc, secret = root/'in', root/'secret'
+    (inc/'sub').mkdir(parents=True); secret.mkdir()
+    shutil.copy(sample_dir/'Bengal_20.jpg', inc/'Bengal_1.jpg')
+    shutil.copy(sample_dir/'Bengal_21.jpg', inc/'sub'/'Bengal_21.jpg')
+    shutil.copy(sample_dir/'Bengal_22.jpg', secret/'Bengal_22.jpg'); os.chmod(secret/'Bengal_22.jpg', 0o640)  # like /etc/shadow
+    for name, to in [('Bengal_2.jpg', 'sub/Bengal_21.jpg'), ('Bengal_3.jpg', '../secret/Bengal_22.jpg'),
+                     ('Bengal_4.jpg', secret/'Bengal_22.jpg'), ('Bengal_5.jpg', 'Bengal_5.jpg'), ('Bengal_6.jpg', 'nowhere.jpg'),
+                     ('Bengal_8.jpg', 'Bengal_3.jpg')]: os.symlink(to, inc/name)
+    os.mkfifo(inc/'Bengal_7.jpg')
+    return inc, secret
+
+REFUSED = {'Bengal_3.jpg': 'a symbolic link to a file outside INCOMING (not followed)',
+           'Bengal_4.jpg': 'a symbolic link to a file outside INCOMING (not followed)',
+           'Bengal_5.jpg': 'a symbolic link loop (not followed)',
+           'Bengal_6.jpg': 'a dangling symbolic link (its target does not exist)',
+           'Bengal_7.jpg': 'not a regular file (a fifo)',
+           'Bengal_8.jpg': 'a symbolic link to a file outside INCOMING (not followed)'}
+
+@pytest.mark.parametrize('copy', [False, True])
+def test_links_out_of_incoming_loops_and_fifos_are_named_never_read(sample_dir, tmp_path, copy):
+    "Issue 21: a link to /etc/shadow was copied into OUT, world-readable; a loop stopped every run; a fifo would block it."
+    inc, secret = hostile_incoming(sample_dir, tmp_path)
+    target, out, secret_sha = inc/'sub'/'Bengal_21.jpg', tmp_path/'out', sha(secret/'Bengal_22.jpg')
+    res = run_in_thread(lambda: sort_images(ByName(), inc, out, copy=copy))
+    rows = {r['source']: r for r in PredictionsCSV(out/CSV_NAME).rows()}
+    assert {n: r['status'] for n, r in rows.items() if r['destination']} == {'Bengal_1.jpg': 'sorted', 'Bengal_2.jpg': 'sorted'}
+    assert sha(out/rows['Bengal_2.jpg']['destination']) == sha(target)   # the link inside INCOMING was followed
+    assert {n: (r['status'], r['destination'], r['reason']) for n, r in rows.items() if not r['destination']} == \
+           {n: ('rejected', '', why) for n, why in REFUSED.items()}
+    assert sorted(res['errors']) == sorted(f'{n}: {why}' for n, why in REFUSED.items())
+    in_out = [p for p in out.rglob('*') if p.relative_to(out).as_posix() not in OWN]
+    assert not any(p.is_symlink() for p in in_out) and secret_sha not in {sha(p) for p in in_out if p.is_file()}
+    assert os.stat(out/rows['Bengal_2.jpg']['destination']).st_ino != os.stat(target).st_ino   # a copy, not a second name
+    assert sha(secret/'Bengal_22.jpg') == secret_sha and sha(target) == rows['Bengal_2.jpg']['sha256']
+    left = sorted(p.name for p in inc.iterdir())
+    assert left == sorted(['sub', *REFUSED] + (['Bengal_1.jpg', 'Bengal_2.jpg'] if copy else []))  # the refused stay where they are
+    again = run_in_thread(lambda: sort_images(ByName(), inc, out, copy=copy))
+    assert len(PredictionsCSV(out/CSV_NAME).rows()) == len(rows)   # named once in the CSV...
+    assert sorted(again['errors']) == sorted(res['errors'])         # ...and on every run
+
+
+@pytest.mark.parametrize('mode', ['copy', 'move-across-filesystems'])
+def test_a_copy_never_widens_permissions(sample_dir, tmp_path, monkeypatch, mode):
+    "Issue 21: a 0640 file came out 0644. A copy (and a move between filesystems, which copies) keeps at most the source's bits."
+    inc = make_incoming(tmp_path/'in', [sample_dir/'Bengal_20.jpg', sample_dir/'Bengal_21.jpg'])
+    modes = {'Bengal_20.jpg': 0o640, 'Bengal_21.jpg': 0o600}
+    for n, m in modes.items(): os.chmod(inc/n, m)
+    if mode != 'copy':
+        for mod in (filesmod, sortmod): monkeypatch.setattr(mod, 'os', KillingOS(None, no_links_from=inc))
+    old = os.umask(0o022)
+    try: res = sort_images(ByName(), inc, tmp_path/'out', copy=mode == 'copy')
+    finally: os.umask(old)
+    assert len(res['rows']) == 2
+    for r in res['rows']:
+        got = os.stat(tmp_path/'out'/r['destination']).st_mode & 0o7777
+        assert got & ~modes[r['source']] == 0, f"{r['source']}: {oct(got)} is wider than {oct(modes[r['source']])}"
+
+
+def test_watch_names_fifos_and_dangling_links_and_goes_on(sample_dir, tmp_path):
+    "A fifo in INCOMING once meant an open() that waits for a writer for ever; a dangling link was never named."
+    inc, out = make_incoming(tmp_path/'in', [sample_dir/'Bengal_20.jpg']), tmp_path/'out'
+    os.mkfifo(inc/'Bengal_7.jpg'); os.symlink('nowhere.jpg', inc/'Bengal_6.jpg')
+    stop = threading.Event()
+    t = threading.Thread(target=watch_folder, args=(ByName(), inc, out), daemon=True,
+                         kwargs=dict(settle=0.2, poll=0.05, rescan=0.5, stop=stop))
+    t.start()
+    try: rows = wait_for_rows(out, 3, timeout=30)
+    finally: stop.set(); t.join(10)
+    assert not t.is_alive()
+    assert {r['source']: (r['status'], r['reason']) for r in rows if not r['destination']} == \
+           {'Bengal_7.jpg': ('rejected', REFUSED['Bengal_7.jpg']), 'Bengal_6.jpg': ('rejected', REFUSED['Bengal_6.jpg'])}
+
+
+def test_sort_command_names_what_it_refused_escaped_and_exits_partial(sample_dir, tmp_path, monkeypatch, capsys):
+    "Refused entries are named on stderr, with names and labels through `shown` (a right-to-left override, an escape)."
+    inc, _ = hostile_incoming(sample_dir, tmp_path)
+    os.symlink('nowhere.jpg', inc/'x\u202egpj.jpg')
+    shutil.copy(sample_dir/'Bengal_20.jpg', inc/'Ben\u202egal_30.jpg')   # ByName labels it 'Ben\u202egal'
+    monkeypatch.setattr(watch_mod, 'load_model', lambda *a, **kw: ByName())
+    with pytest.raises(SystemExit) as e: run_in_thread(lambda: sort_main(model='m', incoming=str(inc), out=str(tmp_path/'out'), copy=True))
+    cap = capsys.readouterr()
+    assert e.value.code == 3
+    assert [l for l in (cap.out + cap.err).splitlines() if '\u202e' in l] == [] and '(Bengal 2, Ben\\u202egal 1)' in cap.out
+    assert 'pet_breeds_sort: cannot read x\\u202egpj.jpg: a dangling symbolic link' in cap.err
+    for n, why in REFUSED.items(): assert f'pet_breeds_sort: cannot read {n}: {why}' in cap.err
+
+
+def write_journal(out:Path, *recs):
+    (out/'Bengal').mkdir(parents=True, exist_ok=True)
+    (out/JOURNAL_NAME).write_text(''.join(json.dumps(r) + '\n' for r in recs))
+
+def record(inc:Path, name:str, sha256:str, **kw) -> dict:
+    "A journal record as the sorter writes it: `inc/name` moving to OUT/Bengal/name."
+    row = {'source': name, 'destination': f'Bengal/{name}', 'status': 'sorted', 'sha256': sha256, 'label': 'Bengal'}
+    return {'id': name, 'src': str(inc/name), 'dest': row['destination'], 'move': True, 'tmp': f'Bengal/.{name}.1234.sorting',
+            'sha256': sha256, 'row': row, **kw}
+
+@pytest.mark.parametrize('case', ['tmp ..', 'tmp absolute', 'tmp through a link', 'tmp not a temporary file', 'move: source outside'])
+def test_a_journal_naming_paths_outside_out_stops_the_run_and_deletes_nothing(sample_dir, tmp_path, monkeypatch, capsys, case):
+    "Issue 21: `_resolve` unlinked `out/rec['tmp']` unchecked, and a 'move' record whose destination has the source's content unlinked the source."
+    inc, out, victim = make_incoming(tmp_path/'in', [sample_dir/'Bengal_20.jpg']), tmp_path/'out', tmp_path/'victim.jpg'
+    shutil.copy(sample_dir/'Bengal_21.jpg', victim)
+    hidden = tmp_path/'.v.jpg.1234.sorting'   # named as the sorter names its temporary files, but outside OUT
+    hidden.write_bytes(b'not the sorter\'s')
+    out.mkdir(); os.symlink(tmp_path, out/'up')
+    (out/'Bengal').mkdir(); (out/'Bengal'/'keep.jpg').write_bytes(b'a file of the user in OUT')
+    (out/'Bengal'/'.ok.jpg.1234.sorting').write_bytes(b'what a good record would clean up')
+    good = record(inc, 'ok.jpg', 'abc')
+    bad = {'tmp ..': record(inc, 'v.jpg', 'abc', tmp='Bengal/../../' + hidden.name),
+           'tmp absolute': record(inc, 'v.jpg', 'abc', tmp=str(hidden)),
+           'tmp through a link': record(inc, 'v.jpg', 'abc', tmp='up/' + hidden.name),
+           'tmp not a temporary file': record(inc, 'v.jpg', 'abc', tmp='Bengal/keep.jpg'),
+           'move: source outside': {**record(inc, 'v.jpg', sha(victim)), 'src': str(victim), 'dest': 'Bengal/v.jpg'}}[case]
+    if case.startswith('move'): shutil.copy(victim, out/'Bengal'/'v.jpg')   # the destination has the source's content
+    write_journal(out, good, bad)
+    before = {p: p.read_bytes() for p in [*out.rglob('*'), victim, hidden, *inc.iterdir()] if p.is_file() and not p.is_symlink()}
+    with pytest.raises(sortmod.BadJournal, match=f'{JOURNAL_NAME}: record 2 .*nothing was deleted'): sort_images(ByName(), inc, out)
+    assert {p: p.read_bytes() for p in before if p.exists()} == before
+    monkeypatch.setattr(watch_mod, 'load_model', lambda *a, **kw: ByName())
+    with pytest.raises(SystemExit) as e: sort_main(model='m', incoming=str(inc), out=str(out))
+    assert isinstance(e.value.code, str) and '\n' not in e.value.code   # one line, exit status 1
+    assert e.value.code.startswith(f'pet_breeds_sort: {out/JOURNAL_NAME}: record 2 names the ')
+    assert {p: p.read_bytes() for p in before if p.exists()} == before
+
+
+def test_a_csv_row_naming_a_path_outside_out_stops_the_run(sample_dir, tmp_path):
+    inc, out = make_incoming(tmp_path/'in', [sample_dir/'Bengal_20.jpg']), tmp_path/'out'
+    sort_images(ByName(), inc, out, copy=True)
+    good = (out/CSV_NAME).read_bytes()
+    for row in [',a.jpg,../a.jpg,sorted,Bengal,0.9,,abc,\n', f',a.jpg,{tmp_path}/a.jpg,sorted,Bengal,0.9,,abc,\n', ',a.jpg\n']:
+        (out/CSV_NAME).write_bytes(good + row.encode())
+        with pytest.raises(sortmod.BadJournal, match=f'{CSV_NAME}: row 2 names the destination'): sort_images(ByName(), inc, out, copy=True)
+        assert (out/CSV_NAME).read_bytes() == good + row.encode()
+
+
+@pytest.mark.parametrize('opt', [('--bs', '0'), ('--bs', '-1'), ('--bs', '100000'), ('--min_prob', 'nan'), ('--min_prob', '-0.5'),
+                                 ('--min_prob', '2'), ('--settle', '-1'), ('--settle', 'nan'), ('--settle', 'inf')])
+def test_options_out_of_range_exit_2_in_one_line_before_loading(tmp_path, monkeypatch, opt):
+    "Issue 21: options out of range exit 2 (`EXIT_USAGE`), as argparse does, before the model is loaded."
+    def loaded(*a, **kw): raise AssertionError('the model was loaded')
+    monkeypatch.setattr(watch_mod, 'load_model', loaded)
+    args = vars(anno_parser(sort_main).parse_args(['nope', str(tmp_path/'nope'), str(tmp_path/'out'), *opt]))
+    for extra in ('pdb', 'xtra'): args.pop(extra, None)
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as e, contextlib.redirect_stderr(err): sort_main(**args)
+    assert e.value.code == 2 and err.getvalue().startswith(f'pet_breeds_sort: {opt[0]} must be between ')
+    assert err.getvalue().count('\n') == 1 and not (tmp_path/'out').exists()
+
+
+@pytest.mark.parametrize('own', [JOURNAL_NAME, CSV_NAME, LOCK_NAME])
+def test_the_sorters_own_files_in_out_may_not_be_links(sample_dir, tmp_path, own):
+    "A journal linked to a file of the user's was truncated when cleared; a linked CSV had rows appended or cut."
+    inc, out, important = make_incoming(tmp_path/'in', [sample_dir/'Bengal_20.jpg']), tmp_path/'out', tmp_path/'important.txt'
+    important.write_text('a line the sorter did not write')   # no newline at the end: PredictionsCSV.repair would cut it
+    out.mkdir(); os.symlink(important, out/own)
+    with pytest.raises(sortmod.BadJournal, match=f'{own}: a link or not a regular file'): sort_images(ByName(), inc, out)
+    assert important.read_text() == 'a line the sorter did not write' and checksums(inc) == {'Bengal_20.jpg': sha(sample_dir/'Bengal_20.jpg')}
+
+
+def test_a_label_folder_that_is_a_link_out_of_out_is_not_written_through(sample_dir, tmp_path):
+    inc, out, elsewhere = make_incoming(tmp_path/'in', [sample_dir/'Bengal_20.jpg', sample_dir/'Abyssinian_20.jpg']), tmp_path/'out', tmp_path/'elsewhere'
+    elsewhere.mkdir(); out.mkdir(); os.symlink(elsewhere, out/'Bengal')
+    res = sort_images(ByName(), inc, out)
+    assert list(elsewhere.iterdir()) == [] and [p.name for p in inc.iterdir()] == ['Bengal_20.jpg']   # left where it was
+    assert res['errors'] == ["Bengal_20.jpg: OUT's Bengal is a link or not a folder; the file is left where it is"]
+    assert [r['destination'] for r in res['rows']] == ['Abyssinian/Abyssinian_20.jpg']
+
+
+@pytest.mark.parametrize('copy', [False, True])
+def test_a_name_near_the_length_limit_is_sorted(sample_dir, tmp_path, copy):
+    "A 249-byte name made a temporary name over 255 bytes: the copy failed, and so did every later run's recovery (ENAMETOOLONG)."
+    inc, out = tmp_path/'in', tmp_path/'out'
+    inc.mkdir(); name = 'Bengal_' + 'x' * 236 + '_1.jpg'
+    shutil.copy(sample_dir/'Bengal_20.jpg', inc/name)
+    inputs = checksums(inc)
+    res = sort_images(ByName(), inc, out, copy=copy)
+    assert res['errors'] == [] and check_exactly_once(inputs, out)[0]['source'] == name
+    assert not (out/JOURNAL_NAME).read_bytes()
+
+
+def test_a_csv_or_journal_line_python_cannot_parse_gives_no_traceback(sample_dir, tmp_path, monkeypatch):
+    "A CSV field over csv's limit raised csv.Error, a journal line nested 10^5 deep RecursionError: tracebacks, every run."
+    inc = make_incoming(tmp_path/'in', [sample_dir/'Bengal_20.jpg'])
+    monkeypatch.setattr(watch_mod, 'load_model', lambda *a, **kw: ByName())
+    (tmp_path/'o1').mkdir(); (tmp_path/'o2').mkdir()
+    (tmp_path/'o1'/CSV_NAME).write_text(','.join(COLUMNS) + '\n,a.jpg,,rejected,,,,' + 'x' * 200_000 + ',\n')
+    with pytest.raises(SystemExit) as e: sort_main(model='m', incoming=str(inc), out=str(tmp_path/'o1'), copy=True)
+    assert e.value.code == f'pet_breeds_sort: {tmp_path/"o1"/CSV_NAME}: not a CSV the sorter wrote (field larger than field limit (131072)); nothing was changed'
+    (tmp_path/'o2'/JOURNAL_NAME).write_text('[' * 10**5 + ']' * 10**5 + '\n')
+    sort_main(model='m', incoming=str(inc), out=str(tmp_path/'o2'), copy=True)   # a line that is no record of the sorter's is passed over
+    assert [r['source'] for r in PredictionsCSV(tmp_path/'o2'/CSV_NAME).rows()] == ['Bengal_20.jpg']
