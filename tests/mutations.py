@@ -224,6 +224,9 @@ MUTATIONS = [
     Mutation("train: a NaN loss only cancels the fit (fastai's TerminateOnNaNCallback)", 'train.py',
              [("StopOnNonFinite(i), *stage.callbacks()]", "TerminateOnNaNCallback(), *stage.callbacks()]")],
              ['tests/test_train_guards.py::test_a_rerun_replaces_its_own_run_and_a_diverging_one_exports_nothing']),
+    Mutation("export_model leaves the earlier model's model.onnx beside the new weights", 'inference.py',
+             [("    if onnx.is_file() and not onnx.is_symlink(): onnx.unlink()\n", "")],
+             ['tests/test_train_guards.py::test_a_rerun_replaces_its_own_run_and_a_diverging_one_exports_nothing']),
 ]
 
 # --- running ------------------------------------------------------------------------------------------

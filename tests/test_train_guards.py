@@ -84,7 +84,9 @@ def test_an_interrupted_run_is_resumed_or_overwritten_not_discarded(images, tmp_
 def test_a_rerun_replaces_its_own_run_and_a_diverging_one_exports_nothing(images, tmp_path):
     out = tmp_path/'run'
     assert train(images, out).returncode == 0
-    assert train(images, out).returncode == 0                                   # a rerun onto its own run: allowed
+    (out/'model'/'model.onnx').write_bytes(b'the first weights')                 # as pet_breeds_export --onnx would leave it
+    assert train(images, out).returncode == 0                                   # a rerun onto its own run: allowed ...
+    assert not (out/'model'/'model.onnx').exists()                              # ... and no runtime runs the old network
     assert not (out/'checkpoints').exists()
     before = digest(out)
     refused(run_cli('pet_breeds_train', '--data', images, '--out', out, *TINY, '--lr', '1e30'), 1,
