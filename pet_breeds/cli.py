@@ -58,8 +58,7 @@ def check_options(opts:dict):
     for k, v in opts.items():
         if k not in params or k.startswith('_'): raise BadOptions(f"unknown option {k!r}")
         want = _TYPES.get(str(params[k].annotation))
-        if v is not None and want and (not isinstance(v, want) or isinstance(v, bool) != (want is bool)):
-            raise BadOptions(f"--{k} must be of type {params[k].annotation}, not {v!r}")
+        if v is not None and want and (not isinstance(v, want) or isinstance(v, bool) != (want is bool)): raise BadOptions(f"--{k} must be of type {params[k].annotation}, not {v!r}")
         if k == 'lr_find_its' and v is not None: check_lr_find_its(v)   # it says why fewer cannot work
         test, what = OPTION_RANGES.get(k, (None, None))
         if v is not None and test and not test(v): raise BadOptions(f"--{k} must be {what}, not {v!r}")
@@ -121,17 +120,14 @@ def check_out(out,                   # the run's output folder
              ):
     "`BadOptions`, before any work, where writing the run to `out` could lose what is there (see above)."
     out, o, d = Path(out), Path(out).resolve(), Path(data).resolve()
-    if o == d or d in o.parents:
-        raise BadOptions(f"{shown(out)}: the output folder is inside the images folder {shown(data)}, where the next run would read its files as images; choose an --out outside it")
+    if o == d or d in o.parents: raise BadOptions(f"{shown(out)}: the output folder is inside the images folder {shown(data)}, where the next run would read its files as images; choose an --out outside it")
     if o in d.parents: raise BadOptions(f"{shown(out)}: the images folder {shown(data)} is inside it; choose an --out of its own")
     if out.exists() and not out.is_dir(): raise BadOptions(f"{shown(out)}: exists and is not a folder; choose a folder with --out")
     foreign = unowned(o, RUN_LAYOUT)
-    if foreign and not overwrite:
-        raise BadOptions(f"{shown(out)}: holds files pet_breeds did not write ({_few(foreign, o)}); choose a new or empty folder with --out, or add --overwrite to write the run there (your files stay)")
+    if foreign and not overwrite: raise BadOptions(f"{shown(out)}: holds files pet_breeds did not write ({_few(foreign, o)}); choose a new or empty folder with --out, or add --overwrite to write the run there (your files stay)")
     clash = [p for p in foreign if p == o/'model' or o/'checkpoints' in (p, *p.parents) or p.name in RUN_LAYOUT[0] + RUN_LAYOUT[1]['model'][0]]
     if clash: raise BadOptions(f"{shown(out)}: the run would replace files pet_breeds did not write ({_few(clash, o)}), even with --overwrite; move them, or choose another --out")
-    if not (resuming or overwrite) and (o/'checkpoints'/'latest.json').is_file():
-        raise BadOptions(f"{shown(out)}: holds an interrupted run; continue it with --resume {shown(out)}, or add --overwrite to start again there")
+    if not (resuming or overwrite) and (o/'checkpoints'/'latest.json').is_file(): raise BadOptions(f"{shown(out)}: holds an interrupted run; continue it with --resume {shown(out)}, or add --overwrite to start again there")
 
 # %% ../nbs/09_cli.ipynb #b301f343
 def find_images(data=None) -> tuple:
@@ -211,6 +207,7 @@ def train_pets(data:str=None,              # folder of PETS-style images, or 'sa
         metrics = {**common, **m.trainer(folder, out, {**args, **m.spec_options(args)}),
                    'total_seconds': round(time.perf_counter() - t0, 3)}
         write_atomic(out/'metrics.json', json.dumps(metrics, indent=1))
+        for n in (('loss.png', 'lr_find.png', *(() if metrics['unseen']['predictions'] else ('predictions.csv',))) if mode == 'probe' else ()): (out/n).unlink(missing_ok=True)   # an earlier run's
         return metrics
     arch = get_arch(ifnone(arch, 'resnet50'))
     size = ifnone(size, arch.size)
@@ -249,6 +246,7 @@ def write_run(learn, run:dict, dls, out, spec, t0:float, info:dict) -> dict:
                **({'distributed': {'processes': len(digests), 'backend': backend(), 'weights_sha256': digests}}
                   if len(digests) > 1 else {})}
     write_atomic(out/'metrics.json', json.dumps(metrics, indent=1))
+    for n in ('predictions.csv', *(() if run['lr_find'] else ('lr_find.png',))): (out/n).unlink(missing_ok=True)   # an earlier run's: not this one's
     remove_owned(spec.checkpoints, CHECKPOINT_LAYOUT)   # the run is complete; a file of someone else's there stays
     return metrics
 

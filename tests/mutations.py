@@ -195,7 +195,7 @@ MUTATIONS = [
              ['tests/test_model_files.py::test_a_label_that_cannot_name_a_folder_is_refused_at_load']),
     # --- cli.py / train.py / checkpoint.py: pet_breeds_train's guards (issue 21) -------------------------------------
     Mutation("train --out: files the package did not write are let through", 'cli.py',
-             [("    if foreign and not overwrite:\n", "    if False:\n")],
+             [("    if foreign and not overwrite: raise", "    if False: raise")],
              ['tests/test_train_guards.py::test_an_out_holding_foreign_files_is_refused_and_they_stay', 'tests/test_train_guards.py::test_overwrite_writes_the_run_and_leaves_the_owners_files']),
     Mutation("train --out --overwrite: a foreign file where the run writes is replaced", 'cli.py',
              [("    if clash: raise BadOptions(", "    if False: raise BadOptions(")],
@@ -204,7 +204,7 @@ MUTATIONS = [
              [("    if p.is_symlink(): return None", "    if False: return None")],
              ['tests/test_train_guards.py::test_a_link_in_out_is_never_the_packages']),
     Mutation("train: --out inside --data accepted", 'cli.py',
-             [("    if o == d or d in o.parents:\n", "    if False:\n")],
+             [("    if o == d or d in o.parents: raise", "    if False: raise")],
              ['tests/test_train_guards.py::test_out_and_data_apart']),
     Mutation("train: an interrupted run is discarded by a fresh one", 'cli.py',
              [("    if not (resuming or overwrite) and (o/'checkpoints'/'latest.json').is_file():", "    if False:")],
@@ -226,6 +226,9 @@ MUTATIONS = [
              ['tests/test_train_guards.py::test_a_rerun_replaces_its_own_run_and_a_diverging_one_exports_nothing']),
     Mutation("export_model leaves the earlier model's model.onnx beside the new weights", 'inference.py',
              [("    if onnx.is_file() and not onnx.is_symlink(): onnx.unlink()\n", "")],
+             ['tests/test_train_guards.py::test_a_rerun_replaces_its_own_run_and_a_diverging_one_exports_nothing']),
+    Mutation("a rerun leaves the earlier run's predictions.csv and lr_find.png", 'cli.py',
+             [("    for n in ('predictions.csv', *(() if run['lr_find'] else ('lr_find.png',))): (out/n).unlink(missing_ok=True)", "    pass")],
              ['tests/test_train_guards.py::test_a_rerun_replaces_its_own_run_and_a_diverging_one_exports_nothing']),
 ]
 

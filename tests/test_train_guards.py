@@ -85,8 +85,10 @@ def test_a_rerun_replaces_its_own_run_and_a_diverging_one_exports_nothing(images
     out = tmp_path/'run'
     assert train(images, out).returncode == 0
     (out/'model'/'model.onnx').write_bytes(b'the first weights')                 # as pet_breeds_export --onnx would leave it
+    for f in ('predictions.csv', 'lr_find.png'): (out/f).write_text('an earlier run')   # a probe's; a run without --lr
     assert train(images, out).returncode == 0                                   # a rerun onto its own run: allowed ...
     assert not (out/'model'/'model.onnx').exists()                              # ... and no runtime runs the old network
+    assert not (out/'predictions.csv').exists() and not (out/'lr_find.png').exists()   # nor a file passes for this run's
     assert not (out/'checkpoints').exists()
     before = digest(out)
     refused(run_cli('pet_breeds_train', '--data', images, '--out', out, *TINY, '--lr', '1e30'), 1,
