@@ -4,7 +4,7 @@
 
 # %% ../nbs/02d_checkpoint.ipynb #fc0da14f
 from __future__ import annotations
-import json, os, random, shutil
+import fnmatch, json, os, random, re, shutil
 from .core import *
 from fastai.vision.all import *
 from safetensors import SafetensorError
@@ -13,8 +13,8 @@ from .atomic import writing, write_atomic
 from .distrib import is_main, inner_dl
 
 # %% auto #0
-__all__ = ['CHECKPOINT_VERSION', 'BadCheckpoint', 'rng_states', 'set_rng_states', 'save_checkpoint', 'read_checkpoint',
-           'restore_checkpoint', 'Checkpoint']
+__all__ = ['CHECKPOINT_VERSION', 'CHECKPOINT_LAYOUT', 'BadCheckpoint', 'rng_states', 'set_rng_states', 'save_checkpoint',
+           'read_checkpoint', 'restore_checkpoint', 'Checkpoint', 'unowned', 'remove_owned']
 
 # %% ../nbs/02d_checkpoint.ipynb #3a1b269c
 CHECKPOINT_VERSION = 1
@@ -108,3 +108,45 @@ class Checkpoint(Callback):
     def __init__(self, folder, progress, skip_to:int=0): store_attr()
     def after_epoch(self):
         if self.epoch >= self.skip_to and is_main(): save_checkpoint(self.folder, self.learn, self.progress(self.epoch))
+
+# %% ../nbs/02d_checkpoint.ipynb #bb62aa1a
+_PARTS = ('model.safetensors', 'optimizer.safetensors', 'state.json')   # what `save_checkpoint` writes in a checkpoint
+CHECKPOINT_LAYOUT = (('run.json', 'latest.json'), {'stage*-epoch*': (_PARTS, {}), '.stage*-epoch*.tmp': (_PARTS, {})})
+_TMP = re.compile(r'\.(.+)\.tmp-\d+-\d+')   # `atomic.replacing`'s temporary of the file named by group 1
+
+def _owned(p:Path, layout:tuple):
+    "'file' if `layout` names the file `p`, the subfolder's layout if it names the folder `p`, else None."
+    files, dirs = layout
+    if p.is_symlink(): return None   # the package writes no links: a link is someone else's
+    m = _TMP.fullmatch(p.name)
+    if p.is_file() and any(fnmatch.fnmatchcase(m.group(1) if m else p.name, pat) for pat in files): return 'file'
+    if p.is_dir(): return next((sub for pat, sub in dirs.items() if fnmatch.fnmatchcase(p.name, pat)), None)
+    return None
+
+def unowned(folder,        # a folder the package writes into
+            layout:tuple,  # what it writes there: `(file patterns, {folder pattern: that folder's layout})`
+           ) -> list:
+    "The paths under `folder` that `layout` does not name: what the package did not write, so must never delete."
+    folder = Path(folder)
+    if not folder.exists() and not folder.is_symlink(): return []
+    if folder.is_symlink() or not folder.is_dir(): return [folder]
+    found = []
+    for p in sorted(folder.iterdir()):
+        own = _owned(p, layout)
+        if own is None: found.append(p)
+        elif own != 'file': found += unowned(p, own)
+    return found
+
+# %% ../nbs/02d_checkpoint.ipynb #e0ef6a32
+def remove_owned(folder,        # a folder the package wrote into
+                 layout:tuple,  # what it writes there (see `unowned`)
+                ) -> list:
+    "Delete what `layout` names under `folder`, then each folder left empty; return what stays (`unowned`)."
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir(): return unowned(folder, layout)
+    for p in folder.iterdir():
+        own = _owned(p, layout)
+        if own == 'file': p.unlink(missing_ok=True)
+        elif own is not None: remove_owned(p, own)
+    if not any(folder.iterdir()): folder.rmdir()
+    return unowned(folder, layout)

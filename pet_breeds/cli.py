@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_cli.ipynb #7989e34b
 from __future__ import annotations
-import hashlib, json, os, shutil, subprocess, sys, time
+import hashlib, inspect, json, math, os, subprocess, sys, time
 from collections import Counter
 from pathlib import Path
 from .core import *
@@ -16,7 +16,8 @@ from .probe import choose_mode, wilson_interval, PROBE_FOLDS
 from . import cut, features, probe   # the built-in modes, which register themselves
 from .atomic import write_atomic
 from .precision import choose_policy
-from .checkpoint import BadCheckpoint
+from .checkpoint import BadCheckpoint, CHECKPOINT_LAYOUT, unowned, remove_owned
+from .runtime import MODEL_JSON, WEIGHTS_FILE, ONNX_FILE, EXIT_USAGE
 from .train import TRAINERS, TrainSpec, get_mode, plot_losses, check_lr_find_its
 from .inference import export_model, load_model
 from .interpret import PetInterpretation, plot_confusion
@@ -24,8 +25,9 @@ from .distrib import (init_distributed, leave_distributed, is_distributed, is_ma
                                  weights_digest, launch_command, without_option)
 
 # %% auto #0
-__all__ = ['SETTINGS', 'FULL_RECIPE', 'mode_choices', 'check_writable', 'save_run_options', 'saved_run_options',
-           'check_same_images', 'find_images', 'class_counts', 'train_pets', 'write_run', 'run_summary', 'main']
+__all__ = ['OPTION_RANGES', 'RUN_LAYOUT', 'SETTINGS', 'FULL_RECIPE', 'mode_choices', 'check_options', 'check_writable',
+           'save_run_options', 'saved_run_options', 'check_same_images', 'check_out', 'find_images', 'class_counts',
+           'train_pets', 'write_run', 'run_summary', 'main']
 
 # %% ../nbs/09_cli.ipynb #8361b987
 def mode_choices(want:str=None, # a mode asked for: its module `pet_breeds.<want>` is imported first, where a new mode registers
@@ -36,9 +38,30 @@ def mode_choices(want:str=None, # a mode asked for: its module `pet_breeds.<want
         except UnknownChoice: pass   # said below, with 'auto' among the choices
     return ('auto', *TRAINERS)
 
-def _check_options(valid_pct:float, lr_find_its:int|None=None):
-    if not 0 < valid_pct < 1: raise BadOptions(f"valid_pct must be between 0 and 1 (exclusive), not {valid_pct}")
-    if lr_find_its is not None: check_lr_find_its(lr_find_its)
+# %% ../nbs/09_cli.ipynb #7552717d
+def _whole(v): return isinstance(v, int) and not isinstance(v, bool)
+def _finite(v): return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def _between(lo:int, hi:int): return (lambda v: _whole(v) and lo <= v <= hi), f"a whole number from {lo} to {hi:,}"
+
+OPTION_RANGES = {   # option: (test, what it must be); an option left out (None) takes its default
+    'bs': _between(1, 4096), 'epochs': _between(0, 10_000), 'freeze_epochs': _between(0, 10_000), 'folds': _between(2, 100),
+    'size': _between(16, 2048), 'item_size': _between(16, 4096),   # a side in pixels: 4096 is already 200 MB a float image
+    'num_workers': _between(0, 256), 'seed': _between(0, 2**32 - 1), 'lr_find_its': _between(1, 100_000), 'holdout': _between(0, 100_000),
+    'lr': (lambda v: _finite(v) and v > 0, 'a finite number above 0'), 'min_scale': (lambda v: _finite(v) and 0 < v <= 1, 'a number above 0 and at most 1'),
+    'lr_max': (lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_finite(o) and o > 0 for o in v), 'two finite numbers above 0'),
+    'valid_pct': (lambda v: _finite(v) and 0 < v < 1, 'a number between 0 and 1 (exclusive)')}
+_TYPES = {'str': (str, os.PathLike), 'bool': bool, 'int': int, 'float': (int, float)}   # a folder may be given as a Path
+
+def check_options(opts:dict):
+    "`BadOptions` naming the first of `opts` (`train_pets`'s arguments) of the wrong type or out of its range."
+    params = inspect.signature(train_pets).parameters
+    for k, v in opts.items():
+        if k not in params or k.startswith('_'): raise BadOptions(f"unknown option {k!r}")
+        want = _TYPES.get(str(params[k].annotation))
+        if v is not None and want and (not isinstance(v, want) or isinstance(v, bool) != (want is bool)): raise BadOptions(f"--{k} must be of type {params[k].annotation}, not {v!r}")
+        if k == 'lr_find_its' and v is not None: check_lr_find_its(v)   # it says why fewer cannot work
+        test, what = OPTION_RANGES.get(k, (None, None))
+        if v is not None and test and not test(v): raise BadOptions(f"--{k} must be {what}, not {v!r}")
 
 # %% ../nbs/09_cli.ipynb #408e259c
 def check_writable(out):
@@ -66,11 +89,16 @@ def save_run_options(out, args:dict, dls):
     write_atomic(Path(out)/'checkpoints'/'run.json', json.dumps({'options': args, 'images': _images_fingerprint(dls)}, indent=1))
 
 def saved_run_options(out) -> dict:
-    "The options of the interrupted run in `out`; `BadCheckpoint` when there is none."
+    "The options of the interrupted run in `out`, checked as the command's are; `BadCheckpoint` naming the file if unusable."
     f = Path(out)/'checkpoints'/'run.json'
     if not f.exists(): raise BadCheckpoint(f"{out}: no interrupted run to resume here ({f} does not exist)")
-    try: return json.loads(f.read_text())['options']
-    except (ValueError, KeyError) as e: raise BadCheckpoint(f"{f}: unreadable: {e}") from e
+    try:
+        opts = json.loads(f.read_text())['options']
+        if not isinstance(opts, dict) or opts.get('resume') is not None: raise BadOptions("'options' is not an object, or names a run to resume")
+        check_options({k: v for k, v in opts.items() if k != 'resume'})
+        return opts
+    except (ValueError, KeyError, TypeError, RecursionError) as e:   # BadOptions is a ValueError
+        raise BadCheckpoint(f"{f}: unusable, edited or damaged ({e}); start a new run instead (another --out)") from None
 
 def check_same_images(out, dls):
     "Stop a resume whose images differ from those the run began with."
@@ -78,6 +106,28 @@ def check_same_images(out, dls):
     if saved != _images_fingerprint(dls):
         raise BadCheckpoint(f"{dls.path}: the images changed since the run in {out} began; resuming would mix two "
                             f"datasets. Start a new run instead (another --out).")
+
+# %% ../nbs/09_cli.ipynb #d7d195e1
+RUN_LAYOUT = (('metrics.json', 'loss.png', 'confusion.png', 'lr_find.png', 'predictions.csv', '.write-test-*'),
+              {'model': ((MODEL_JSON, WEIGHTS_FILE, ONNX_FILE), {}), 'checkpoints': CHECKPOINT_LAYOUT})
+
+def _few(paths, root) -> str: return ', '.join(shown(p.relative_to(root)) for p in paths[:3]) + (f' and {len(paths) - 3} more' if len(paths) > 3 else '')
+
+def check_out(out,                   # the run's output folder
+              data,                  # the folder of images it trains on
+              overwrite:bool=False,  # write there although it holds files pet_breeds did not write (they stay)
+              resuming:bool=False,   # this run continues the interrupted run in `out`
+             ):
+    "`BadOptions`, before any work, where writing the run to `out` could lose what is there (see above)."
+    out, o, d = Path(out), Path(out).resolve(), Path(data).resolve()
+    if o == d or d in o.parents: raise BadOptions(f"{shown(out)}: the output folder is inside the images folder {shown(data)}, where the next run would read its files as images; choose an --out outside it")
+    if o in d.parents: raise BadOptions(f"{shown(out)}: the images folder {shown(data)} is inside it; choose an --out of its own")
+    if out.exists() and not out.is_dir(): raise BadOptions(f"{shown(out)}: exists and is not a folder; choose a folder with --out")
+    foreign = unowned(o, RUN_LAYOUT)
+    if foreign and not overwrite: raise BadOptions(f"{shown(out)}: holds files pet_breeds did not write ({_few(foreign, o)}); choose a new or empty folder with --out, or add --overwrite to write the run there (your files stay)")
+    clash = [p for p in foreign if p == o/'model' or o/'checkpoints' in (p, *p.parents) or p.name in RUN_LAYOUT[0] + RUN_LAYOUT[1]['model'][0]]
+    if clash: raise BadOptions(f"{shown(out)}: the run would replace files pet_breeds did not write ({_few(clash, o)}), even with --overwrite; move them, or choose another --out")
+    if not (resuming or overwrite) and (o/'checkpoints'/'latest.json').is_file(): raise BadOptions(f"{shown(out)}: holds an interrupted run; continue it with --resume {shown(out)}, or add --overwrite to start again there")
 
 # %% ../nbs/09_cli.ipynb #b301f343
 def find_images(data=None) -> tuple:
@@ -127,6 +177,7 @@ def train_pets(data:str=None,              # folder of PETS-style images, or 'sa
                refit:bool=True,            # probe: fit the final head on every image (--no-refit: on the training split only)
                holdout:int=None,           # probe: photos held back and predicted at the end (default: 8 on the bundled sample, else 0)
                resume:str=None,            # continue the interrupted run in this output folder (its options are read from it)
+               overwrite:bool=False,       # write into an --out that holds files pet_breeds did not write (they stay; only its own are replaced)
                _resuming:bool=False,       # (internal: this call continues a run)
               ) -> dict:
     "Train on the images in `data` (see `find_images`) with the recipe `mode` chooses, and write the model and its report to `out`."
@@ -136,24 +187,27 @@ def train_pets(data:str=None,              # folder of PETS-style images, or 'sa
     mode = check_choice(mode, mode_choices(mode), 'mode')
     if arch is not None: get_arch(arch)
     labeller(label)
-    _check_options(valid_pct, lr_find_its)
+    check_options(args)
     if mode != 'auto': get_mode(mode).check(pretrained)
     choose_policy(precision)
     init_distributed()   # before the loaders: on GPUs each process takes its own device
-    check_writable(out)
     folder, source = find_images(data)
+    check_out(out, folder, overwrite, _resuming)
+    check_writable(out)
+    counts = class_counts(folder, label)
+    if len(counts) == 1:   # fastai would fail in lr_find with a ZeroDivisionError; nothing can be learnt from one class
+        raise BadOptions(f"{shown(folder)}: every image is of one {label} ({shown(next(iter(counts)))}); a classifier needs two or more: add images of another, or choose another --label")
     why = f"--mode {mode}, as asked"
     if mode == 'auto':
         if not pretrained: mode, why = 'finetune', "--no-pretrained: a random body has no features to probe"
-        else:
-            counts = class_counts(folder, label)
-            mode, why = choose_mode(sum(counts.values()), len(counts))
+        else: mode, why = choose_mode(sum(counts.values()), len(counts))
     common, m = dict(data=str(folder), data_source=source, mode_reason=why), get_mode(mode)
     if m.whole_run:   # the mode writes its own model (the probe: a logistic regression the main process fits alone)
         if not is_main(): return {'mode': mode}
         metrics = {**common, **m.trainer(folder, out, {**args, **m.spec_options(args)}),
                    'total_seconds': round(time.perf_counter() - t0, 3)}
         write_atomic(out/'metrics.json', json.dumps(metrics, indent=1))
+        for n in (('loss.png', 'lr_find.png', *(() if metrics['unseen']['predictions'] else ('predictions.csv',))) if mode == 'probe' else ()): (out/n).unlink(missing_ok=True)   # an earlier run's
         return metrics
     arch = get_arch(ifnone(arch, 'resnet50'))
     size = ifnone(size, arch.size)
@@ -166,7 +220,7 @@ def train_pets(data:str=None,              # folder of PETS-style images, or 'sa
                            size=size, min_scale=min_scale, num_workers=num_workers)
     out.mkdir(parents=True, exist_ok=True)
     spec.checkpoints, spec.resume = out/'checkpoints', _resuming
-    if not _resuming and is_main(): save_run_options(out, args, dls)
+    if not _resuming and is_main(): remove_owned(out/'checkpoints', CHECKPOINT_LAYOUT); save_run_options(out, args, dls)   # a fresh run: an earlier run's checkpoints are not this one's
     elif _resuming: check_same_images(out, dls)
     learn, run = m.trainer(dls, spec)
     digests = gather(weights_digest(learn.model))
@@ -192,7 +246,8 @@ def write_run(learn, run:dict, dls, out, spec, t0:float, info:dict) -> dict:
                **({'distributed': {'processes': len(digests), 'backend': backend(), 'weights_sha256': digests}}
                   if len(digests) > 1 else {})}
     write_atomic(out/'metrics.json', json.dumps(metrics, indent=1))
-    shutil.rmtree(spec.checkpoints, ignore_errors=True)   # the run is complete: the model and its report are written
+    for n in ('predictions.csv', *(() if run['lr_find'] else ('lr_find.png',))): (out/n).unlink(missing_ok=True)   # an earlier run's: not this one's
+    remove_owned(spec.checkpoints, CHECKPOINT_LAYOUT)   # the run is complete; a file of someone else's there stays
     return metrics
 
 # %% ../nbs/09_cli.ipynb #32982b96
@@ -236,6 +291,8 @@ def main(distributed:int=0,   # train data-parallel in this many processes (acce
     "Train a pet-breed classifier (the PETS recipe on PETS; on a small folder or the bundled sample, the probe) and export it."
     if distributed > 1 and not is_distributed():
         sys.exit(subprocess.call(launch_command(without_option(sys.argv[1:], 'distributed'), distributed)))
-    with command_errors('pet_breeds_train'): m = train_pets(**kwargs)
+    with command_errors('pet_breeds_train'):
+        try: m = train_pets(**kwargs)
+        except (BadOptions, UnknownChoice) as e: print(f'pet_breeds_train: {e}', file=sys.stderr); sys.exit(EXIT_USAGE)
     leave_distributed()   # while Python is whole: gloo's threads can abort a process that exits still in the group
     if is_main(): print(run_summary(m, kwargs.get('resume') or kwargs.get('out', 'runs/pets')))

@@ -15,7 +15,7 @@ from .data import pets_transforms, norm_stats, normalize_tfms
 from .learner import build_model
 from .atomic import write_atomic, replacing
 from .precision import choose_policy, predict_batches
-from .runtime import (FORMAT, FORMAT_VERSION, MODEL_JSON, WEIGHTS_FILE, read_model_json, preprocess_spec,
+from .runtime import (FORMAT, FORMAT_VERSION, MODEL_JSON, WEIGHTS_FILE, ONNX_FILE, read_model_json, preprocess_spec,
                                 model_kind, OnnxModel, format_top, print_results, use_tta, tta_mean, topk_in_batches)
 
 # %% auto #0
@@ -32,6 +32,8 @@ def _versions() -> dict:
 def export_model(learn:Learner, dest, extra:dict=None) -> Path:
     "Save `learn`'s model to the folder `dest` as `model.safetensors` + `model.json`."
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    onnx = dest/ONNX_FILE   # the earlier model's (`pet_breeds_export --onnx`): it would go on predicting for the old weights
+    if onnx.is_file() and not onnx.is_symlink(): onnx.unlink()
     dls = learn.dls
     if not hasattr(dls, 'recipe'): raise PetBreedsError("export_model needs DataLoaders from pets_dataloaders (dls.recipe holds the transforms)")
     valid = [str(Path(f).relative_to(dls.path)) if Path(f).is_relative_to(dls.path) else str(f) for f in dls.valid_ds.items]

@@ -20,9 +20,9 @@ from .checkpoint import BadCheckpoint, Checkpoint, read_checkpoint, restore_chec
 
 # %% auto #0
 __all__ = ['LR_FIND_FLOOR', 'TRAIN_BN', 'LR_FIND_SHARE', 'LR_FIND_MIN', 'LR_FIND_MAX', 'TRAINERS', 'RunLog', 'save_figure',
-           'check_lr_find_its', 'find_lr', 'Stage', 'lr_find_iterations', 'fit_stages', 'stage1_train_bn',
-           'train_two_stage', 'plot_losses', 'TrainSpec', 'Mode', 'register_trainer', 'get_mode', 'get_trainer',
-           'train_finetune']
+           'check_lr_find_its', 'find_lr', 'NonFiniteLoss', 'StopOnNonFinite', 'Stage', 'lr_find_iterations',
+           'fit_stages', 'stage1_train_bn', 'train_two_stage', 'plot_losses', 'TrainSpec', 'Mode', 'register_trainer',
+           'get_mode', 'get_trainer', 'train_finetune']
 
 # %% ../nbs/03_train.ipynb #9fa61238
 class RunLog(Callback):
@@ -77,6 +77,20 @@ def find_lr(learn:Learner, fname=None, num_it:int=100) -> dict:
     finally: smooth.beta = old_beta
     if fname is not None: save_figure(plt.gcf(), fname)
     return {k: float(v) for k, v in sugg._asdict().items()}
+
+# %% ../nbs/03_train.ipynb #d3ba9c80
+class NonFiniteLoss(PetBreedsError, FloatingPointError):
+    "Training diverged: a loss became NaN or infinite, so the weights are no longer a model."
+
+class StopOnNonFinite(TerminateOnNaNCallback):
+    "fastai's `TerminateOnNaNCallback` made an error: a NaN or infinite loss (training or validation) raises `NonFiniteLoss`."
+    def __init__(self, stage:int=1): self.stage = stage   # named in the message
+    def after_batch(self):
+        loss = float(self.loss.detach())
+        if math.isfinite(loss): return
+        raise NonFiniteLoss(f"the {'training' if self.training else 'validation'} loss became {loss} (stage {self.stage}, "
+                            f"epoch {self.epoch + 1}, batch {self.iter + 1}): training diverged and stopped, and no model "
+                            "was exported; give a lower learning rate (--lr), or omit --lr to use lr_find's")
 
 # %% ../nbs/03_train.ipynb #88596afb
 TRAIN_BN = False   # frozen stages: the body's batch norm frozen too (see "Stage 1 that costs what it should")
@@ -155,7 +169,7 @@ def fit_stages(learn:Learner, stages, lr_find_fname=None, lr_find_its:int=None, 
         if saved and i == start[0]: restore_checkpoint(learn, *saved)
         log.stage, estimate.stage, log.skip_to = i, i, skip
         if skip < stage.epochs:
-            cbs = [log, fast, estimate, *stage.callbacks()]
+            cbs = [log, fast, estimate, StopOnNonFinite(i), *stage.callbacks()]
             if checkpoints is not None: cbs.append(Checkpoint(checkpoints, partial(progress, i), skip))
             with data_parallel(learn): learn.fit_one_cycle(stage.epochs, ifnone(stage.lr, found), cbs=cbs, start_epoch=skip)
     first = stages[0].to_dict(found)['lr'] if stages else None
