@@ -46,7 +46,7 @@ class BadOptions(PetBreedsError, ValueError):
 
 # %% ../nbs/00_core.ipynb #82b48c1e
 class OutOfRange(BadOptions):
-    "An option whose value is outside what the command can take (a batch size of 0, a NaN learning rate): a usage error, exit 2."
+    "An option whose value is outside what the command can take (a batch size of 0, a NaN learning rate)."
 
 # %% ../nbs/00_core.ipynb #6b3d244a
 def check_choice(value, choices, what:str):
@@ -80,10 +80,10 @@ class UsageExit(SystemExit):
 
 @contextmanager
 def command_errors(prog:str, *also):
-    "Exit with `prog: message` on a `PetBreedsError` (or one of the exception types `also`): status 2 for `OutOfRange`, else 1; let anything else raise."
+    "Exit with `prog: message` on a `PetBreedsError` (or one of the exception types `also`): status 2 for `BadOptions`, else 1; let anything else raise."
     try: yield
-    except OutOfRange as e:
-        msg = f"{prog}: {e}"
+    except BadOptions as e:   # OutOfRange too: the options were wrong, as argparse's usage errors
+        msg = f"{prog}: {_own_message(e)}"
         print(msg, file=sys.stderr); raise UsageExit(msg) from None
     except (PetBreedsError, *also) as e: sys.exit(f"{prog}: {_own_message(e)}")
 
