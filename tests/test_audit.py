@@ -65,6 +65,7 @@ def test_duplicates_exact_and_near(planted):
 
 def test_quality_flags_and_named_skips(planted):
     code, out, err = planted['result']
+    assert code == 0, err[-3000:]
     q = {r['file']: r['flags'].split() for r in rows(planted['report']/'quality.csv')}
     assert q['Abyssinian_903.jpg'] == ['tiny', 'near_constant', 'dark'], q
     assert q['Bengal_904.jpg'] == ['unreadable'], q
