@@ -188,6 +188,7 @@ def audit(data,                       # folder of photos named `<breed>_<n>.jpg`
            'backbones': backbones, 'size': size, 'folds': cv['folds'], 'cv_accuracy': cv['accuracy'], 'interval95': cv['interval95'],
            'flagged': sum(r['flagged'] for r in rows), 'duplicates': dict(Counter(d['kind'] for d in dups)),
            'quality': dict(Counter(f for q in quality.values() for f in q['flags'])), 'leak_check': valid is not None,
+           'flagged_images': {rel(f): q['flags'] for f, q in quality.items() if q['flags'] and f not in skipped},
            'skipped': {rel(f): why for f, why in sorted(skipped.items())}, 'top': [{**r, 'file': rel(r['file'])} for r in rows[:10]],
            'seconds': round(time.perf_counter() - t0, 1)}
     write_atomic(out/'summary.json', json.dumps(res, indent=1))
@@ -195,7 +196,7 @@ def audit(data,                       # folder of photos named `<breed>_<n>.jpg`
 
 # %% ../nbs/07c_audit.ipynb #ac918b36
 def audit_summary(res:dict, n:int=10) -> str:
-    "What `audit` found, for a terminal: counts, the `n` most suspect photos and the skipped files."
+    "What `audit` found, for a terminal: counts, the `n` most suspect photos, `n` images with quality flags and `2n` skipped files."
     dup = ', '.join(f"{res['duplicates'].get(k, 0)} {k}" for k in ('exact', 'near', 'leak'))
     lines = [f"{res['checked']} photos of {res['breeds']} breeds checked with {' + '.join(res['backbones'])} features: "
              f"{res['folds']}-fold cross-validated accuracy {res['cv_accuracy']:.3f} "
@@ -205,7 +206,9 @@ def audit_summary(res:dict, n:int=10) -> str:
              'quality flags: ' + (', '.join(f'{v} {k}' for k, v in sorted(res['quality'].items())) or 'none'),
              f"skipped: {len(res['skipped'])}", f"most suspect (score: the probability of the given breed):"]
     lines += [f"  {r['score']:.3f}  {shown(r['file'])}: {shown(r['given'])} -> {shown(r['suggested'])}" for r in res['top'][:n]]
-    lines += [f"skipped {shown(f)}: {shown(why)}" for f, why in res['skipped'].items()]
+    lines += [f"quality {shown(f)}: {' '.join(flags)}" for f, flags in list(res['flagged_images'].items())[:n]]
+    lines += [f"skipped {shown(f)}: {shown(why)}" for f, why in list(res['skipped'].items())[:2*n]]
+    if len(res['skipped']) > 2*n: lines.append(f"... and {len(res['skipped']) - 2*n} more skipped (summary.json lists them all)")
     return '\n'.join(lines + [f"report in {shown(res['out'])} ({res['seconds']} s)"])
 
 @call_parse

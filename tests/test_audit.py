@@ -73,6 +73,7 @@ def test_quality_flags_and_named_skips(planted):
     assert 'skipped Abyssinian_100.mat: not an image file (extension .mat)' in out
     assert 'skipped Bengal_904.jpg: unreadable' in out
     assert 'skipped holiday photo.jpg: name is not <breed>_<number>' in out
+    assert 'quality Abyssinian_903.jpg: tiny near_constant dark' in out
 
 def test_the_report_and_nothing_else(planted):
     assert snapshot(planted['data']) == planted['before']   # nothing moved, renamed or written among the photos
