@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PHOTOS = ROOT/'nbs'/'images'/'pets'
 SCRIPTS = ['pet_breeds_train', 'pet_breeds_predict', 'pet_breeds_export', 'pet_breeds_interpret', 'pet_breeds_imagenet',
-           'pet_breeds_app', 'pet_breeds_sort', 'pet_breeds_bench', 'pet_breeds_sample']
+           'pet_breeds_app', 'pet_breeds_sort', 'pet_breeds_bench', 'pet_breeds_sample', 'pet_breeds_audit']
 DEAD = 'http://127.0.0.1:9'                     # every download fails at once, network or not
 OFFLINE = dict(PET_BREEDS_DATA='', HTTP_PROXY=DEAD, HTTPS_PROXY=DEAD, http_proxy=DEAD, https_proxy=DEAD, NO_PROXY='', no_proxy='')
 
