@@ -55,7 +55,8 @@ def rank_label_issues(X,                       # `(n, d)` features of the photos
     score = get_label_quality_scores(y, p, method='self_confidence')
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')   # a few photos per class: cleanlab warns that its estimates are rough
-        flagged = find_label_issues(y, p, n_jobs=1)   # one process: no fork of a process that holds PyTorch
+        # how many: cleanlab's confident-learning estimate; which: the lowest scores, so the flagged photos head the ranking
+        flagged = find_label_issues(y, p, filter_by='low_self_confidence', n_jobs=1)   # n_jobs=1: no fork of a process holding PyTorch
     return [{'index': int(i), 'given': vocab[y[i]], 'suggested': vocab[int(p[i].argmax())], 'score': round(float(score[i]), 4),
              'flagged': bool(flagged[i])} for i in np.argsort(score, kind='stable')], cv
 
@@ -124,7 +125,7 @@ def _sort_files(data:Path) -> tuple:
     "`(photos to audit, {file: why skipped}, {file: image_quality})` of every file under `data`."
     files, skipped = sorted(get_files(data, recurse=True)), {}
     imgs = [f for f in files if f.suffix.lower() in IMAGE_EXTENSIONS]
-    skipped.update({f: f"not an image file (extension {f.suffix or 'none'})" for f in files if f not in set(imgs)})
+    skipped.update({f: f"not an image file (extension {f.suffix or 'none'})" for f in files if f.suffix.lower() not in IMAGE_EXTENSIONS})
     quality = dict(zip(imgs, parallel(image_quality, imgs, n_workers=min(4, os.cpu_count() or 1), threadpool=True)))
     skipped.update({f: f"unreadable: {q['reason']}" for f, q in quality.items() if 'unreadable' in q['flags']})
     ok = [f for f in imgs if f not in skipped]
