@@ -16,7 +16,7 @@ from fastcore.script import call_parse
 from fastai.data.transforms import get_files
 from .atomic import write_atomic
 from .archs import get_arch
-from .data import pets_datablock, pets_images_path
+from .data import pets_datablock, pets_images_path, sample_path
 from .features import file_digest
 from .probe import BackboneFeatures, probe_features, join_features, cv_folds, cross_validate, PROBE_FOLDS
 from .runtime import read_model_json
@@ -55,7 +55,8 @@ def rank_label_issues(X,                       # `(n, d)` features of the photos
     score = get_label_quality_scores(y, p, method='self_confidence')
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')   # a few photos per class: cleanlab warns that its estimates are rough
-        flagged = find_label_issues(y, p, n_jobs=1)   # one process: no fork of a process that holds PyTorch
+        # how many: cleanlab's confident-learning estimate; which: the lowest scores, so the flagged photos head the ranking
+        flagged = find_label_issues(y, p, filter_by='low_self_confidence', n_jobs=1)   # n_jobs=1: no fork of a process holding PyTorch
     return [{'index': int(i), 'given': vocab[y[i]], 'suggested': vocab[int(p[i].argmax())], 'score': round(float(score[i]), 4),
              'flagged': bool(flagged[i])} for i in np.argsort(score, kind='stable')], cv
 
@@ -99,13 +100,13 @@ def suspects_sheet(rows:list, fname, n:int=16, cols:int=4) -> Path:
     from matplotlib.figure import Figure
     rows = rows[:n]
     nr = max(1, -(-len(rows) // cols))
-    fig = Figure(figsize=(3 * cols, 3.4 * nr))
+    fig = Figure(figsize=(3 * cols, 3.6 * nr))
     if not rows: fig.text(0.5, 0.5, 'no photos to show', ha='center')
     for k, r in enumerate(rows):
         ax = fig.add_subplot(nr, cols, k + 1); ax.axis('off')
         im = read_rgb(r['file']); im.thumbnail((256, 256))
         ax.imshow(np.asarray(im))
-        ax.set_title(f"{shown(Path(r['file']).name)}\n{shown(r['given'])} -> {shown(r['suggested'])}  {r['score']:.3f}", fontsize=8)
+        ax.set_title(f"{shown(Path(r['file']).name)}  {r['score']:.3f}\n{shown(r['given'])}\n-> {shown(r['suggested'])}", fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=72)
     return write_atomic(fname, buf.getvalue())
@@ -124,7 +125,7 @@ def _sort_files(data:Path) -> tuple:
     "`(photos to audit, {file: why skipped}, {file: image_quality})` of every file under `data`."
     files, skipped = sorted(get_files(data, recurse=True)), {}
     imgs = [f for f in files if f.suffix.lower() in IMAGE_EXTENSIONS]
-    skipped.update({f: f"not an image file (extension {f.suffix or 'none'})" for f in files if f not in set(imgs)})
+    skipped.update({f: f"not an image file (extension {f.suffix or 'none'})" for f in files if f.suffix.lower() not in IMAGE_EXTENSIONS})
     quality = dict(zip(imgs, parallel(image_quality, imgs, n_workers=min(4, os.cpu_count() or 1), threadpool=True)))
     skipped.update({f: f"unreadable: {q['reason']}" for f, q in quality.items() if 'unreadable' in q['flags']})
     ok = [f for f in imgs if f not in skipped]
@@ -212,7 +213,7 @@ def audit_summary(res:dict, n:int=10) -> str:
     return '\n'.join(lines + [f"report in {shown(res['out'])} ({res['seconds']} s)"])
 
 @call_parse
-def audit_main(data:str,              # folder of photos named <breed>_<n>.jpg
+def audit_main(data:str,              # folder of photos named <breed>_<n>.jpg, or 'sample' (the bundled sample)
                out:str='audit',       # report folder (created)
                model:str=None,        # a run or model folder trained on DATA: report duplicates across its split as leaks
                backbones:str=None,    # comma-separated feature backbones (default: efficientnet_lite0,efficientnet_lite2)
@@ -223,5 +224,5 @@ def audit_main(data:str,              # folder of photos named <breed>_<n>.jpg
                seed:int=42):          # the folds' shuffle
     "Find what is wrong with a folder of photos: ranked label issues, duplicates and leaks, quality flags; nothing is moved."
     with command_errors('pet_breeds_audit', OSError):
-        res = audit(data, out, model, backbones.split(',') if backbones else None, folds, near, top, bs, seed)
+        res = audit(sample_path() if data == 'sample' else data, out, model, backbones.split(',') if backbones else None, folds, near, top, bs, seed)
     print(audit_summary(res))

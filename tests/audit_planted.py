@@ -9,7 +9,9 @@ On copies of it, in a temporary folder:
    on the warm feature cache (renaming does not change a photo's content, so only the labels change);
 2. cat under dog: 5 cat photos renamed to a dog breed; 3. look-alike: one photo of each of 5 breeds renamed to
    the breed it is most often taken for (3 draws each);
-4. the near-duplicate threshold: cosine similarity of distinct photos against that of edited copies.
+4. the near-duplicate threshold: cosine similarity of distinct photos against that of edited copies;
+`--methods_only`: cleanlab's ranking methods and filters compared on the draws of 1.
+`--quality_only`: the range of the quality statistics on the real photos (where `QUALITY`'s thresholds must not reach).
 Recall counts the planted photos among the top 2x (38 for 19) of `label_issues.csv`, precision among the top x.
 Not collected by pytest (the name does not start with `test_`); it needs the real folder, which a clone lacks."""
 from __future__ import annotations
@@ -79,17 +81,66 @@ def near_threshold(src:Path, cache:Path, work:Path, backbone_sets:list) -> dict:
         print('near', '+'.join(backbones), r, flush=True)
     return res
 
+def compare_methods(src:Path, cache:Path, seeds:int=5) -> dict:
+    "cleanlab's ranking methods and `find_label_issues` filters on the same planted draws (19 random renames), same features."
+    import warnings
+    from cleanlab.rank import get_label_quality_scores
+    from cleanlab.filter import find_label_issues
+    from pet_breeds.audit import AUDIT_BACKBONES
+    from pet_breeds.core import breed_label
+    from pet_breeds.data import pets_datablock
+    from pet_breeds.probe import BackboneFeatures, probe_features, join_features, cv_folds, cross_validate
+    files = sorted(src.glob('*.jpg'))
+    branches = [BackboneFeatures(b) for b in AUDIT_BACKBONES]
+    size = max(b.size for b in branches)
+    dls = pets_datablock(item_size=size, size=size, get_items=None, splitter=lambda o: (list(range(len(o))), [])).dataloaders(
+        files, bs=32, num_workers=0)
+    X = join_features(probe_features(branches, lambda fs: dls.test_dl(fs, bs=32), files, size, cache), AUDIT_BACKBONES)
+    vocab = sorted({breed_label(f) for f in files}); y0 = np.array([vocab.index(breed_label(f)) for f in files])
+    res = {}
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        bad = set(rng.choice(len(y0), 19, replace=False).tolist()); y = y0.copy()
+        for i in bad: y[i] = rng.choice([c for c in range(len(vocab)) if c != y0[i]])
+        p = cross_validate(X, y, len(vocab), cv_folds(y))['oof_probs']
+        for m in ('self_confidence', 'normalized_margin', 'confidence_weighted_entropy'):
+            o = np.argsort(get_label_quality_scores(y, p, method=m), kind='stable')
+            res.setdefault(f'rank {m}', []).append((len(bad & set(o[:38].tolist())) / 19, len(bad & set(o[:19].tolist())) / 19))
+        for fb in ('prune_by_noise_rate', 'both', 'low_self_confidence', 'low_normalized_margin'):
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                fl = set(np.flatnonzero(find_label_issues(y, p, filter_by=fb, n_jobs=1)).tolist())
+            res.setdefault(f'filter {fb}', []).append((len(bad & fl) / 19, len(bad & fl) / max(len(fl), 1)))
+    return {k: [round(float(x), 3) for x in np.mean(v, 0)] for k, v in res.items()}   # (recall, precision)
+
+def quality_ranges(folders:list) -> dict:
+    "The range of `image_quality`'s statistics over the real photos of `folders`: where `QUALITY`'s thresholds must not reach."
+    from pet_breeds.audit import image_quality
+    qs = {f'{Path(d).parent.name}/{f.name}': image_quality(f) for d in folders for f in sorted(Path(d).glob('*.jpg'))}
+    ok = {k: q for k, q in qs.items() if 'size' in q}
+    side = min(min(q['size']) for q in ok.values())
+    return {'photos': len(qs), 'readable': len(ok), 'shorter_side_min': side,
+            'aspect_max': round(max(max(q['size']) / min(q['size']) for q in ok.values()), 3),
+            'mean_min': min((q['mean'], k) for k, q in ok.items()), 'mean_max': max((q['mean'], k) for k, q in ok.items()),
+            'std_min': min((q['std'], k) for k, q in ok.items()), 'flagged': {k: q['flags'] for k, q in qs.items() if q['flags']}}
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--data', default=str(ROOT.parent/'shared'/'data'/'pets-37x10'/'images'))
     ap.add_argument('--seeds', type=int, default=5)
     ap.add_argument('--json', default=None)
     ap.add_argument('--near_only', action='store_true', help='only the near-duplicate threshold')
+    ap.add_argument('--methods_only', action='store_true', help="only cleanlab's ranking methods and filters compared")
+    ap.add_argument('--quality_only', action='store_true', help="only the ranges of the quality statistics on real photos")
     ap.add_argument('--cache', default=None, help='feature cache to use and keep (default: a temporary one, removed)')
     a = ap.parse_args()
     src = Path(a.data)
     if not src.is_dir(): sys.exit(f"{src}: not here; give --data pets-37x10/images")
+    if a.quality_only: return print(quality_ranges([src, ROOT/'nbs'/'images'/'pets']))
     tmp = Path(tempfile.mkdtemp(prefix='audit-planted-'))
+    if a.methods_only:
+        for k, v in compare_methods(src, Path(a.cache or tmp/'cache')/'features', a.seeds).items(): print(f'{k:40s} recall {v[0]:.2f} precision {v[1]:.2f}')
+        return shutil.rmtree(tmp, ignore_errors=True)
     cache_root = Path(a.cache) if a.cache else tmp/'cache'
     files = sorted(p.name for p in src.glob('*.jpg'))
     from pet_breeds.core import breed_label, CAT_BREEDS, DOG_BREEDS

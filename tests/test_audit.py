@@ -52,7 +52,8 @@ def test_the_renamed_photos_come_first(planted):
     assert {r['file'] for r in top[:2]} == set(RENAMED.values()), top[:4]
     got = {r['file']: (r['given'], r['suggested']) for r in top[:2]}
     assert got == {'american_bulldog_900.jpg': ('american_bulldog', 'Abyssinian'), 'Bengal_901.jpg': ('Bengal', 'american_bulldog')}, got
-    assert 'True' in {r['flagged'] for r in top[:2]} and {r['flagged'] for r in top[2:]} == {'False'}   # cleanlab's verdict: stricter
+    flagged = [r['flagged'] == 'True' for r in top]   # cleanlab's verdict: how many is its estimate, which are the lowest scores
+    assert flagged[0] and flagged == sorted(flagged, reverse=True) and sum(flagged) <= 2, flagged[:5]
     scores = [float(r['score']) for r in top]
     assert scores == sorted(scores) and len(top) == 84   # every photo in the check, most suspect first
     assert 'american_bulldog_900.jpg: american_bulldog -> Abyssinian' in out and 'cross-validated accuracy' in out
