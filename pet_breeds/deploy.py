@@ -133,6 +133,7 @@ def export_main(argv=None):
     if a.int8 and not a.calibrate: p.error("--int8 needs --calibrate FOLDER: the model's training photos")
     if not torch_available(): sys.exit("pet_breeds_export: exporting needs PyTorch; install pet_breeds with its full requirements")
     with command_errors('pet_breeds_export'):
+        check_range('opset', a.opset, lo=13, hi=20)   # 13 and 20 export every family here; 9 cannot pad, and 20 is the exporter's last
         if a.int8 and not Path(a.calibrate).is_dir(): raise PetBreedsError(f"{a.calibrate}: no such folder of training photos")
         fn = export_onnx(a.model, opset=a.opset)
         fn8 = quantize_onnx(a.model, a.calibrate) if a.int8 else None

@@ -20,6 +20,7 @@ NO_MODEL = 'no/such/model'   # loading it fails with exit 1: a check that ran af
     (['pet_breeds_app', NO_MODEL, '--max_mb', 'nan'], '--max_mb is nan; it must be a finite number above 0'),
     (['pet_breeds_app', NO_MODEL, '--max_mb', 'inf'], '--max_mb is inf'),   # above 0, yet no size
     (['pet_breeds_app', NO_MODEL, '--k', '0'], '--k is 0'),
+    (['pet_breeds_export', NO_MODEL, '--onnx', '--opset', '9'], '--opset is 9; it must be a whole number from 13 to 20'),
     (['pet_breeds_bench', '--bs', '0'], '--bs is 0'),
     (['pet_breeds_bench', '--synthetic', '-5'], '--synthetic is -5'),
 ])
