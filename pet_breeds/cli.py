@@ -39,17 +39,15 @@ def mode_choices(want:str=None, # a mode asked for: its module `pet_breeds.<want
     return ('auto', *TRAINERS)
 
 # %% ../nbs/09_cli.ipynb #7552717d
-def _whole(v): return isinstance(v, int) and not isinstance(v, bool)
-def _finite(v): return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-def _between(lo:int, hi:int): return (lambda v: _whole(v) and lo <= v <= hi), f"a whole number from {lo} to {hi:,}"
+def _between(lo:int, hi:int): return (lambda v: is_whole(v) and lo <= v <= hi), f"a whole number from {lo} to {hi:,}"
 
 OPTION_RANGES = {   # option: (test, what it must be); an option left out (None) takes its default
     'bs': _between(1, 4096), 'epochs': _between(0, 10_000), 'freeze_epochs': _between(0, 10_000), 'folds': _between(2, 100),
     'size': _between(16, 2048), 'item_size': _between(16, 4096),   # a side in pixels: 4096 is already 200 MB a float image
     'num_workers': _between(0, 256), 'seed': _between(0, 2**32 - 1), 'lr_find_its': _between(1, 100_000), 'holdout': _between(0, 100_000),
-    'lr': (lambda v: _finite(v) and v > 0, 'a finite number above 0'), 'min_scale': (lambda v: _finite(v) and 0 < v <= 1, 'a number above 0 and at most 1'),
-    'lr_max': (lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_finite(o) and o > 0 for o in v), 'two finite numbers above 0'),
-    'valid_pct': (lambda v: _finite(v) and 0 < v < 1, 'a number between 0 and 1 (exclusive)')}
+    'lr': (lambda v: is_finite_number(v) and v > 0, 'a finite number above 0'), 'min_scale': (lambda v: is_finite_number(v) and 0 < v <= 1, 'a number above 0 and at most 1'),
+    'lr_max': (lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(is_finite_number(o) and o > 0 for o in v), 'two finite numbers above 0'),
+    'valid_pct': (lambda v: is_finite_number(v) and 0 < v < 1, 'a number between 0 and 1 (exclusive)')}
 _TYPES = {'str': (str, os.PathLike), 'bool': bool, 'int': int, 'float': (int, float)}   # a folder may be given as a Path
 
 def check_options(opts:dict):

@@ -16,9 +16,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'BREED_RE', 'CAT_BREEDS', 'DOG_BREEDS', 'BREEDS', 'LABELLERS', 'IMAGE_FORMATS', 'MAX_IMAGE_BYTES',
            'MAX_IMAGE_PIXELS', 'PetBreedsError', 'DataNotFound', 'WeightsNotFound', 'BadImage', 'UnknownChoice',
-           'BadOptions', 'OutOfRange', 'check_choice', 'check_range', 'UsageExit', 'command_errors', 'breed_label',
-           'species_label', 'labeller', 'human_size', 'shown', 'read_image_bytes', 'read_rgb', 'open_image',
-           'image_origin']
+           'BadOptions', 'OutOfRange', 'check_choice', 'is_whole', 'is_finite_number', 'check_range', 'UsageExit',
+           'command_errors', 'breed_label', 'species_label', 'labeller', 'human_size', 'shown', 'read_image_bytes',
+           'read_rgb', 'open_image', 'image_origin']
 
 # %% ../nbs/00_core.ipynb #ec4d98c8
 class PetBreedsError(Exception):
@@ -55,6 +55,10 @@ def check_choice(value, choices, what:str):
     if value not in choices: raise UnknownChoice(f"unknown {what} {value!r}; choose one of: {', '.join(map(str, choices))}")
     return value
 
+# %% ../nbs/00_core.ipynb #d7dade13
+def is_whole(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)   # True is an int to Python, not a count
+def is_finite_number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
 # %% ../nbs/00_core.ipynb #5d684f3c
 def check_range(name:str,          # the option, as the command line spells it without `--`
                 value,             # its value
@@ -67,7 +71,7 @@ def check_range(name:str,          # the option, as the command line spells it w
     kind = 'a whole number' if whole else 'a finite number'
     span = ' '.join(s for s in ((f"above {above}" if above is not None else f"from {lo}" if lo is not None else ''),
                                 (f"to {hi}" if hi is not None else '')) if s)
-    ok = (isinstance(value, int) if whole else isinstance(value, (int, float)) and math.isfinite(value)) and not isinstance(value, bool)
+    ok = is_whole(value) if whole else is_finite_number(value)
     ok = ok and (lo is None or value >= lo) and (above is None or value > above) and (hi is None or value <= hi)
     if not ok: raise OutOfRange(f"--{name} is {value!r}; it must be {kind}" + (f" {span}" if span else ''))
     return value

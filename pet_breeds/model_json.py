@@ -4,7 +4,7 @@
 
 # %% ../nbs/04a_model_json.ipynb #696c7692
 from __future__ import annotations
-import math
+from .core import is_whole, is_finite_number
 
 # %% auto #0
 __all__ = ['MAX_CLASSES', 'MAX_SIZE', 'MAX_ITEM_SIZE', 'MAX_HEAD_WIDTH', 'MAX_HEAD_LAYERS', 'MAX_BACKBONES', 'MAX_NAME',
@@ -22,9 +22,7 @@ MAX_NAME = 200            # characters of an architecture, mode or layer name
 
 # %% ../nbs/04a_model_json.ipynb #97afccf3
 def _whole(lo:int, hi:int):
-    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi), f"a whole number from {lo} to {hi}"
-
-def _number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return (lambda v: is_whole(v) and lo <= v <= hi), f"a whole number from {lo} to {hi}"
 
 def _name(v) -> bool: return isinstance(v, str) and 0 < len(v) <= MAX_NAME
 
@@ -40,7 +38,7 @@ def normalize_problem(v, key:str='normalize') -> str|None:
     "Why `v` cannot be a model's `normalize` entry (`None`, or `{'mean': 3 numbers, 'std': 3 positive numbers}`), or `None` if it can."
     if v is None: return None
     if not isinstance(v, dict) or set(v) != {'mean', 'std'}: return _says(key, v, "null or {'mean': [3 numbers], 'std': [3 numbers]}")
-    for k, ok in (('mean', _number), ('std', lambda x: _number(x) and x > 0)):
+    for k, ok in (('mean', is_finite_number), ('std', lambda x: is_finite_number(x) and x > 0)):
         xs = v[k]
         if not (isinstance(xs, list) and len(xs) == 3 and all(map(ok, xs))):
             return _says(f"{key}.{k}", xs, 'three finite numbers' + (' above 0' if k == 'std' else ''))
@@ -58,7 +56,7 @@ def head_problem(v) -> str|None:
     lin = v.get('lin_ftrs')
     if lin is not None and not (isinstance(lin, list) and len(lin) <= MAX_HEAD_LAYERS and all(map(ok, lin))):
         return _says('head.lin_ftrs', lin, f"null or a list of at most {MAX_HEAD_LAYERS} widths, each {what}")
-    p = lambda x: _number(x) and 0 <= x < 1
+    p = lambda x: is_finite_number(x) and 0 <= x < 1
     ps = v.get('ps', 0.5)
     if not (p(ps) or (isinstance(ps, list) and len(ps) <= MAX_HEAD_LAYERS + 1 and all(map(p, ps)))):
         return _says('head.ps', ps, 'a dropout probability in [0, 1), or a short list of them')
@@ -73,7 +71,7 @@ def preprocess_problem(v) -> str|None:
     for key, (ok, what), get in (('crop_resize.size', _whole(1, MAX_ITEM_SIZE), lambda: v['crop_resize']['size']),
                                  ('resize.size', _whole(1, MAX_SIZE), lambda: v['resize']['size']),
                                  ('area_resize', _whole(1, MAX_ITEM_SIZE), lambda: v['area_resize'] or 1),
-                                 ('scale', (lambda x: _number(x) and x > 0, 'a positive number'), lambda: v['scale'])):
+                                 ('scale', (lambda x: is_finite_number(x) and x > 0, 'a positive number'), lambda: v['scale'])):
         try: x = get()
         except (KeyError, TypeError): return f"'preprocess' has no usable {key!r}"
         if not ok(x): return _says(f'preprocess.{key}', x, what)
@@ -84,7 +82,7 @@ def _vocab_ok(v) -> bool: return isinstance(v, list) and 0 < len(v) <= MAX_CLASS
 
 REQUIRED = (('vocab', _vocab_ok, f"a list of 1 to {MAX_CLASSES} labels"),
             ('n_out', *_whole(1, MAX_CLASSES)), ('item_size', *_whole(1, MAX_ITEM_SIZE)), ('size', *_whole(1, MAX_SIZE)),
-            ('min_scale', lambda v: _number(v) and 0 < v <= 1, 'a number in (0, 1]'))
+            ('min_scale', lambda v: is_finite_number(v) and 0 < v <= 1, 'a number in (0, 1]'))
 OPTIONAL = (('mode', _name, 'a name'), ('arch', _name, 'a name'), ('cut_layer', _name, 'a layer name'),
             ('backbones', lambda v: isinstance(v, list) and 0 < len(v) <= MAX_BACKBONES and all(map(_name, v)),
              f"a list of 1 to {MAX_BACKBONES} architecture names"))

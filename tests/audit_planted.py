@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/audit_planted.py [--data DIR] [--seeds 5] [--json FILE]
 
-DIR is `pets-37x10/images` (370 real photos, 10 per breed; default: ../shared/data/pets-37x10/images).
+DIR is `pets-37x10/images` (370 real photos, 10 per breed), given with --data: a folder the repository does not hold.
 On copies of it, in a temporary folder:
 1. random: 19 photos (5%) renamed to another breed drawn at random, for each seed; the first audit is the whole
    command in a fresh process with an empty cache (`python -m pet_breeds.audit`), the others run in this process
@@ -126,7 +126,7 @@ def quality_ranges(folders:list) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--data', default=str(ROOT.parent/'shared'/'data'/'pets-37x10'/'images'))
+    ap.add_argument('--data', required=True, help='the folder of pets-37x10 photos to plant mistakes in (a copy is used)')
     ap.add_argument('--seeds', type=int, default=5)
     ap.add_argument('--json', default=None)
     ap.add_argument('--near_only', action='store_true', help='only the near-duplicate threshold')
