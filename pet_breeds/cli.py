@@ -17,7 +17,7 @@ from . import cut, features, probe   # the built-in modes, which register themse
 from .atomic import write_atomic
 from .precision import choose_policy
 from .checkpoint import BadCheckpoint, CHECKPOINT_LAYOUT, unowned, remove_owned
-from .runtime import MODEL_JSON, WEIGHTS_FILE, ONNX_FILE, EXIT_USAGE
+from .runtime import MODEL_JSON, WEIGHTS_FILE, ONNX_FILE
 from .train import TRAINERS, TrainSpec, get_mode, plot_losses, check_lr_find_its
 from .inference import export_model, load_model
 from .interpret import PetInterpretation, plot_confusion
@@ -291,6 +291,6 @@ def main(distributed:int=0,   # train data-parallel in this many processes (acce
         sys.exit(subprocess.call(launch_command(without_option(sys.argv[1:], 'distributed'), distributed)))
     with command_errors('pet_breeds_train'):
         try: m = train_pets(**kwargs)
-        except (BadOptions, UnknownChoice) as e: print(f'pet_breeds_train: {e}', file=sys.stderr); sys.exit(EXIT_USAGE)
+        except UnknownChoice as e: raise BadOptions(str(e)) from None   # an unknown --mode or --arch: a usage error here (exit 2)
     leave_distributed()   # while Python is whole: gloo's threads can abort a process that exits still in the group
     if is_main(): print(run_summary(m, kwargs.get('resume') or kwargs.get('out', 'runs/pets')))
