@@ -4,7 +4,9 @@ from an environment of its own (`.venv-browser`, Playwright only), so nothing th
 app. One browser for the whole test run:
 
 - the upload app: `pet_breeds_app` (from the README's `.venv`) serves the README main job's model with Voila;
-  photos go through the real file chooser (ipywidgets 8 makes its `<input type=file>` on click). A cat and a
+  `GET /` answers HTTP 200 (the page's notebook ran in a Jupyter kernel: without `ipykernel` it answers 500),
+  and HTTP 403 to a `Host` header naming another machine (DNS rebinding). Photos go through the real file
+  chooser (ipywidgets 8 makes its `<input type=file>` on click). A cat and a
   dog come back with two different labels, each the one `pet_breeds_predict` gives, of the right species; a
   text file and an oversized file get their one-line errors and the page goes on;
 - the documentation site as committed in docs/ (tests/test_repo.py checks it is the build of nbs/), over
@@ -14,7 +16,7 @@ app. One browser for the whole test run:
     PET_BREEDS_UPDATE_SCREENSHOT=1 ...                      # also copy the page's screenshot to docs/images/widget.png
 
 Ends with 'browser_check: N passed, N failed'. Needs only the standard library and Playwright."""
-import functools, http.server, json, os, re, shutil, signal, subprocess, sys, tempfile, threading, time
+import functools, http.client, http.server, json, os, re, shutil, signal, subprocess, sys, tempfile, threading, time
 import urllib.request
 from pathlib import Path
 from readme_install import check, free_port   # standard library only, like this script
@@ -55,6 +57,13 @@ class App:
                     if r.status == 200: return
             except OSError: time.sleep(0.3)
         raise AssertionError(f"Voila was not ready after {START_TIMEOUT}s:\n{self.log.read_text()[-3000:]}")
+    def status_for_host(self, host:str) -> int:
+        "The HTTP status of `GET /` with the `Host` header `host`."
+        c = http.client.HTTPConnection('127.0.0.1', int(self.url.rsplit(':', 1)[1].strip('/')), timeout=START_TIMEOUT)
+        try:
+            c.request('GET', '/', headers={'Host': host})
+            return c.getresponse().status
+        finally: c.close()
     def __enter__(self): return self
     def __exit__(self, *exc):
         "SIGTERM makes Voila shut its kernels down; SIGKILL the group if it does not stop."
@@ -84,10 +93,14 @@ def upload_app(browser, run:Path, tmp:Path):
     big.write_bytes(cat.read_bytes() + bytes(11_000_000))
     with App(model, tmp) as app:
         app.wait_ready()
+        # DNS rebinding: a page elsewhere makes its own name resolve to 127.0.0.1; the app answers only this machine
+        status = app.status_for_host('rebind.example:' + app.url.rsplit(':', 1)[1].strip('/'))
+        check(status == 403, f"GET / with another machine's Host header answered {status}, not 403")
         page = browser.new_page(viewport={'width': 900, 'height': 760})
         # offline: Voila's template asks a CDN for fonts; refuse at once rather than wait on DNS
         page.route(lambda url: not url.startswith(app.url), lambda route: route.abort())
-        page.goto(app.url, wait_until='domcontentloaded', timeout=START_TIMEOUT * 1000)
+        r = page.goto(app.url, wait_until='domcontentloaded', timeout=START_TIMEOUT * 1000)
+        check(r is not None and r.status == 200, f"GET / answered {r and r.status}: {r and r.text()[-1500:]}\n{app.log.read_text()[-2000:]}")
         button, count = page.locator('button.widget-upload'), page.locator('.pb-count')
         first = page.locator('.pb-results > .pb-result, .pb-results > .pb-error').first
         expect(button).to_be_visible(timeout=START_TIMEOUT * 1000)  # the kernel has run the cell

@@ -13,6 +13,8 @@ passed: a test is missing). The checkout itself is never touched.
 
 To save the ~25 s of importing PyTorch and fastai per mutant, the runner imports them once and forks a
 child per mutant that runs pytest (`--no-fork`: a fresh `python -m pytest` each time instead).
+A test target may also be a notebook (`nbs/10_widget.ipynb`), run as `nbdev_test` runs it: where the spec
+lives in a notebook, its checks are what must fail, and pytest need not test the same thing again.
 Mutations marked `issue` are those issue 10 reported as passing the suite; each must be killed.
 Not collected by pytest (the name does not start with `test_`)."""
 from __future__ import annotations
@@ -31,7 +33,7 @@ class Mutation:
     name: str
     file: str                  # under pet_breeds/
     edits: list                # [(exact old text, new text)]; each old text must occur exactly once
-    tests: list                # pytest node ids or files, relative to the repository root
+    tests: list                # pytest node ids or files, or notebooks (`nbs/*.ipynb`), relative to the repository root
     issue: bool = False        # reported in issue 10's "Found": must be killed
 
     def apply(self, text:str) -> str:
@@ -228,7 +230,7 @@ MUTATIONS = [
              ['tests/test_red_team.py::test_predict_prints_names_from_outside_escaped']),
     Mutation("the app answers any Host header (DNS rebinding)", 'widget.py',
              [("'allow_remote_access': remote}", "'allow_remote_access': True}")],
-             ['tests/test_red_team.py::test_the_app_answers_only_requests_for_this_machine']),
+             ['nbs/10_widget.ipynb']),
     Mutation("a NaN feature-cache entry is trained on", 'features.py',
              [("return x if x.ndim == 1 and x.is_floating_point() and bool(torch.isfinite(x).all()) else None", "return x")],
              ['tests/test_red_team.py::test_a_tampered_feature_cache_entry_is_recomputed_not_trained_on']),
@@ -389,9 +391,28 @@ PRELOAD = ['torch', 'torchvision', 'fastai.vision.all', 'fastai.callback.trainin
 
 def _env(copy:Path) -> dict:
     return {'PYTHONPATH': str(copy), 'PYTHONDONTWRITEBYTECODE': '1', 'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', '1'),
-            'MPLBACKEND': 'Agg'}
+            'MPLBACKEND': 'Agg', 'PET_BREEDS_CACHE': str(copy/'.pb-cache')}   # notebooks: an empty cache, as in tests/run.sh
 
 def _pytest_args(tests) -> list: return ['-x', '-q', '-p', 'no:cacheprovider', '-p', 'no:randomly', *tests]
+
+def _notebooks(tests) -> tuple:
+    "`(notebooks, pytest targets)` of `tests`."
+    return [t for t in tests if t.endswith('.ipynb')], [t for t in tests if not t.endswith('.ipynb')]
+
+def _run_in_process(tests) -> int:
+    "Run `tests` here (the forked child): 1 if a notebook fails (its cells as `nbdev_test` runs them), else pytest's exit code."
+    nbs, py = _notebooks(tests)
+    if nbs:
+        from nbdev.config import get_config
+        from nbdev.test import test_nb
+        flags = get_config().tst_flags.split()
+        for nb in nbs:
+            ok, secs = test_nb(Path(nb).resolve(), skip_flags=flags)
+            print(f"{nb}: {'passed' if ok else 'FAILED'} ({secs:.0f} s)", flush=True)
+            if not ok: return 1
+    if not py: return 0
+    import pytest
+    return int(pytest.main(_pytest_args(py)))
 
 CHECK = "import pet_breeds, sys; from pathlib import Path; f = Path(pet_breeds.__file__).resolve(); " \
         "print('pet_breeds from', f, flush=True); sys.exit(0 if f.is_relative_to(Path({copy!r}).resolve()) else 99)"
@@ -411,8 +432,7 @@ def _child(copy:Path, tests, log:Path):
         where = Path(pet_breeds.__file__).resolve()
         print('pet_breeds from', where, flush=True)
         if not where.is_relative_to(copy.resolve()): os._exit(99)
-        import pytest
-        rc = int(pytest.main(_pytest_args(tests)))
+        rc = _run_in_process(tests)
         sys.stdout.flush(); sys.stderr.flush()
         os._exit(rc)
     except BaseException as e:
@@ -442,12 +462,30 @@ def run_tests(copy:Path, tests, log:Path, fork:bool=True, timeout:float=TIMEOUT)
     with open(log, 'w') as out:
         check = subprocess.run([sys.executable, '-c', CHECK.format(copy=str(copy))], cwd=copy, env=env, stdout=out, stderr=out)
         if check.returncode: return 99
-        p = subprocess.Popen([sys.executable, '-m', 'pytest', *_pytest_args(tests)], cwd=copy, env=env, stdout=out,
-                             stderr=subprocess.STDOUT, start_new_session=True)
-        try: return p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL); p.wait()
-            return None
+        nbs, py = _notebooks(tests)
+        cmds = [[str(Path(sys.executable).parent/'nbdev_test'), '--n_workers', '1', '--path', nb] for nb in nbs]
+        if py: cmds.append([sys.executable, '-m', 'pytest', *_pytest_args(py)])
+        deadline = time.monotonic() + timeout
+        for cmd in cmds:
+            p = subprocess.Popen(cmd, cwd=copy, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            try: rc = p.wait(timeout=max(deadline - time.monotonic(), 1))
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL); p.wait()
+                return None
+            if rc: return 1 if cmd[0].endswith('nbdev_test') else rc
+        return 0
+
+def mutate_notebooks(copy:Path, m:Mutation):
+    "The same edits in the source notebooks of `copy`: a notebook runs its own export cells, not the module."
+    import json
+    for old, new in m.edits:
+        found = 0
+        for f in sorted((copy/'nbs').glob('*.ipynb')):
+            nb = json.loads(f.read_text())
+            cells = [c for c in nb['cells'] if c['cell_type'] == 'code' and old in ''.join(c['source'])]
+            for c in cells: c['source'] = ''.join(c['source']).replace(old, new).splitlines(keepends=True)
+            if cells: f.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n'); found += len(cells)
+        if found != 1: raise LookupError(f"nbs/: expected the text in one code cell, found it in {found}: {old!r}")
 
 def fresh_copy(dest:Path) -> Path:
     "A copy of the checkout at `dest` (the tests need nothing beside it)."
@@ -481,6 +519,10 @@ def run(mutations, fork=True, keep=False, baseline=True, timeout=TIMEOUT):
             rows.append((i, m, 'error (does not apply)', 0.)); print(f'{i:>2} {e}', flush=True); continue
         fresh_copy(copy)
         (copy/'pet_breeds'/m.file).write_text(mutated)
+        try:
+            if _notebooks(m.tests)[0]: mutate_notebooks(copy, m)
+        except LookupError as e:
+            rows.append((i, m, 'error (does not apply)', 0.)); print(f'{i:>2} {e}', flush=True); continue
         res = outcome(run_tests(copy, m.tests, log, fork, timeout))
         rows.append((i, m, res, time.monotonic() - t0))
         print(f"{i:>2} {res:<17} {time.monotonic() - t0:5.0f} s  {m.name}", flush=True)

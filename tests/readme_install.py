@@ -3,27 +3,29 @@
 requirements go in, so a package that only the tests install cannot hide a broken command.
 
 It checks, with the standard library and the package only:
-- every console script starts (`--help`);
+- every console script starts (`--help`; those the checks below and tests/browser_check.py run for real are
+  left to them);
 - the README's main job, `pet_breeds_train --out DIR` offline: a real pretrained 37-breed model from the
   bundled sample, its report, and predictions on held-back photos;
 - `pet_breeds_predict` on that model tells a cat from a dog among the committed photos;
-- `pet_breeds_app` on that model answers `GET /` with HTTP 200: Voila ran the page's notebook in a Jupyter
-  kernel (without `ipykernel` it answers 500);
 - a notebook runs under the Jupyter the README tells users to install (`jupyter nbconvert --execute`).
 
     .venv/bin/python tests/readme_install.py OUT     # OUT: where the main job's run goes (kept for pytest)
 
-The model in OUT/model is then used by the browser test (`PET_BREEDS_README_RUN=OUT`). Not collected by
+The model in OUT/model is then used by tests/browser_check.py: `pet_breeds_app` from this install serves it,
+answers `GET /` with HTTP 200 and predicts uploads in Chromium. Not collected by
 pytest (the name does not start with `test_`). Ends with 'N passed, N failed'."""
-import csv, json, os, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import csv, json, os, shutil, socket, subprocess, sys, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PHOTOS = ROOT/'nbs'/'images'/'pets'
-SCRIPTS = ['pet_breeds_train', 'pet_breeds_predict', 'pet_breeds_export', 'pet_breeds_interpret', 'pet_breeds_imagenet',
-           'pet_breeds_app', 'pet_breeds_sort', 'pet_breeds_bench', 'pet_breeds_sample', 'pet_breeds_audit']
+# run for real below (train, sample, predict) or by tests/browser_check.py (app); settings.ini lists them all
+RUN_ELSEWHERE = ['pet_breeds_train', 'pet_breeds_sample', 'pet_breeds_predict', 'pet_breeds_app']
+SCRIPTS = ['pet_breeds_export', 'pet_breeds_interpret', 'pet_breeds_imagenet', 'pet_breeds_sort', 'pet_breeds_bench',
+           'pet_breeds_audit']
 DEAD = 'http://127.0.0.1:9'                     # every download fails at once, network or not
 OFFLINE = dict(PET_BREEDS_DATA='', HTTP_PROXY=DEAD, HTTPS_PROXY=DEAD, http_proxy=DEAD, https_proxy=DEAD, NO_PROXY='', no_proxy='')
 
@@ -36,6 +38,10 @@ def check(cond, what):
 
 def scripts_start(out):
     "Each console script's entry point imports and parses (two at a time: each pays its own imports)."
+    import configparser
+    declared = configparser.ConfigParser(); declared.read(ROOT/'settings.ini')
+    names = sorted(l.split('=')[0].strip() for l in declared['DEFAULT']['console_scripts'].split('\n') if l.strip())
+    check(names == sorted(SCRIPTS + RUN_ELSEWHERE), f"settings.ini declares {names}; this check covers {sorted(SCRIPTS + RUN_ELSEWHERE)}")
     with ThreadPoolExecutor(2) as ex:
         for s, r in zip(SCRIPTS, ex.map(lambda s: run(BIN/s, '--help', timeout=300), SCRIPTS)):
             check(r.returncode == 0 and 'usage' in r.stdout.lower(), f"{s} --help: exit {r.returncode}\n{r.stderr[-2000:]}")
@@ -69,26 +75,6 @@ def predict(out):
 def free_port():
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
-def app(out):
-    "`GET /` executes the page's notebook in a kernel: HTTP 200 only when the kernel runs."
-    port, log = free_port(), out.parent/'app.log'
-    with open(log, 'w') as f:
-        p = subprocess.Popen([str(BIN/'pet_breeds_app'), str(out/'model'), '--no_browser', '--port', str(port)],
-                             stdout=f, stderr=subprocess.STDOUT, start_new_session=True, cwd=out.parent)
-    try:
-        deadline, status, body = time.monotonic() + 240, None, ''
-        while time.monotonic() < deadline and p.poll() is None:
-            try:
-                with urllib.request.urlopen(f'http://127.0.0.1:{port}/', timeout=180) as r: status, body = r.status, r.read().decode()
-                break
-            except urllib.error.HTTPError as e: status, body = e.code, e.read().decode(errors='replace'); break
-            except OSError: time.sleep(0.5)
-        check(status == 200, f"pet_breeds_app: GET / answered {status}\n{body[-1500:]}\n{log.read_text()[-2000:]}")
-        check('application/vnd.jupyter.widget-view+json' in body, 'the page holds no widget')
-    finally:
-        try: os.killpg(p.pid, signal.SIGTERM); p.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired): os.killpg(p.pid, signal.SIGKILL)
-
 def jupyter(out):
     "The README: `pip install jupyterlab && jupyter lab nbs/`; a notebook runs in that Jupyter's kernel."
     jup = BIN/'jupyter'
@@ -97,7 +83,7 @@ def jupyter(out):
             ROOT/'nbs'/'00_core.ipynb', timeout=600, cwd=ROOT/'nbs')
     check(r.returncode == 0, f"jupyter nbconvert --execute nbs/00_core.ipynb: exit {r.returncode}\n{r.stderr[-3000:]}")
 
-CHECKS = [scripts_start, main_job, predict, app, jupyter]
+CHECKS = [scripts_start, main_job, predict, jupyter]
 
 def main():
     out = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path(tempfile.mkdtemp())/'pets'

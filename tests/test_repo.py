@@ -1,5 +1,5 @@
 "The notebooks are the source: the library, the notebooks' cleanliness and the README must agree with them."
-import filecmp, shutil, subprocess, sys
+import filecmp, shutil, subprocess, sys, tempfile
 from pathlib import Path
 import pytest
 
@@ -68,14 +68,22 @@ def test_every_scripted_mutation_still_applies():
         try: m.apply((ROOT/'pet_breeds'/m.file).read_text())
         except LookupError as e: stale.append(f'{i} {m.name}: {e}')
     assert not stale, stale
+    for i, m in enumerate(mutations.MUTATIONS, 1):   # a notebook target runs the notebook's cells: the edit must land there too
+        if not mutations._notebooks(m.tests)[0]: continue
+        with tempfile.TemporaryDirectory() as d:
+            shutil.copytree(ROOT/'nbs', Path(d)/'nbs', ignore=shutil.ignore_patterns('images', 'models'))
+            try: mutations.mutate_notebooks(Path(d), m)
+            except LookupError as e: stale.append(f'{i} {m.name}: {e}')
+    assert not stale, stale
     missing = [f'{i} {m.name}: {t}' for i, m in enumerate(mutations.MUTATIONS, 1) for t in m.tests if not _node_exists(t)]
     assert not missing, missing
 
 def _node_exists(node_id:str) -> bool:
-    "Whether pytest would find `node_id` (`tests/test_x.py`, `tests/test_x.py::test_y`, `...::TestC::test_y`, `...::test_y[param]`): the file parsed with `ast`."
+    "Whether pytest would find `node_id` (`tests/test_x.py`, `tests/test_x.py::test_y`, `...::TestC::test_y`, `...::test_y[param]`): the file parsed with `ast`; a notebook target (`nbs/x.ipynb`) when `nbdev_test` would run it."
     import ast
     path, *names = node_id.split('::')
     f = ROOT/path
+    if f.suffix == '.ipynb': return not names and f.is_file() and f.parent == ROOT/'nbs' and not f.name.startswith('_')
     if not (f.is_file() and f.name.startswith('test_') and f.suffix == '.py'): return False
     scope = ast.parse(f.read_text()).body
     for i, name in enumerate(names):
@@ -91,3 +99,4 @@ def test_node_exists_tells_real_test_ids_from_stale_ones():
     assert _node_exists('tests/test_repo.py') and _node_exists('tests/test_repo.py::test_every_scripted_mutation_still_applies')
     assert not _node_exists('tests/test_repo.py::test_no_such_test') and not _node_exists('tests/test_nothing.py')
     assert not _node_exists('tests/test_repo.py::_node_exists')         # not a test: pytest would not collect it
+    assert _node_exists('nbs/10_widget.ipynb') and not _node_exists('nbs/99_none.ipynb') and not _node_exists('tests/10_widget.ipynb')
