@@ -39,27 +39,23 @@ def mode_choices(want:str=None, # a mode asked for: its module `pet_breeds.<want
     return ('auto', *TRAINERS)
 
 # %% ../nbs/09_cli.ipynb #7552717d
-def _between(lo:int, hi:int): return (lambda v: is_whole(v) and lo <= v <= hi), f"a whole number from {lo} to {hi:,}"
-
-OPTION_RANGES = {   # option: (test, what it must be); an option left out (None) takes its default
-    'bs': _between(1, 4096), 'epochs': _between(0, 10_000), 'freeze_epochs': _between(0, 10_000), 'folds': _between(2, 100),
-    'size': _between(16, 2048), 'item_size': _between(16, 4096),   # a side in pixels: 4096 is already 200 MB a float image
-    'num_workers': _between(0, 256), 'seed': _between(0, 2**32 - 1), 'lr_find_its': _between(1, 100_000), 'holdout': _between(0, 100_000),
-    'lr': (lambda v: is_finite_number(v) and v > 0, 'a finite number above 0'), 'min_scale': (lambda v: is_finite_number(v) and 0 < v <= 1, 'a number above 0 and at most 1'),
-    'lr_max': (lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(is_finite_number(o) and o > 0 for o in v), 'two finite numbers above 0'),
-    'valid_pct': (lambda v: is_finite_number(v) and 0 < v < 1, 'a number between 0 and 1 (exclusive)')}
+OPTION_RANGES = {   # option: the `Range` its value must be in; an option left out (None) takes its default
+    'bs': Range(1, 4096), 'epochs': Range(0, 10_000), 'freeze_epochs': Range(0, 10_000), 'folds': Range(2, 100),
+    'size': Range(16, 2048), 'item_size': Range(16, 4096),   # a side in pixels: 4096 is already 200 MB a float image
+    'num_workers': Range(0, 256), 'seed': Range(0, 2**32 - 1), 'lr_find_its': Range(1, 100_000), 'holdout': Range(0, 100_000),
+    'lr': Range(above=0, whole=False), 'min_scale': Range(above=0, hi=1, whole=False), 'lr_max': Range(above=0, whole=False, n=2),
+    'valid_pct': Range(above=0, below=1, whole=False)}
 _TYPES = {'str': (str, os.PathLike), 'bool': bool, 'int': int, 'float': (int, float)}   # a folder may be given as a Path
 
 def check_options(opts:dict):
-    "`BadOptions` naming the first of `opts` (`train_pets`'s arguments) of the wrong type or out of its range."
+    "`BadOptions` naming the first of `opts` (`train_pets`'s arguments) of the wrong type, or `OutOfRange` the first out of its range."
     params = inspect.signature(train_pets).parameters
     for k, v in opts.items():
         if k not in params or k.startswith('_'): raise BadOptions(f"unknown option {k!r}")
         want = _TYPES.get(str(params[k].annotation))
         if v is not None and want and (not isinstance(v, want) or isinstance(v, bool) != (want is bool)): raise BadOptions(f"--{k} must be of type {params[k].annotation}, not {v!r}")
         if k == 'lr_find_its' and v is not None: check_lr_find_its(v)   # it says why fewer cannot work
-        test, what = OPTION_RANGES.get(k, (None, None))
-        if v is not None and test and not test(v): raise BadOptions(f"--{k} must be {what}, not {v!r}")
+        if v is not None and k in OPTION_RANGES: OPTION_RANGES[k].check(k, v)
 
 # %% ../nbs/09_cli.ipynb #408e259c
 def check_writable(out):
@@ -282,6 +278,7 @@ def run_summary(m:dict, out) -> str:
     if not (m['mode'] == 'finetune' and m['data_source'].startswith('PETS')): lines.append(FULL_RECIPE)
     return '\n'.join(lines)
 
+# %% ../nbs/09_cli.ipynb #9162b780
 @call_parse
 @delegates(train_pets, but=['lr_max', '_resuming'])
 def main(distributed:int=0,   # train data-parallel in this many processes (accelerate launch: GPUs if any, else CPU processes)

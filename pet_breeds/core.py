@@ -6,6 +6,7 @@
 from __future__ import annotations
 import io, math, os, re, sys, unicodedata, warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 # fastai's layers still call torch.jit.script, which PyTorch 2.14 warns about on every import;
@@ -16,9 +17,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'BREED_RE', 'CAT_BREEDS', 'DOG_BREEDS', 'BREEDS', 'LABELLERS', 'IMAGE_FORMATS', 'MAX_IMAGE_BYTES',
            'MAX_IMAGE_PIXELS', 'PetBreedsError', 'DataNotFound', 'WeightsNotFound', 'BadImage', 'UnknownChoice',
-           'BadOptions', 'OutOfRange', 'check_choice', 'is_whole', 'is_finite_number', 'check_range', 'UsageExit',
-           'command_errors', 'breed_label', 'species_label', 'labeller', 'human_size', 'shown', 'read_image_bytes',
-           'read_rgb', 'open_image', 'image_origin']
+           'BadOptions', 'OutOfRange', 'check_choice', 'is_whole', 'is_finite_number', 'Range', 'check_range',
+           'UsageExit', 'command_errors', 'breed_label', 'species_label', 'labeller', 'human_size', 'shown',
+           'read_image_bytes', 'read_rgb', 'open_image', 'image_origin']
 
 # %% ../nbs/00_core.ipynb #ec4d98c8
 class PetBreedsError(Exception):
@@ -59,6 +60,29 @@ def check_choice(value, choices, what:str):
 def is_whole(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)   # True is an int to Python, not a count
 def is_finite_number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
+# %% ../nbs/00_core.ipynb #b479bc22
+@dataclass(frozen=True)
+class Range:
+    "What a number may be: whole or any finite number, between inclusive (`lo`, `hi`) or exclusive (`above`, `below`) bounds; `n` of them (a pair: 2)."
+    lo: float = None; hi: float = None; whole: bool = True; above: float = None; below: float = None; n: int = 1
+    def _one(self, v) -> bool:
+        return ((is_whole(v) if self.whole else is_finite_number(v)) and (self.lo is None or v >= self.lo) and
+                (self.above is None or v > self.above) and (self.hi is None or v <= self.hi) and (self.below is None or v < self.below))
+    def __call__(self, v) -> bool:
+        "Whether `v` is such a number (a list or tuple of `n` of them if `n > 1`)."
+        return self._one(v) if self.n == 1 else isinstance(v, (list, tuple)) and len(v) == self.n and all(map(self._one, v))
+    def __str__(self):
+        count = {1: 'a', 2: 'two', 3: 'three'}.get(self.n, str(self.n))
+        kind = f"{count} {'whole' if self.whole else 'finite'} number{'s' if self.n > 1 else ''}"
+        low = f"from {self.lo}" if self.lo is not None else f"above {self.above}" if self.above is not None else ''
+        high = (f"to {self.hi}" if self.lo is not None else f"at most {self.hi}") if self.hi is not None else \
+               f"below {self.below}" if self.below is not None else ''
+        return ' '.join(filter(None, (kind, low, f"and {high}" if self.above is not None and high else high)))
+    def check(self, name:str, value):
+        "`value` if it is in range; else `OutOfRange` naming `--name`, the value and the range."
+        if not self(value): raise OutOfRange(f"--{name} is {value!r}; it must be {self}")
+        return value
+
 # %% ../nbs/00_core.ipynb #5d684f3c
 def check_range(name:str,          # the option, as the command line spells it without `--`
                 value,             # its value
@@ -67,14 +91,8 @@ def check_range(name:str,          # the option, as the command line spells it w
                 whole:bool=True,   # a whole number (else any finite number)
                 above=None,        # exclusive lower bound instead of `lo` (a learning rate: above 0)
                ):
-    "`value` if it is a number of its kind in range; else `OutOfRange` naming `--name`, the value and the range."
-    kind = 'a whole number' if whole else 'a finite number'
-    span = ' '.join(s for s in ((f"above {above}" if above is not None else f"from {lo}" if lo is not None else ''),
-                                (f"to {hi}" if hi is not None else '')) if s)
-    ok = is_whole(value) if whole else is_finite_number(value)
-    ok = ok and (lo is None or value >= lo) and (above is None or value > above) and (hi is None or value <= hi)
-    if not ok: raise OutOfRange(f"--{name} is {value!r}; it must be {kind}" + (f" {span}" if span else ''))
-    return value
+    "`value` if it is a number of its kind in range; else `OutOfRange` naming `--name`, the value and the range (see `Range`)."
+    return Range(lo, hi, whole, above).check(name, value)
 
 # %% ../nbs/00_core.ipynb #1cd12e29
 class UsageExit(SystemExit):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04a_model_json.ipynb #696c7692
 from __future__ import annotations
-from .core import is_whole, is_finite_number
+from .core import Range, is_finite_number
 
 # %% auto #0
 __all__ = ['MAX_CLASSES', 'MAX_SIZE', 'MAX_ITEM_SIZE', 'MAX_HEAD_WIDTH', 'MAX_HEAD_LAYERS', 'MAX_BACKBONES', 'MAX_NAME',
@@ -21,9 +21,6 @@ MAX_BACKBONES = 8         # backbones a probe ensemble concatenates
 MAX_NAME = 200            # characters of an architecture, mode or layer name
 
 # %% ../nbs/04a_model_json.ipynb #97afccf3
-def _whole(lo:int, hi:int):
-    return (lambda v: is_whole(v) and lo <= v <= hi), f"a whole number from {lo} to {hi}"
-
 def _name(v) -> bool: return isinstance(v, str) and 0 < len(v) <= MAX_NAME
 
 def _short(v) -> str:
@@ -38,10 +35,8 @@ def normalize_problem(v, key:str='normalize') -> str|None:
     "Why `v` cannot be a model's `normalize` entry (`None`, or `{'mean': 3 numbers, 'std': 3 positive numbers}`), or `None` if it can."
     if v is None: return None
     if not isinstance(v, dict) or set(v) != {'mean', 'std'}: return _says(key, v, "null or {'mean': [3 numbers], 'std': [3 numbers]}")
-    for k, ok in (('mean', is_finite_number), ('std', lambda x: is_finite_number(x) and x > 0)):
-        xs = v[k]
-        if not (isinstance(xs, list) and len(xs) == 3 and all(map(ok, xs))):
-            return _says(f"{key}.{k}", xs, 'three finite numbers' + (' above 0' if k == 'std' else ''))
+    for k, ok in (('mean', Range(whole=False, n=3)), ('std', Range(above=0, whole=False, n=3))):
+        if not (isinstance(v[k], list) and ok(v[k])): return _says(f"{key}.{k}", v[k], ok)
     return None
 
 # %% ../nbs/04a_model_json.ipynb #e4a02857
@@ -52,10 +47,10 @@ def head_problem(v) -> str|None:
     if not isinstance(v, dict): return _says('head', v, 'an object of create_head keywords')
     extra = [k for k in v if k not in (*HEAD_FLAGS, 'lin_ftrs', 'ps')]
     if extra: return f"'head' has {_short(extra[0])}, not one of create_head's keywords {(*HEAD_FLAGS, 'lin_ftrs', 'ps')}"
-    ok, what = _whole(1, MAX_HEAD_WIDTH)
+    width = Range(1, MAX_HEAD_WIDTH)
     lin = v.get('lin_ftrs')
-    if lin is not None and not (isinstance(lin, list) and len(lin) <= MAX_HEAD_LAYERS and all(map(ok, lin))):
-        return _says('head.lin_ftrs', lin, f"null or a list of at most {MAX_HEAD_LAYERS} widths, each {what}")
+    if lin is not None and not (isinstance(lin, list) and len(lin) <= MAX_HEAD_LAYERS and all(map(width, lin))):
+        return _says('head.lin_ftrs', lin, f"null or a list of at most {MAX_HEAD_LAYERS} widths, each {width}")
     p = lambda x: is_finite_number(x) and 0 <= x < 1
     ps = v.get('ps', 0.5)
     if not (p(ps) or (isinstance(ps, list) and len(ps) <= MAX_HEAD_LAYERS + 1 and all(map(p, ps)))):
@@ -68,30 +63,30 @@ def head_problem(v) -> str|None:
 def preprocess_problem(v) -> str|None:
     "Why `v` cannot be a model's `preprocess` entry (the runtime's recorded steps), or `None` if it can."
     if not isinstance(v, dict): return _says('preprocess', v, 'an object of preprocessing steps')
-    for key, (ok, what), get in (('crop_resize.size', _whole(1, MAX_ITEM_SIZE), lambda: v['crop_resize']['size']),
-                                 ('resize.size', _whole(1, MAX_SIZE), lambda: v['resize']['size']),
-                                 ('area_resize', _whole(1, MAX_ITEM_SIZE), lambda: v['area_resize'] or 1),
-                                 ('scale', (lambda x: is_finite_number(x) and x > 0, 'a positive number'), lambda: v['scale'])):
+    for key, ok, get in (('crop_resize.size', Range(1, MAX_ITEM_SIZE), lambda: v['crop_resize']['size']),
+                         ('resize.size', Range(1, MAX_SIZE), lambda: v['resize']['size']),
+                         ('area_resize', Range(1, MAX_ITEM_SIZE), lambda: v['area_resize'] or 1),
+                         ('scale', Range(above=0, whole=False), lambda: v['scale'])):
         try: x = get()
         except (KeyError, TypeError): return f"'preprocess' has no usable {key!r}"
-        if not ok(x): return _says(f'preprocess.{key}', x, what)
+        if not ok(x): return _says(f'preprocess.{key}', x, ok)
     return normalize_problem(v.get('normalize'), 'preprocess.normalize')
 
 # %% ../nbs/04a_model_json.ipynb #c9f1b67d
 def _vocab_ok(v) -> bool: return isinstance(v, list) and 0 < len(v) <= MAX_CLASSES and all(isinstance(o, str) for o in v)
 
-REQUIRED = (('vocab', _vocab_ok, f"a list of 1 to {MAX_CLASSES} labels"),
-            ('n_out', *_whole(1, MAX_CLASSES)), ('item_size', *_whole(1, MAX_ITEM_SIZE)), ('size', *_whole(1, MAX_SIZE)),
-            ('min_scale', lambda v: is_finite_number(v) and 0 < v <= 1, 'a number in (0, 1]'))
+REQUIRED = (('vocab', _vocab_ok, f"a list of 1 to {MAX_CLASSES} labels"), ('n_out', Range(1, MAX_CLASSES)),   # (key, test[, what]):
+            ('item_size', Range(1, MAX_ITEM_SIZE)), ('size', Range(1, MAX_SIZE)),                         # a `Range` says itself
+            ('min_scale', Range(above=0, hi=1, whole=False)))
 OPTIONAL = (('mode', _name, 'a name'), ('arch', _name, 'a name'), ('cut_layer', _name, 'a layer name'),
             ('backbones', lambda v: isinstance(v, list) and 0 < len(v) <= MAX_BACKBONES and all(map(_name, v)),
              f"a list of 1 to {MAX_BACKBONES} architecture names"))
 
 def meta_problem(meta:dict) -> str|None:
     "What is wrong with the entries of `meta` (a `model.json`'s content), or `None` if every one is of its type and in its range."
-    for k, ok, what in REQUIRED:
+    for k, ok, *what in REQUIRED:
         if k not in meta: return f"no {k!r} entry"
-        if not ok(meta[k]): return _says(k, meta[k], what)
+        if not ok(meta[k]): return _says(k, meta[k], what[0] if what else ok)
     if len(set(meta['vocab'])) != len(meta['vocab']): return "'vocab' repeats a label"
     if meta['n_out'] != len(meta['vocab']): return f"wrong class count: 'n_out' is {meta['n_out']} but 'vocab' has {len(meta['vocab'])} labels"
     for k, ok, what in OPTIONAL:

@@ -50,11 +50,11 @@ def test_out_and_data_apart(images, tmp_path):
     refused(train(images, images.parent), 2, 'is inside it; choose an --out of its own')
 
 @pytest.mark.parametrize('opt,value,says', [
-    ('--bs', '0', '--bs must be a whole number from 1'), ('--bs', '-4', '--bs must be'), ('--epochs', '-1', '--epochs must be'),
-    ('--freeze_epochs', '-1', '--freeze_epochs must be'), ('--lr', 'nan', '--lr must be a finite number above 0, not nan'),
-    ('--lr', 'inf', 'not inf'), ('--lr', '0', '--lr must be'), ('--lr', '-0.1', '--lr must be'),
-    ('--valid_pct', '1', '--valid_pct must be'), ('--valid_pct', '-0.2', '--valid_pct'), ('--size', '0', '--size must be'),
-    ('--item_size', '1000000', '--item_size must be a whole number from 16 to 4,096'), ('--num_workers', '-1', '--num_workers'),
+    ('--bs', '0', '--bs is 0; it must be a whole number from 1'), ('--bs', '-4', '--bs is -4; it must be'), ('--epochs', '-1', '--epochs is -1; it must be'),
+    ('--freeze_epochs', '-1', '--freeze_epochs is -1; it must be'), ('--lr', 'nan', '--lr is nan; it must be a finite number above 0'),
+    ('--lr', 'inf', '--lr is inf'), ('--lr', '0', '--lr is 0.0'), ('--lr', '-0.1', '--lr is -0.1'),
+    ('--valid_pct', '1', '--valid_pct is 1.0; it must be'), ('--valid_pct', '-0.2', '--valid_pct'), ('--size', '0', '--size is 0; it must be'),
+    ('--item_size', '1000000', '--item_size is 1000000; it must be a whole number from 16 to 4096'), ('--num_workers', '-1', '--num_workers'),
     ('--min_scale', '0', '--min_scale'), ('--seed', '-1', '--seed'), ('--lr_find_its', '3', 'lr_find needs at least 10')])
 def test_options_out_of_range_exit_2_before_any_work(images, tmp_path, opt, value, says):
     refused(train(images, tmp_path/'out', opt, value), 2, says)
@@ -66,7 +66,7 @@ def test_one_class_is_refused_before_training(tmp_path):
 
 @pytest.mark.parametrize('run_json,says', [
     ({'options': {'bs': '64'}}, "--bs must be of type int, not '64'"),
-    ({'options': {'epochs': -3}}, '--epochs must be'),
+    ({'options': {'epochs': -3}}, '--epochs is -3; it must be'),
     ({'options': {'resume': '.'}}, 'names a run to resume'),                 # was a RecursionError
     ({'options': ['bs', 64]}, "'options' is not an object"),                  # was a TypeError
     ({'options': {'colour': 'red'}}, "unknown option 'colour'"),
