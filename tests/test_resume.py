@@ -11,6 +11,8 @@ EXE = shutil.which('pet_breeds_train') or str(Path(sys.executable).parent/'pet_b
 ARGS = ['--arch', 'resnet18', '--no-pretrained', '--freeze_epochs', '2', '--epochs', '4', '--lr', '1e-3',
         '--size', '32', '--item_size', '48', '--bs', '16', '--num_workers', '0']
 
+ONE_THREAD = {**os.environ, 'OMP_NUM_THREADS': '1'}   # the two runs side by side, one core each (the same arithmetic in both)
+
 def train(data, out, *extra):
     return subprocess.run([EXE, '--data', str(data), '--out', str(out), *ARGS, *extra], capture_output=True, text=True, timeout=600)
 
@@ -20,19 +22,21 @@ def latest(out):
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     data = make_synthetic_pets(tmp_path/'images', n=12, size=48)
-    whole = train(data, tmp_path/'whole')
-    assert whole.returncode == 0, whole.stderr[-3000:]
+    whole = subprocess.Popen([EXE, '--data', str(data), '--out', str(tmp_path/'whole'), *ARGS], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, env=ONE_THREAD)   # the uninterrupted run, beside the one killed
     killed = tmp_path/'killed'
-    p = subprocess.Popen([EXE, '--data', str(data), '--out', str(killed), *ARGS], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen([EXE, '--data', str(data), '--out', str(killed), *ARGS], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env=ONE_THREAD)
     deadline = time.time() + 300
     while latest(killed) not in ('stage2-epoch0', 'stage2-epoch1') and time.time() < deadline and p.poll() is None:
         time.sleep(0.02)
     p.send_signal(signal.SIGKILL); p.wait()
     assert p.returncode == -signal.SIGKILL, 'the run ended before it could be killed: make it longer'
     assert not (killed/'metrics.json').exists() and latest(killed).startswith('stage2')
-    resumed = subprocess.run([EXE, '--resume', str(killed)], capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run([EXE, '--resume', str(killed)], capture_output=True, text=True, timeout=600, env=ONE_THREAD)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert 'resuming after stage 2' in resumed.stdout
+    assert whole.wait(timeout=600) == 0, whole.stderr.read()[-3000:]
     a, b = (json.loads((d/'metrics.json').read_text()) for d in (tmp_path/'whole', killed))
     assert [(e['stage'], e['epoch']) for e in b['epochs']] == [(1, 0), (1, 1), *[(2, i) for i in range(4)]]
     for ea, eb in zip(a['epochs'], b['epochs']):
