@@ -99,6 +99,19 @@ def test_undo_restores_every_file_byte_for_byte_once(photos):
     assert code == 0 and out.startswith('pet_breeds_audit: nothing to undo'), (code, out, err)
     assert {k: v for k, v in tree(data).items() if not k.startswith('_removed/')} == before
 
+def test_undo_follows_a_photo_moved_by_two_applies(photos):
+    "Relabelled by one apply, removed by the next: the undo takes it back from _removed/ to its relabelled name, then to its own."
+    data, report = photos
+    before = tree(data)
+    apply_decisions(data, report, {'Bengal_2.jpg': RELABEL})
+    apply_decisions(data, report, {'american_bulldog_11.jpg': REMOVE})
+    assert undo_moves(report) and {k: v for k, v in tree(data).items() if not k.startswith('_removed/')} == before
+
+def test_two_decisions_for_one_photo_move_nothing(photos):
+    data, report = photos
+    with pytest.raises(BadReport, match='another decision too'): apply_decisions(data, report, {'Bengal_2.jpg': REMOVE, './Bengal_2.jpg': RELABEL})
+    assert not (report/JOURNAL).exists()
+
 @pytest.mark.parametrize('where', ['taken', 'missing'])
 def test_undo_refuses_a_taken_name_or_a_missing_photo_and_moves_nothing(photos, where):
     data, report = photos
