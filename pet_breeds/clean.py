@@ -100,7 +100,10 @@ def _is_move(r:dict) -> bool:
     return keys and os.path.isabs(r['data']) and all(not os.path.isabs(r[k]) and '..' not in Path(r[k]).parts and inside(r[k], r['data']) for k in ('src', 'dest'))
 
 # %% ../nbs/11b_clean.ipynb #99ed12c6
-def relabel_name(src:Path, breed:str, taken=()) -> Path:
+def relabel_name(src:Path,    # the photo to relabel
+                 breed:str,    # its new breed
+                 taken=()      # names already given to other photos of the same apply
+                ) -> Path:
     "`src`'s folder`/<breed>_<n><suffix>`, `n` one more than the largest of that breed there (or in `taken`)."
     pat = re.compile(re.escape(breed) + r'_(\d+)\.[^.]+$')
     nums = [int(m.group(1)) for p in [*src.parent.iterdir(), *taken] if p.parent == src.parent and (m := pat.match(p.name))]
@@ -109,7 +112,9 @@ def relabel_name(src:Path, breed:str, taken=()) -> Path:
     return dest
 
 # %% ../nbs/11b_clean.ipynb #84cd3e9b
-def plan_moves(data:Path, decisions:dict) -> list:
+def plan_moves(data:Path,       # the photos' folder
+               decisions:dict    # `{file: {'action', 'label'}}`, files relative to `data`
+              ) -> list:
     "`[(src, dest)]` for every decision that is not keep, each checked: a photo inside `data`, a breed of `data`."
     plan, taken, breeds, where = [], set(), data_breeds(data), f"{DECISIONS}: the decision for"
     for rel, d in sorted(decisions.items()):
@@ -177,7 +182,9 @@ CSS = """<style>
 .pb-flag {color: #b00020; font-weight: bold;}
 </style>"""
 
-def thumb_uri(path, size:int=96) -> str:
+def thumb_uri(path,          # an image file
+              size:int=96    # the thumbnail's longer side, in pixels
+             ) -> str:
     "A `data:` URI of a JPEG thumbnail of the image `path`; '' if it cannot be read."
     try: im = read_rgb(path)
     except (BadImage, OSError): return ''

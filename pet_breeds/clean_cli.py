@@ -14,7 +14,8 @@ from .clean import Cleaner, undo_moves
 __all__ = ['run_cli', 'undo_main', 'audit_main', 'clean_main', 'app_main']
 
 # %% ../nbs/11c_clean_cli.ipynb #113f1c4c
-def run_cli(f, argv=None):
+def run_cli(f,           # a `call_parse` function
+            argv=None):  # its arguments (default `sys.argv[1:]`)
     "Run the `call_parse` command `f` on `argv` (default `sys.argv[1:]`), as its console script would."
     args = vars(anno_parser(f).parse_args(argv))
     return f(**{k: v for k, v in args.items() if k not in ('pdb', 'xtra')})

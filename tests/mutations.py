@@ -412,6 +412,9 @@ MUTATIONS = [
     Mutation("a bad journal line is skipped", 'clean.py',
              [("if n == len(lines): continue", "continue")],
              ['tests/test_clean.py::test_a_bad_journal_line_is_one_line_and_moves_nothing']),
+    Mutation("undo leaves the second name of a move a kill stopped half-way", 'clean.py',
+             [("unlink_missing_ok(data/r['dest'])  # a link a kill left", "pass  # a link a kill left")],
+             ['tests/test_clean.py::test_an_interrupted_apply_is_undone']),
 ]
 
 # --- running ------------------------------------------------------------------------------------------

@@ -107,6 +107,25 @@ def test_undo_follows_a_photo_moved_by_two_applies(photos):
     apply_decisions(data, report, {'american_bulldog_11.jpg': REMOVE})
     assert undo_moves(report) and {k: v for k, v in tree(data).items() if not k.startswith('_removed/')} == before
 
+@pytest.mark.parametrize('stop', ['before the move', 'half-way'])
+def test_an_interrupted_apply_is_undone(photos, monkeypatch, stop):
+    """Killed after journaling the second move: before it started, or half-way (the new name hard-linked, the old one
+    not yet removed). The undo puts the first back and leaves the second's photo at its name, once."""
+    import pet_breeds.clean as clean
+    data, report = photos
+    before, real, calls = tree(data), clean.transfer, []
+    def killed(src, dest, tmp):
+        calls.append(src)
+        if len(calls) == 1: return real(src, dest, tmp)
+        if stop == 'half-way': os.link(src, dest)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(clean, 'transfer', killed)
+    with pytest.raises(KeyboardInterrupt): apply_decisions(data, report, {'Bengal_2.jpg': RELABEL, 'american_bulldog_2.jpg': REMOVE})
+    monkeypatch.setattr(clean, 'transfer', real)
+    assert len(undo_moves(report)) == 2
+    assert {k: v for k, v in tree(data).items() if not k.startswith('_removed/')} == before and not list((data/'_removed').iterdir())
+    assert undo_moves(report) == []
+
 def test_two_decisions_for_one_photo_move_nothing(photos):
     data, report = photos
     with pytest.raises(BadReport, match='another decision too'): apply_decisions(data, report, {'Bengal_2.jpg': REMOVE, './Bengal_2.jpg': RELABEL})
