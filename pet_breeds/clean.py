@@ -204,7 +204,8 @@ class Cleaner(widgets.VBox):
         self.breeds, self._thumbs = data_breeds(self.data), {}
         given = sorted({r['given'] for r in self.rows}, key=str.lower)
         self.filter = widgets.Dropdown(options=[('all', 'all'), ('flagged', 'flagged'), ('decided', 'decided')] +
-                                       [(f'given: {b}', b) for b in given], description='show')
+                                       [(f'given: {b}', b) for b in given], description='show',
+                                       value='flagged' if any(r['flagged'] for r in self.rows) else 'all')   # cleanlab's issues first
         self.prev, self.next = widgets.Button(description='previous'), widgets.Button(description='next')
         self.page_label, self.list = widgets.Label(), widgets.VBox()
         self.apply_button, self.status = widgets.Button(description='apply', button_style='warning'), widgets.HTML()

@@ -70,6 +70,7 @@ def test_decisions_survive_paging_filters_and_a_new_cleaner(photos):
     "Clicks are saved in REPORT/decisions.json at once: a new Cleaner on the same report (a reload, a new kernel) shows them."
     data, report = photos
     c = Cleaner(data, report, per_page=2)
+    assert (c.filter.value, c.page_label.value) == ('flagged', 'page 1/1 (2 photos)')   # cleanlab's issues first
     r0, r1 = c.list.children
     act0, menu0 = r0.children[1].children
     assert menu0.options[0] == 'Abyssinian' and set(menu0.options) == {'Abyssinian', 'american_bulldog', 'Bengal'}   # the suggestion first
