@@ -11,15 +11,15 @@ from fastcore.basics import patch
 from fastcore.script import call_parse, anno_parser
 from .core import *
 from .atomic import write_atomic
-from .files import BadJournal, Journal, transfer, free_name, file_sha256, same_content, unlink_missing_ok, inside
+from .files import BadJournal, Journal, transfer, free_name, file_sha256, same_content, unlink_missing_ok, inside, lock_folder
 
 # %% auto #0
-__all__ = ['REMOVED', 'DECISIONS', 'JOURNAL', 'ACTIONS', 'CSS', 'BadReport', 'photo_path', 'read_suspects', 'data_breeds',
+__all__ = ['REMOVED', 'DECISIONS', 'JOURNAL', 'LOCK', 'ACTIONS', 'CSS', 'BadReport', 'photo_path', 'read_suspects', 'data_breeds',
            'load_decisions', 'save_decisions', 'CleanJournal', 'relabel_name', 'plan_moves', 'apply_decisions',
            'pending_moves', 'undo_moves', 'thumb_uri', 'Cleaner']
 
 # %% ../nbs/11b_clean.ipynb #7fa54960
-REMOVED, DECISIONS, JOURNAL = '_removed', 'decisions.json', 'clean.journal'
+REMOVED, DECISIONS, JOURNAL, LOCK = '_removed', 'decisions.json', 'clean.journal', '.pet_breeds_clean.lock'
 ACTIONS = ('keep', 'relabel', 'remove')
 
 class BadReport(PetBreedsError, ValueError):
@@ -135,13 +135,16 @@ def apply_decisions(data:Path,     # the photos' folder
                    ) -> list:
     "Carry out `decisions` with `files.transfer`, each move journaled first; returns the moves `[(src, dest)]`."
     data, j = Path(data).resolve(), CleanJournal(Path(report)/JOURNAL)
-    plan = plan_moves(data, decisions)
-    if any(d.parent == data/REMOVED for _, d in plan): (data/REMOVED).mkdir(exist_ok=True)
-    for src, dest in plan:
-        j.append({'op': 'move', 'id': uuid.uuid4().hex, 'data': str(data), 'src': str(src.relative_to(data)),
-                  'dest': str(dest.relative_to(data)), 'sha256': file_sha256(src)})
-        transfer(src, dest, _tmp(dest))
+    with _lock(report):
+        plan = plan_moves(data, decisions)
+        if any(d.parent == data/REMOVED for _, d in plan): (data/REMOVED).mkdir(exist_ok=True)
+        for src, dest in plan:
+            j.append({'op': 'move', 'id': uuid.uuid4().hex, 'data': str(data), 'src': str(src.relative_to(data)),
+                      'dest': str(dest.relative_to(data)), 'sha256': file_sha256(src)})
+            transfer(src, dest, _tmp(dest))
     return plan
+
+def _lock(report): return lock_folder(report, LOCK, "another cleaner is applying or undoing this report's decisions; try again when it is done")
 
 def _tmp(dest:Path) -> Path: return dest.with_name(f'.{dest.name}.pet_breeds_clean.tmp')   # used only across filesystems
 
@@ -165,14 +168,15 @@ def _undo_step(r:dict, state:dict) -> str:
 
 def undo_moves(report:Path) -> list:
     "Put every pending move of `report`'s journal back, last first, and journal each; returns the moves undone."
-    todo, state = pending_moves(report)[::-1], {}
-    steps = [_undo_step(r, state) for r in todo]   # every one checked, in order, before any file moves
-    j = CleanJournal(Path(report)/JOURNAL)
-    for r, step in zip(todo, steps):
-        data = Path(r['data'])
-        if step == 'back': transfer(data/r['dest'], data/r['src'], _tmp(data/r['src']))
-        elif os.path.lexists(data/r['dest']) and os.path.samefile(data/r['src'], data/r['dest']): unlink_missing_ok(data/r['dest'])  # a link a kill left
-        j.append({'op': 'undone', 'id': r['id']})
+    with _lock(report):
+        todo, state = pending_moves(report)[::-1], {}
+        steps = [_undo_step(r, state) for r in todo]   # every one checked, in order, before any file moves
+        j = CleanJournal(Path(report)/JOURNAL)
+        for r, step in zip(todo, steps):
+            data = Path(r['data'])
+            if step == 'back': transfer(data/r['dest'], data/r['src'], _tmp(data/r['src']))
+            elif os.path.lexists(data/r['dest']) and os.path.samefile(data/r['src'], data/r['dest']): unlink_missing_ok(data/r['dest'])  # a link a kill left
+            j.append({'op': 'undone', 'id': r['id']})
     return todo
 
 # %% ../nbs/11b_clean.ipynb #ea805e34

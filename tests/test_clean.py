@@ -3,7 +3,7 @@ import contextlib, csv, io, json, os, shutil, sys
 from pathlib import Path
 import pytest
 from pet_breeds import clean_cli
-from pet_breeds.clean import Cleaner, BadReport, CleanJournal, apply_decisions, load_decisions, undo_moves, JOURNAL, DECISIONS
+from pet_breeds.clean import Cleaner, BadReport, CleanJournal, apply_decisions, load_decisions, undo_moves, JOURNAL, DECISIONS, LOCK
 
 PETS = Path(__file__).resolve().parents[1]/'nbs'/'images'/'pets'
 NAMES = ['Bengal_1.jpg', 'Bengal_2.jpg', 'Bengal_3.jpg', 'Abyssinian_1.jpg', 'Abyssinian_2.jpg',
@@ -27,8 +27,8 @@ def photos(tmp_path):
     return data, report
 
 def tree(folder:Path) -> dict:
-    "Every file under `folder` (relative name -> bytes)."
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob('*')) if p.is_file()}
+    "Every file under `folder` (relative name -> bytes), but the report's lock file."
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob('*')) if p.is_file() and p.name != LOCK}
 
 def cmd(*args) -> tuple:
     "`(exit status, stdout, stderr)` of `pet_breeds_audit ARGS` / `pet_breeds_app ARGS` (the console scripts' functions), in this process."
@@ -126,6 +126,17 @@ def test_an_interrupted_apply_is_undone(photos, monkeypatch, stop):
     assert len(undo_moves(report)) == 2
     assert {k: v for k, v in tree(data).items() if not k.startswith('_removed/')} == before and not list((data/'_removed').iterdir())
     assert undo_moves(report) == []
+
+def test_one_apply_or_undo_at_a_time(photos):
+    "Two pages (or a page and an undo) on one report: the second waits its turn with one line, nothing moved."
+    from pet_breeds.files import lock_folder
+    data, report = photos
+    snap = tree(data)
+    with lock_folder(report, LOCK):
+        with pytest.raises(Exception, match='another cleaner is applying or undoing'): apply_decisions(data, report, {'Bengal_2.jpg': REMOVE})
+        code, out, err = cmd('pet_breeds_audit', '--undo', report)
+        assert code == 1 and 'another cleaner is applying or undoing' in err, err
+    assert tree(data) == snap
 
 def test_two_decisions_for_one_photo_move_nothing(photos):
     data, report = photos
