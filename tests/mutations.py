@@ -415,6 +415,9 @@ MUTATIONS = [
     Mutation("undo leaves the second name of a move a kill stopped half-way", 'clean.py',
              [("unlink_missing_ok(data/r['dest'])  # a link a kill left", "pass  # a link a kill left")],
              ['tests/test_clean.py::test_an_interrupted_apply_is_undone']),
+    Mutation("apply and undo take no lock", 'clean.py',
+             [("def _lock(report): return lock_folder(report, LOCK,", "def _lock(report): return open(os.devnull) or lock_folder(report, LOCK,")],
+             ['tests/test_clean.py::test_one_apply_or_undo_at_a_time']),
 ]
 
 # --- running ------------------------------------------------------------------------------------------
