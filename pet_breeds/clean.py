@@ -182,6 +182,7 @@ def undo_moves(report:Path) -> list:
 # %% ../nbs/11b_clean.ipynb #ea805e34
 CSS = """<style>
 .pb-suspect {display: flex; gap: 12px; align-items: center; padding: 4px 0; border-bottom: 1px solid #e0e0e0;}
+.pb-card {display: flex; gap: 10px; align-items: center; width: 24em; line-height: 1.5;}
 .pb-thumb {width: 96px; height: 96px; object-fit: cover; border-radius: 4px;}
 .pb-flag {color: #b00020; font-weight: bold;}
 </style>"""
@@ -217,8 +218,8 @@ class Cleaner(widgets.VBox):
         self.prev.on_click(lambda _: self.show(self.page - 1)); self.next.on_click(lambda _: self.show(self.page + 1))
         self.apply_button.on_click(lambda _: self.apply())
         for w, c in [(self.list, 'pb-suspects'), (self.status, 'pb-status'), (self.page_label, 'pb-page')]: w.add_class(c)
-        head = widgets.HTML(f'{CSS}<h3>Clean {html.escape(shown(self.data))}</h3><div>{len(self.rows)} suspects from '
-                            f'{html.escape(shown(self.report))}; decisions are saved as you click.</div>')
+        head = widgets.HTML(f'{CSS}<h3>Clean {html.escape(shown(self.data))}</h3><div>{len(self.rows)} photos ranked in '
+                            f'{html.escape(shown(self.report))}, {sum(r["flagged"] for r in self.rows)} flagged; decisions are saved as you click.</div>')
         super().__init__([head, widgets.HBox([self.filter, self.prev, self.page_label, self.next]), self.list,
                           widgets.HBox([self.apply_button, self.status])], **kwargs)
         self.add_class('pb-cleaner'); self.show(0)
@@ -251,8 +252,8 @@ def row(self:Cleaner, r:dict, moved=None) -> widgets.HBox:
     "One suspect: thumbnail, names, score, and (unless the journal moved it to `moved`) the actions and breed menu."
     f, e = r['file'], lambda s: html.escape(shown(s))
     if f not in self._thumbs: self._thumbs[f] = thumb_uri(self.data/f)
-    info = widgets.HTML(f'<img class="pb-thumb" src="{self._thumbs[f]}" alt="{e(f)}"> <b>{e(f)}</b><br>given {e(r["given"])}, '
-                        f'suggested {e(r["suggested"])}<br>score {r["score"]:.3f}' + (' <span class="pb-flag">flagged</span>' if r['flagged'] else ''))
+    info = widgets.HTML(f'<div class="pb-card"><img class="pb-thumb" src="{self._thumbs[f]}" alt="{e(f)}"><div><b>{e(f)}</b><br>given {e(r["given"])}'
+                        f'<br>suggested {e(r["suggested"])}<br>score {r["score"]:.3f}' + (' <span class="pb-flag">flagged</span>' if r['flagged'] else '') + '</div></div>')
     if moved is not None: parts = [info, widgets.HTML(f'applied: now <b>{e(moved)}</b>')]
     else:
         d = self.decisions.get(f, {'action': 'keep', 'label': None})

@@ -161,6 +161,7 @@ def cleaner(browser, run:Path, tmp:Path):
         expect(row('Bengal_2.jpg').get_by_role('button', name='relabel')).to_have_class(re.compile('mod-active'))
         expect(row('Bengal_2.jpg').locator('select')).to_have_value('american_bulldog')
         expect(row('american_bulldog_2.jpg').get_by_role('button', name='remove')).to_have_class(re.compile('mod-active'))
+        page.screenshot(path=str(tmp/'cleaner.png'), full_page=True)
         page.get_by_role('button', name='apply 2 decisions').click()
         expect(page.locator('.pb-status')).to_contain_text('moved 2 photos', timeout=60_000)
         expect(row('Bengal_2.jpg')).to_contain_text('now american_bulldog_11.jpg')
