@@ -51,6 +51,7 @@ def clean_main(clean:str=None,         # the photos' folder the audit ran on
     from pet_breeds.data import pets_images_path   # DATA/images when there is one, as the audit reads it
     with command_errors('pet_breeds_app', OSError):
         check_range('port', port, lo=1, hi=65535)
+        if not Path(clean).is_dir(): raise DataNotFound(f"{shown(clean)}: the photos' folder does not exist or is not a folder")
         c = Cleaner(pets_images_path(clean), report); widget.check_app_runtime()
     src = f"# written by pet_breeds_app --clean\nfrom pet_breeds.clean import Cleaner\nCleaner({str(c.data)!r}, {str(c.report)!r})"
     nb = widget.app_folder(src, tempfile.mkdtemp(prefix='pet_breeds_clean_'), remote=not widget.is_loopback(ip))

@@ -196,5 +196,8 @@ def test_the_commands_keep_their_other_uses():
     assert code == 2 and '--port is 70000' in err, (code, err)
     code, out, err = cmd('pet_breeds_audit', 'no/such/folder')
     assert code == 1 and err.startswith('pet_breeds_audit: no/such/folder: ') and err.count('\n') == 1, (code, err)
+    for args in (['pet_breeds_app', '--clean', 'no/such/folder'], ['pet_breeds_audit', '--undo', 'no/such/folder']):
+        code, out, err = cmd(*args)
+        assert code == 1 and err.startswith(f'{args[0]}: no/such/folder: ') and err.count('\n') == 1, (code, err)
     code, out, err = cmd('pet_breeds_audit', '--help')
     assert code == 0 and '--undo REPORT' in out and '--out' in out
