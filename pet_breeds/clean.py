@@ -14,9 +14,9 @@ from .atomic import write_atomic
 from .files import BadJournal, Journal, transfer, free_name, file_sha256, same_content, unlink_missing_ok, inside, lock_folder
 
 # %% auto #0
-__all__ = ['REMOVED', 'DECISIONS', 'JOURNAL', 'LOCK', 'ACTIONS', 'CSS', 'BadReport', 'photo_path', 'read_suspects', 'data_breeds',
-           'load_decisions', 'save_decisions', 'CleanJournal', 'relabel_name', 'plan_moves', 'apply_decisions',
-           'pending_moves', 'undo_moves', 'thumb_uri', 'Cleaner']
+__all__ = ['REMOVED', 'DECISIONS', 'JOURNAL', 'LOCK', 'ACTIONS', 'CLEAN_CSS', 'BadReport', 'photo_path', 'read_suspects',
+           'data_breeds', 'load_decisions', 'save_decisions', 'CleanJournal', 'relabel_name', 'plan_moves',
+           'apply_decisions', 'pending_moves', 'undo_moves', 'thumb_uri', 'Cleaner']
 
 # %% ../nbs/11b_clean.ipynb #7fa54960
 REMOVED, DECISIONS, JOURNAL, LOCK = '_removed', 'decisions.json', 'clean.journal', '.pet_breeds_clean.lock'
@@ -180,7 +180,7 @@ def undo_moves(report:Path) -> list:
     return todo
 
 # %% ../nbs/11b_clean.ipynb #ea805e34
-CSS = """<style>
+CLEAN_CSS = """<style>
 .pb-suspect {display: flex; gap: 12px; align-items: center; padding: 4px 0; border-bottom: 1px solid #e0e0e0;}
 .pb-card {display: flex; gap: 10px; align-items: center; width: 24em; line-height: 1.5;}
 .pb-thumb {width: 96px; height: 96px; object-fit: cover; border-radius: 4px;}
@@ -218,7 +218,7 @@ class Cleaner(widgets.VBox):
         self.prev.on_click(lambda _: self.show(self.page - 1)); self.next.on_click(lambda _: self.show(self.page + 1))
         self.apply_button.on_click(lambda _: self.apply())
         for w, c in [(self.list, 'pb-suspects'), (self.status, 'pb-status'), (self.page_label, 'pb-page')]: w.add_class(c)
-        head = widgets.HTML(f'{CSS}<h3>Clean {html.escape(shown(self.data))}</h3><div>{len(self.rows)} photos ranked in '
+        head = widgets.HTML(f'{CLEAN_CSS}<h3>Clean {html.escape(shown(self.data))}</h3><div>{len(self.rows)} photos ranked in '
                             f'{html.escape(shown(self.report))}, {sum(r["flagged"] for r in self.rows)} flagged; decisions are saved as you click.</div>')
         super().__init__([head, widgets.HBox([self.filter, self.prev, self.page_label, self.next]), self.list,
                           widgets.HBox([self.apply_button, self.status])], **kwargs)

@@ -11,7 +11,7 @@ from .core import *
 from .clean import Cleaner, undo_moves
 
 # %% auto #0
-__all__ = ['run_cli', 'undo_main', 'audit_main', 'clean_main', 'app_main']
+__all__ = ['run_cli', 'undo_main', 'audit_or_undo_main', 'clean_main', 'app_or_clean_main']
 
 # %% ../nbs/11c_clean_cli.ipynb #113f1c4c
 def run_cli(f,           # a `call_parse` function
@@ -32,7 +32,7 @@ def undo_main(undo:str=None):   # the report folder whose clean.journal lists th
     print(f"pet_breeds_audit: put back {len(moves)} photo{'s'[:len(moves) != 1]}" if moves else
           f"pet_breeds_audit: nothing to undo in {shown(undo)} (every move of its journal is undone)")
 
-def audit_main():
+def audit_or_undo_main():
     "`pet_breeds_audit`: `--undo REPORT` puts the cleaner's moves back; anything else is the audit."
     if _has('--undo', sys.argv[1:]): return run_cli(undo_main)
     if _has('--help', sys.argv[1:]) or '-h' in sys.argv[1:]: print("pet_breeds_audit --undo REPORT: put back what the cleaner (pet_breeds_app --clean) moved\n")
@@ -57,7 +57,7 @@ def clean_main(clean:str=None,         # the photos' folder the audit ran on
     nb = widget.app_folder(src, tempfile.mkdtemp(prefix='pet_breeds_clean_'), remote=not widget.is_loopback(ip))
     widget.serve_app(nb, f'the cleaner of {c.data}', port, no_browser, ip)
 
-def app_main():
+def app_or_clean_main():
     "`pet_breeds_app`: `--clean DATA` serves the cleaner; anything else is the upload app."
     argv = sys.argv[1:]
     if _has('--clean', argv): return run_cli(clean_main)

@@ -33,7 +33,7 @@ def tree(folder:Path) -> dict:
 def cmd(*args) -> tuple:
     "`(exit status, stdout, stderr)` of `pet_breeds_audit ARGS` / `pet_breeds_app ARGS` (the console scripts' functions), in this process."
     out, err, code, old = io.StringIO(), io.StringIO(), 0, sys.argv
-    main = {'pet_breeds_audit': clean_cli.audit_main, 'pet_breeds_app': clean_cli.app_main}[args[0]]
+    main = {'pet_breeds_audit': clean_cli.audit_or_undo_main, 'pet_breeds_app': clean_cli.app_or_clean_main}[args[0]]
     try:
         sys.argv = [str(a) for a in args]
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
