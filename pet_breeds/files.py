@@ -209,14 +209,16 @@ class PredictionsCSV:
 # %% ../nbs/11_files.ipynb #aede3057
 LOCK_NAME = '.pet_breeds_sort.lock'
 
-def lock_folder(folder:Path):
+def lock_folder(folder:Path,                  # the folder to lock
+                name:str=LOCK_NAME,           # its lock file's name
+                busy:str="another pet_breeds_sort is already sorting into this folder"):   # the error when it is held
     "Hold `folder`'s lock file; returns it open (closing it releases the lock), or raises if another process holds it."
-    f = open(Path(folder)/LOCK_NAME, 'a')
+    f = open(Path(folder)/name, 'a')
     if fcntl is None: return f
     try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         f.close()
-        raise PetBreedsError(f"{folder}: another pet_breeds_sort is already sorting into this folder") from None
+        raise PetBreedsError(f"{folder}: {busy}") from None
     return f
 
 # %% ../nbs/11_files.ipynb #273901af

@@ -19,7 +19,8 @@ from .runtime import TTA_HELP, TRUST_PICKLE_HELP
 
 # %% auto #0
 __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'CSS', 'APP_NAME', 'open_upload', 'predict_upload', 'result_html', 'result_widget',
-           'PredictWidget', 'app_notebook', 'voila_command', 'is_loopback', 'check_app_runtime', 'app_main']
+           'PredictWidget', 'app_folder', 'app_notebook', 'voila_command', 'is_loopback', 'check_app_runtime',
+           'serve_app', 'app_main']
 
 # %% ../nbs/10_widget.ipynb #cd0062c3
 MAX_BYTES = 20_000_000               # 20 MB: larger than any phone photo
@@ -163,9 +164,25 @@ def _on_upload(self:PredictWidget, change):
     except Exception as e: self.status.value = html.escape(f"Something went wrong: {type(e).__name__}: {e}")
     finally: self.upload.value = ()  # so that picking the same file again is a change, and fires this again
 
-# %% ../nbs/10_widget.ipynb #e44d993a
+# %% ../nbs/10_widget.ipynb #b2f7cb70
 APP_NAME = 'pet_breeds.ipynb'  # Voila's page title is the notebook's name
 
+def app_folder(src:str,                  # the code of the page's one cell: its last expression is what the page shows
+               dest,                     # folder to write the notebook and `voila.json` into
+               max_bytes:int=MAX_BYTES,  # largest file the page accepts
+               remote:bool=False         # answer requests for any host name (else only this machine's: no DNS rebinding)
+              ) -> Path:
+    "Write a one-cell notebook of `src` (and its `voila.json`) into `dest`, for Voila to serve; return its path."
+    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src)])
+    nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}
+    write_atomic(dest/APP_NAME, nbformat.writes(nb))
+    ws = max(10 * max_bytes, 10 * 2**20) + 2**20  # several files of max_bytes may come in one message
+    write_atomic(dest/'voila.json', json.dumps({'Voila': {'tornado_settings': {'websocket_max_message_size': ws,
+                                                                              'allow_remote_access': remote}}}))
+    return dest/APP_NAME
+
+# %% ../nbs/10_widget.ipynb #24dbde9c
 def app_notebook(model,                   # the exported model folder the app serves
                  dest,                    # folder to write the notebook and `voila.json` into
                  k:int=3,                 # labels shown per image
@@ -175,18 +192,11 @@ def app_notebook(model,                   # the exported model folder the app se
                  remote:bool=False        # answer requests for any host name (else only this machine's: no DNS rebinding)
                 ) -> Path:
     "Write the app's notebook (and its `voila.json`) for the exported `model` folder into `dest`; return its path. `trust_pickle`: the widget may unpickle a fastai export."
-    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
     src = ("# written by pet_breeds_app; serve with `voila pet_breeds.ipynb`\n"
            "from pet_breeds.widget import PredictWidget\n"
            f"PredictWidget({str(Path(model).resolve())!r}, k={k}, max_bytes={max_bytes}, tta={tta!r}"
            f"{', trust_pickle=True' if trust_pickle else ''})")
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src)])
-    nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}
-    write_atomic(dest/APP_NAME, nbformat.writes(nb))
-    ws = max(10 * max_bytes, 10 * 2**20) + 2**20  # several files of max_bytes may come in one message
-    write_atomic(dest/'voila.json', json.dumps({'Voila': {'tornado_settings': {'websocket_max_message_size': ws,
-                                                                              'allow_remote_access': remote}}}))
-    return dest/APP_NAME
+    return app_folder(src, dest, max_bytes, remote)
 
 # %% ../nbs/10_widget.ipynb #3f782cc4
 def voila_command(nb, port:int=8866, no_browser:bool=False, ip:str='127.0.0.1') -> list:
@@ -208,7 +218,20 @@ def check_app_runtime():
     try: KernelSpecManager().get_kernel_spec('python3')   # the kernel the app's notebook names
     except NoSuchKernel: raise PetBreedsError("no Jupyter kernel for Python, which Voila runs the page in: pip install ipykernel") from None
 
-# %% ../nbs/10_widget.ipynb #4d3251f3
+# %% ../nbs/10_widget.ipynb #dce09587
+def serve_app(nb,                       # the notebook to serve (`app_folder`'s)
+              what:str,                 # what is served, for the first line printed
+              port:int=8866,            # port to serve on
+              no_browser:bool=False,    # do not open a web browser
+              ip:str='127.0.0.1'):      # address to serve on
+    "Replace this process with Voila serving `nb` from its folder, so Ctrl-C stops Voila directly."
+    cmd = voila_command(nb, port, no_browser, ip)
+    print(f"pet_breeds_app: serving {what} at http://{ip}:{port}/ (Ctrl-C to stop)", flush=True)
+    if not is_loopback(ip): print(f"pet_breeds_app: --ip {ip}: every machine that can reach this one may use the app; it asks for no password", flush=True)
+    os.chdir(Path(nb).parent)  # Voila's config (voila.json) is read from the working folder
+    os.execv(cmd[0], cmd)
+
+# %% ../nbs/10_widget.ipynb #081dbe5f
 @call_parse
 def app_main(model:str,                   # exported model folder
              port:int=8866,                # port to serve on
@@ -226,8 +249,4 @@ def app_main(model:str,                   # exported model folder
     remote = not is_loopback(ip)
     nb = app_notebook(model, tempfile.mkdtemp(prefix='pet_breeds_app_'), k=k, max_bytes=int(max_mb * 1e6), tta=tta,
                       trust_pickle=trust_pickle, remote=remote)
-    cmd = voila_command(nb, port, no_browser, ip)
-    print(f"pet_breeds_app: serving {model} at http://{ip}:{port}/ (Ctrl-C to stop)", flush=True)
-    if remote: print(f"pet_breeds_app: --ip {ip}: every machine that can reach this one may use the app; it asks for no password", flush=True)
-    os.chdir(nb.parent)  # Voila's config (voila.json) is read from the working folder
-    os.execv(cmd[0], cmd)
+    serve_app(nb, model, port, no_browser, ip)

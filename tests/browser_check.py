@@ -9,10 +9,14 @@ app. One browser for the whole test run:
   chooser (ipywidgets 8 makes its `<input type=file>` on click). A cat and a
   dog come back with two different labels, each the one `pet_breeds_predict` gives, of the right species; a
   text file and an oversized file get their one-line errors and the page goes on;
+- the cleaner: `pet_breeds_app --clean` on a copy of committed photos and a hand-written `label_issues.csv`: one
+  photo relabelled through its breed menu, one removed, both still chosen after a reload, applied; the files on
+  disk moved as decided and nothing else, then `pet_breeds_audit --undo` puts every file back byte for byte;
 - the documentation site as committed in docs/ (tests/test_repo.py checks it is the build of nbs/), over
   HTTP: the index, the widget's screenshot, the sidebar to a notebook's page and back.
 
     .venv-browser/bin/python tests/browser_check.py RUN     # RUN: the main job's output (readme_install.py's OUT)
+    .venv-browser/bin/python tests/browser_check.py RUN cleaner docs_site   # only these checks
     PET_BREEDS_UPDATE_SCREENSHOT=1 ...                      # also copy the page's screenshot to docs/images/widget.png
 
 Ends with 'browser_check: N passed, N failed'. Needs only the standard library and Playwright."""
@@ -37,15 +41,14 @@ def predicted(model:Path, files) -> list:
     return [json.loads(l)['top'] for l in r.stdout.splitlines()]
 
 class App:
-    "`pet_breeds_app MODEL --no_browser --port P --max_mb 1` in its own process group, stopped on exit."
-    def __init__(self, model:Path, tmp:Path):
+    "`pet_breeds_app ARGS --no_browser --port P` in its own process group, stopped on exit."
+    def __init__(self, tmp:Path, *args):
         self.log, port = tmp/'voila.log', free_port()
         self.url = f'http://127.0.0.1:{port}/'
-        # --max_mb 1: a file over it that is also over tornado's 10 MiB websocket default shows the app raised
-        # that limit (or the upload would silently drop the connection); TMPDIR keeps its notebook in tmp
+        # TMPDIR keeps its notebook in tmp
         with open(self.log, 'w') as out:
-            self.proc = subprocess.Popen([str(APP_BIN/'pet_breeds_app'), str(model), '--no_browser', '--port', str(port),
-                                          '--max_mb', '1'], cwd=tmp, stdout=out, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen([str(APP_BIN/'pet_breeds_app'), *map(str, args), '--no_browser', '--port', str(port)],
+                                         cwd=tmp, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True, env={**os.environ, 'TMPDIR': str(tmp)})
     def wait_ready(self):
         "Poll a static file: GET / would execute the notebook in a kernel of its own."
@@ -80,6 +83,15 @@ def upload(page, *paths):
         page.locator('button.widget-upload').click()
     fc.value.set_files([str(p) for p in paths])
 
+def open_page(browser, app):
+    "A page on the app, offline: Voila's template asks a CDN for fonts; refuse at once rather than wait on DNS."
+    page = browser.new_page(viewport={'width': 900, 'height': 760})
+    page.route(lambda url: not url.startswith(app.url), lambda route: route.abort())
+    r = page.goto(app.url, wait_until='domcontentloaded', timeout=START_TIMEOUT * 1000)
+    # HTTP 200: Voila ran the page's notebook in a Jupyter kernel (without ipykernel it answers 500)
+    check(r is not None and r.status == 200, f"GET / answered {r and r.status}: {r and r.text()[-1500:]}\n{app.log.read_text()[-2000:]}")
+    return page
+
 def upload_app(browser, run:Path, tmp:Path):
     "Upload a cat, a text file, an oversized file and a dog; each answer as `pet_breeds_predict` gives it."
     from playwright.sync_api import expect
@@ -91,16 +103,14 @@ def upload_app(browser, run:Path, tmp:Path):
     notes, big = tmp/'notes.txt', tmp/'big.jpg'
     notes.write_text('plain text, not a picture\n')
     big.write_bytes(cat.read_bytes() + bytes(11_000_000))
-    with App(model, tmp) as app:
+    # --max_mb 1: a file over it that is also over tornado's 10 MiB websocket default shows the app raised
+    # that limit (or the upload would silently drop the connection)
+    with App(tmp, model, '--max_mb', '1') as app:
         app.wait_ready()
         # DNS rebinding: a page elsewhere makes its own name resolve to 127.0.0.1; the app answers only this machine
         status = app.status_for_host('rebind.example:' + app.url.rsplit(':', 1)[1].strip('/'))
         check(status == 403, f"GET / with another machine's Host header answered {status}, not 403")
-        page = browser.new_page(viewport={'width': 900, 'height': 760})
-        # offline: Voila's template asks a CDN for fonts; refuse at once rather than wait on DNS
-        page.route(lambda url: not url.startswith(app.url), lambda route: route.abort())
-        r = page.goto(app.url, wait_until='domcontentloaded', timeout=START_TIMEOUT * 1000)
-        check(r is not None and r.status == 200, f"GET / answered {r and r.status}: {r and r.text()[-1500:]}\n{app.log.read_text()[-2000:]}")
+        page = open_page(browser, app)
         button, count = page.locator('button.widget-upload'), page.locator('.pb-count')
         first = page.locator('.pb-results > .pb-result, .pb-results > .pb-error').first
         expect(button).to_be_visible(timeout=START_TIMEOUT * 1000)  # the kernel has run the cell
@@ -129,6 +139,54 @@ def upload_app(browser, run:Path, tmp:Path):
             shutil.copyfile(tmp/'widget.png', SHOT)
             print(f'updated {SHOT.relative_to(ROOT)} (rebuild the docs: .venv/bin/python docs/build.py)')
         page.close()
+
+CLEAN_PHOTOS = ['Bengal_1.jpg', 'Bengal_2.jpg', 'Bengal_3.jpg', 'Abyssinian_1.jpg', 'Abyssinian_2.jpg',
+                'american_bulldog_2.jpg', 'american_bulldog_3.jpg', 'american_bulldog_10.jpg']
+CLEAN_ISSUES = """file,given,suggested,score,flagged
+Bengal_2.jpg,Bengal,Abyssinian,0.012,True
+american_bulldog_2.jpg,american_bulldog,Bengal,0.05,True
+Abyssinian_1.jpg,Abyssinian,american_bulldog,0.31,False
+"""
+
+def files_of(folder:Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob('*')) if p.is_file()}
+
+def cleaner(browser, run:Path, tmp:Path):
+    """`pet_breeds_app --clean DATA --report REPORT` on a copy of committed photos and an audit's label_issues.csv:
+    relabel one photo through its breed menu, remove one; a reload shows both decisions; apply; the files on disk
+    moved as decided, nothing else; `pet_breeds_audit --undo REPORT` puts every file back, byte for byte."""
+    from playwright.sync_api import expect
+    tmp = tmp/'clean'; data, report = tmp/'data', tmp/'report'
+    data.mkdir(parents=True); report.mkdir()
+    for n in CLEAN_PHOTOS: shutil.copyfile(PHOTOS/n, data/n)
+    (report/'label_issues.csv').write_text(CLEAN_ISSUES)
+    before = files_of(data)
+    with App(tmp, '--clean', data, '--report', report) as app:
+        app.wait_ready()
+        page = open_page(browser, app)
+        row = lambda name: page.locator('.pb-suspect').filter(has_text=name)
+        expect(page.locator('.pb-suspect')).to_have_count(2, timeout=START_TIMEOUT * 1000)   # the kernel has run the cell: the flagged two
+        expect(row('Bengal_2.jpg').locator('select')).to_have_value('Abyssinian')        # the suggestion first
+        row('Bengal_2.jpg').locator('select').select_option(label='american_bulldog')     # a breed: relabel
+        row('american_bulldog_2.jpg').get_by_role('button', name='remove').click()
+        expect(page.get_by_role('button', name='apply 2 decisions')).to_be_visible()
+        page.reload(wait_until='domcontentloaded', timeout=START_TIMEOUT * 1000)          # a new kernel: the decisions came from disk
+        expect(page.locator('.pb-suspect')).to_have_count(2, timeout=START_TIMEOUT * 1000)
+        expect(row('Bengal_2.jpg').get_by_role('button', name='relabel')).to_have_class(re.compile('mod-active'))
+        expect(row('Bengal_2.jpg').locator('select')).to_have_value('american_bulldog')
+        expect(row('american_bulldog_2.jpg').get_by_role('button', name='remove')).to_have_class(re.compile('mod-active'))
+        page.screenshot(path=str(tmp/'cleaner.png'), full_page=True)
+        page.get_by_role('button', name='apply 2 decisions').click()
+        expect(page.locator('.pb-status')).to_contain_text('moved 2 photos', timeout=60_000)
+        expect(row('Bengal_2.jpg')).to_contain_text('now american_bulldog_11.jpg')
+        page.close()
+    after = files_of(data)
+    want = {k: v for k, v in before.items() if k not in ('Bengal_2.jpg', 'american_bulldog_2.jpg')}
+    want.update({'american_bulldog_11.jpg': before['Bengal_2.jpg'], '_removed/american_bulldog_2.jpg': before['american_bulldog_2.jpg']})
+    check(after == want, f"after apply: {sorted(after)}, expected {sorted(want)}")
+    r = subprocess.run([str(APP_BIN/'pet_breeds_audit'), '--undo', str(report)], capture_output=True, text=True, timeout=300)
+    check(r.returncode == 0 and r.stdout == 'pet_breeds_audit: put back 2 photos\n', f"undo: exit {r.returncode}\n{r.stdout}{r.stderr[-2000:]}")
+    check(files_of(data) == before, f"after undo: {sorted(files_of(data))}, expected {sorted(before)}")
 
 def docs_site(browser, run:Path, tmp:Path):
     "The committed site over HTTP on 127.0.0.1, as a reader's browser gets it: index, a notebook's page, back."
@@ -169,12 +227,15 @@ def docs_site(browser, run:Path, tmp:Path):
     finally:
         srv.shutdown(); srv.server_close()
 
-CHECKS = [upload_app, docs_site]
+CHECKS = [upload_app, cleaner, docs_site]
 
 def main():
     from playwright.sync_api import sync_playwright
-    run = Path(sys.argv[1]).resolve()
-    check((run/'model'/'model.json').is_file(), f"{run}/model is not an exported model: run tests/readme_install.py {run} first")
+    run, names = Path(sys.argv[1]).resolve(), sys.argv[2:]
+    chosen = [c for c in CHECKS if not names or c.__name__ in names]
+    check(len(chosen) == len(names) or not names, f"unknown checks {names}: choose among {[c.__name__ for c in CHECKS]}")
+    if upload_app in chosen:
+        check((run/'model'/'model.json').is_file(), f"{run}/model is not an exported model: run tests/readme_install.py {run} first")
     exe = shutil.which('chromium')
     check(exe is not None, "Chromium not found: install Debian's with `apt-get install -y chromium`")
     tmp = Path(tempfile.mkdtemp(prefix='browser_check_'))
@@ -182,7 +243,7 @@ def main():
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS)
         try:
-            for c in CHECKS:
+            for c in chosen:
                 t = time.monotonic()
                 try: c(browser, run, tmp); passed += 1; print(f"ok   {c.__name__} ({time.monotonic() - t:.0f} s)", flush=True)
                 except Exception as e: failed += 1; print(f"FAIL {c.__name__} ({time.monotonic() - t:.0f} s): {e}", flush=True)
