@@ -27,17 +27,29 @@ def shared_data(name:str) -> Path:
     if not p.is_dir(): pytest.skip(f"optional real data not here: {p} (a clone has only the committed nbs/images)")
     return p
 
+def committed(folder:Path) -> Path:
+    "`folder`, which the repository holds (a clone with nothing beside it has it)."
+    assert folder.is_dir(), f"{folder} is missing: it is part of the repository"
+    return folder
+
 @pytest.fixture(scope='session')
 def sample_dir():
     "The 81 real PETS photos of 3 breeds committed in nbs/images/pets, with the dataset's odd files (a GIF, an RGBA PNG, a .mat)."
-    assert SAMPLE.is_dir(), f"{SAMPLE} is missing: it is part of the repository"
-    return SAMPLE
+    return committed(SAMPLE)
+
+def copy_photos(dest:Path, per_breed:int, breeds=('Abyssinian', 'Bengal', 'american_bulldog'), pattern:str='_1*.jpg') -> Path:
+    """The first `per_breed` committed photos of each of `breeds` whose names end in `pattern`, copied into the new
+    folder `dest` (so that a test may change them); `per_breed` may be a dict of breed -> count."""
+    dest.mkdir(parents=True)
+    counts = per_breed if isinstance(per_breed, dict) else dict.fromkeys(breeds, per_breed)
+    for breed, n in counts.items():
+        for f in sorted(SAMPLE.glob(f'{breed}{pattern}'))[:n]: shutil.copy(f, dest/f.name)
+    return dest
 
 @pytest.fixture(scope='session')
 def odd_dir():
     "nbs/images/odd: real photos a user's folder may hold and the three breeds' photos do not."
-    assert ODD.is_dir(), f"{ODD} is missing: it is part of the repository"
-    return ODD
+    return committed(ODD)
 
 def make_synthetic_pets(dest:Path, breeds=('Bengal', 'beagle', 'Sphynx', 'pug'), n:int=24, size:int=48, seed:int=0) -> Path:
     """A learnable PETS-style folder: each breed is a solid colour with noise and a random box,

@@ -3,7 +3,7 @@ import contextlib, csv, io, json, os, runpy, shutil, sys
 from pathlib import Path
 import numpy as np, pytest
 from PIL import Image
-from conftest import random_export_meta
+from conftest import copy_photos, random_export_meta
 
 FAST = ('--backbones', 'efficientnet_lite0')   # one backbone: the same code path, half the feature time
 
@@ -98,11 +98,7 @@ def test_a_duplicate_across_a_runs_split_is_a_leak(planted):
     code, out, err = audit_cli(planted['data'], '--out', planted['root']/'report3', '--model', model, *FAST)
     assert code == 2 and 'names no photo of' in err and err.strip().count('\n') == 0, err   # a --model of other photos: 2
 
-def _folder(tmp_path, sample_dir, counts:dict) -> Path:
-    d = tmp_path/'images'; d.mkdir()
-    for breed, n in counts.items():
-        for f in sorted(sample_dir.glob(f'{breed}_*.jpg'))[:n]: shutil.copy(f, d/f.name)
-    return d
+def _folder(tmp_path, sample_dir, counts:dict) -> Path: return copy_photos(tmp_path/'images', counts, pattern='_*.jpg')
 
 def test_a_breed_with_one_photo_is_a_named_skip(tmp_path, sample_dir):
     d = _folder(tmp_path, sample_dir, {'Abyssinian': 4, 'Bengal': 4, 'american_bulldog': 1})

@@ -1,5 +1,5 @@
 "A pretrained network cut at a named layer: Keras names, the seed's parameter counts, frozen cut part, export."
-import json, shutil, urllib.error
+import json, urllib.error
 from pathlib import Path
 import pytest, torch, torchvision
 from torch import nn
@@ -10,6 +10,7 @@ from pet_breeds.cut import (cut_layers, cut_body, cut_model, seed_head, param_su
                             train_cut, FrozenBody)
 from pet_breeds.inference import export_model, load_model
 from pet_breeds.train import TrainSpec
+from conftest import copy_photos
 
 KERAS_VGG16 = ['block1_conv1', 'block1_conv2', 'block1_pool', 'block2_conv1', 'block2_conv2', 'block2_pool',
                'block3_conv1', 'block3_conv2', 'block3_conv3', 'block3_pool', 'block4_conv1', 'block4_conv2',
@@ -101,11 +102,8 @@ def test_cached_vgg16_weights_are_loaded_into_the_keras_layers(offline):
     assert torch.equal(body.block2_conv1[0].bias, sd['features.5.bias'])
 
 @pytest.fixture(scope='module')
-def few_pets(tmp_path_factory, sample_dir):
-    d = tmp_path_factory.mktemp('cut')/'images'; d.mkdir()
-    for breed in ('Abyssinian', 'Bengal', 'american_bulldog'):
-        for f in sorted(sample_dir.glob(f'{breed}_1*.jpg'))[:8]: shutil.copy(f, d/f.name)
-    return d
+def few_pets(tmp_path_factory):
+    return copy_photos(tmp_path_factory.mktemp('cut')/'images', 8)
 
 def _state(m): return {k: v.clone() for k, v in m.state_dict().items()}
 

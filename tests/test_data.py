@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np, pytest, torch
 from PIL import Image
 from pet_breeds.core import BREEDS, CAT_BREEDS, DOG_BREEDS, breed_label, species_label, DataNotFound, BadImage
-from conftest import SAMPLE_COUNTS, SAMPLE_IMAGES, run_cli
+from conftest import SAMPLE_COUNTS, SAMPLE_IMAGES, copy_photos, run_cli
 from pet_breeds.data import pets_images_path, scan_images, pets_dataloaders, pets_datablock, ENV_VAR, ResizeCache, LoadImage, fit_workers
 
 def test_all_37_breeds_parse_from_file_names():
@@ -154,11 +154,8 @@ def _batch(dl, seed=0, n=8):
     return items, dl.after_batch(fa_collate(items))[0]
 
 @pytest.fixture(scope='module')
-def few_real(sample_dir, tmp_path_factory):
-    d = tmp_path_factory.mktemp('few')/'images'; d.mkdir()
-    for breed in ('Abyssinian', 'Bengal', 'american_bulldog'):
-        for f in sorted(sample_dir.glob(f'{breed}_1*.jpg'))[:6]: shutil.copy(f, d/f.name)
-    return d
+def few_real(tmp_path_factory):
+    return copy_photos(tmp_path_factory.mktemp('few')/'images', 6)
 
 def test_cached_batches_match_uncached(few_real, tmp_path):
     kw = dict(bs=8, item_size=96, size=64, num_workers=0)

@@ -1,5 +1,5 @@
 "Feature extraction: the disk cache is reused and invalidated correctly, and a head on real ImageNet features learns."
-import json, shutil
+import json
 from pathlib import Path
 import pytest, torch
 from PIL import Image
@@ -10,15 +10,13 @@ from pet_breeds.features import (FeatureCache, extract_features, extractor_key, 
                                  features_dataloaders)
 from pet_breeds.learner import pets_learner
 from pet_breeds.inference import export_model, load_model
+from conftest import copy_photos
 from pet_breeds.train import TrainSpec
 
 @pytest.fixture
-def few_pets(tmp_path, sample_dir):
+def few_pets(tmp_path):
     "8 real images per breed, copied so that the tests can change them."
-    d = tmp_path/'images'; d.mkdir()
-    for breed in ('Abyssinian', 'Bengal', 'american_bulldog'):
-        for f in sorted(sample_dir.glob(f'{breed}_1*.jpg'))[:8]: shutil.copy(f, d/f.name)
-    return d
+    return copy_photos(tmp_path/'images', 8)
 
 def _dls(path, size=64): return pets_dataloaders(path, bs=8, item_size=size+16, size=size, num_workers=0)
 
