@@ -156,7 +156,7 @@ def data_parallel(learn:Learner, **kwargs):
         learn.metrics, learn.recorder.loss = metrics, loss
 
 # %% ../nbs/02b_distrib.ipynb #4e57f050
-def launch_command(args:list, n:int, module:str='pet_breeds.cli', port:int=0) -> list:
+def launch_command(args:list, n:int, module:str='pet_breeds.train_cli', port:int=0) -> list:
     "The command that runs `python -m module args` in `n` processes on this machine under `accelerate launch`."
     return [sys.executable, '-m', 'accelerate.commands.launch', '--multi_gpu', '--num_machines', '1',
             '--num_processes', str(n), '--main_process_port', str(port), '--mixed_precision', 'no',

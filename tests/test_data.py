@@ -78,7 +78,7 @@ def test_scan_reports_every_odd_file(odd_folder):
     assert len(rep.images) == 96 + 4
 
 def test_training_on_odd_files_does_not_crash_and_reports_them(odd_folder, tmp_path):
-    from pet_breeds.cli import train_pets
+    from pet_breeds.train_cli import train_pets
     m = train_pets(odd_folder, tmp_path/'run', arch='resnet18', pretrained=False, freeze_epochs=1, epochs=1,
                    lr=1e-3, size=32, item_size=48, bs=16, num_workers=0)
     assert m['data_report']['images'] == 100

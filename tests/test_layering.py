@@ -50,7 +50,7 @@ def private_imports(lib:Path=LIB) -> list:
 
 def test_every_module_comes_from_a_numbered_notebook():
     numbers = notebook_numbers()
-    assert {'core', 'data', 'learner', 'train', 'cut', 'inference', 'cli'} <= set(numbers)
+    assert {'core', 'data', 'learner', 'train', 'cut', 'inference', 'train_cli'} <= set(numbers)
     assert numbers['core'] == '00' and numbers['cut'] < numbers['inference'], numbers
 
 def test_no_module_imports_a_later_notebook():
@@ -59,8 +59,8 @@ def test_no_module_imports_a_later_notebook():
 def test_the_check_sees_a_late_import(tmp_path):
     "A copy of the library whose inference.py imports the CLI module (a later notebook) inside a function is caught."
     for py in LIB.glob('*.py'): (tmp_path/py.name).write_text(py.read_text())
-    with open(tmp_path/'inference.py', 'a') as f: f.write('\ndef _late():\n    from .cli import train_pets\n')
-    assert layering_violations(tmp_path) == ['inference (notebook 05) imports cli (notebook 09)']
+    with open(tmp_path/'inference.py', 'a') as f: f.write('\ndef _late():\n    from .train_cli import train_pets\n')
+    assert layering_violations(tmp_path) == ['inference (notebook 05) imports train_cli (notebook 09)']
 
 def test_lettered_notebooks_sit_between_their_neighbours(tmp_path):
     "04b comes after 04 and before 05: a module of 04b may import 04's, and 04's may not import 04b's."

@@ -76,7 +76,7 @@ def test_a_mode_in_its_own_module_is_found_by_name(tmp_path, monkeypatch):
     "A mode's module, `pet_breeds.<mode>`, is imported when the mode is first asked for: a new notebook needs no other edit."
     import sys, pet_breeds
     from pet_breeds.train import TRAINERS
-    from pet_breeds.cli import mode_choices
+    from pet_breeds.train_cli import mode_choices
     (tmp_path/'lazy_toy.py').write_text("from pet_breeds.train import register_trainer, train_finetune\n"
                                         "register_trainer('lazy_toy', options={'depth': 2})(train_finetune)\n")
     monkeypatch.setattr(pet_breeds, '__path__', [*pet_breeds.__path__, str(tmp_path)])

@@ -8,7 +8,7 @@ from conftest import run_cli
 from pet_breeds import probe
 from pet_breeds.core import breed_label
 from pet_breeds.data import sample_path
-from pet_breeds.cli import train_pets, mode_choices
+from pet_breeds.train_cli import train_pets, mode_choices
 from pet_breeds.inference import load_model, read_meta
 from pet_breeds.deploy import export_onnx
 
@@ -37,7 +37,7 @@ def test_auto_picks_the_probe_on_small_data_and_says_why(probe_run):
 
 def test_auto_picks_finetune_on_pets_sized_data_or_without_pretrained_weights(small, tmp_path, monkeypatch):
     "The chooser's other branches, without training: the trainer it would hand over to is recorded by a spy."
-    from pet_breeds import cli
+    from pet_breeds import train_cli as cli
     seen = []
     def spy(mode):
         seen.append(mode)

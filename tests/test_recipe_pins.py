@@ -14,9 +14,9 @@ from torch import nn
 from fastai.vision.all import (Learner, Callback, CancelFitException, ParamScheduler, RandomSplitter, Resize,
                                AffineCoordTfm, RandomResizedCropGPU, LightingTfm, Normalize)
 from pet_breeds.core import PetBreedsError
-from pet_breeds import cli, runtime
+from pet_breeds import train_cli as cli, runtime
 from pet_breeds.probe import choose_mode
-from pet_breeds.cli import train_pets
+from pet_breeds.train_cli import train_pets
 from pet_breeds.data import pets_dataloaders, pets_datablock, pets_transforms, scan_images
 from pet_breeds.learner import pets_learner
 from pet_breeds.train import TrainSpec, Stage, train_two_stage, train_finetune, lr_find_iterations, TRAIN_BN
@@ -299,7 +299,7 @@ def test_read_image_bytes_names_an_empty_file(tmp_path):
 def test_a_full_disk_stops_training_with_one_line_naming_the_file(tmp_path, monkeypatch):
     "A checkpoint that cannot be written ends `pet_breeds_train` with one line naming it, not a traceback or a half checkpoint."
     import errno, pet_breeds.checkpoint as tr
-    from pet_breeds.cli import main
+    from pet_breeds.train_cli import main
     from conftest import make_synthetic_pets
     def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device')
     monkeypatch.setattr(tr, 'save_file', full)

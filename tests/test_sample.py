@@ -116,7 +116,7 @@ def test_the_wheel_ships_the_sample(tmp_path):
     shipped = {n.removeprefix('pet_breeds/sample/images/') for n in names if n.startswith('pet_breeds/sample/images/')}
     assert shipped == {f.name for f in sample_path().iterdir()} and len(shipped) == 370
     assert {'pet_breeds/sample/README.md', 'pet_breeds/sample/LICENSE'} <= names
-    assert {'pet_breeds/__init__.py', 'pet_breeds/data.py', 'pet_breeds/cli.py'} <= names   # the package itself, too
+    assert {'pet_breeds/__init__.py', 'pet_breeds/data.py', 'pet_breeds/train_cli.py'} <= names   # the package itself, too
     with zipfile.ZipFile(wheels[0]) as z:
         assert z.read('pet_breeds/sample/images/pug_127.jpg') == (sample_path()/'pug_127.jpg').read_bytes()
         entry_points = next(z.read(n).decode() for n in names if n.endswith('.dist-info/entry_points.txt'))
