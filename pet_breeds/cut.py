@@ -149,7 +149,13 @@ def param_summary(model:nn.Module, show:bool=True) -> dict:
     return s
 
 # %% ../nbs/04_cut.ipynb #1988f59e
-def cut_learner(dls, arch:str='vgg16', layer:str='block1_pool', pretrained:bool=True, metrics=None, path=None) -> Learner:
+def cut_learner(dls,                     # the images (`pets_dataloaders`)
+                arch:str='vgg16',        # architecture whose body is cut (see `ARCHS`)
+                layer:str='block1_pool', # the named layer the body ends at (see `cut_layers`)
+                pretrained:bool=True,    # the cut part's ImageNet weights (frozen), else random
+                metrics=None,            # default: `error_rate` and `accuracy`
+                path=None,               # where the learner saves (default: `default_learner_path()`)
+               ) -> Learner:
     "A `Learner` on `dls` with `cut_model(arch, layer, ...)`: frozen cut part, the article's new layers, `error_rate` and `accuracy`."
     model = cut_model(arch, layer, len(dls.vocab), pretrained)
     if pretrained and norm_stats(dls) is None:

@@ -110,7 +110,13 @@ def _labels(ds) -> torch.Tensor:
     ys = ds.tls[1]
     return torch.tensor([int(ys[i]) for i in range(len(ds))])
 
-def features_dataloaders(xs_train, ys_train, xs_valid, ys_valid, bs:int=64, device=None) -> DataLoaders:
+def features_dataloaders(xs_train, # training features, `(n, d)`
+                         ys_train, # their labels, `(n,)`
+                         xs_valid, # validation features
+                         ys_valid, # their labels
+                         bs:int=64, # batch size (the training set's size if smaller)
+                         device=None, # where batches go (default: fastai's default device)
+                        ) -> DataLoaders:
     "fastai `DataLoaders` of `(features, label)` pairs: shuffled full batches for training, in order for validation."
     # in-memory tensors: worker processes would only add their start-up time to every epoch
     train = DataLoader(list(zip(xs_train, ys_train)), bs=min(bs, len(xs_train)), shuffle=True, drop_last=True,

@@ -113,8 +113,11 @@ def _rename_no_replace(tmp, dest):
         os.replace(tmp, dest)
 
 # %% ../nbs/11_files.ipynb #b064a584
-def transfer(src, dest, tmp, move:bool=True,
-             read_from=None):  # the file to read instead of `src`: a link's checked target (`src` is the link)
+def transfer(src,             # the file to move or copy
+             dest,            # its new path, a free name (never replaced)
+             tmp,             # temporary path beside `dest`, written first when copying
+             move:bool=True,  # remove `src` once `dest` is durable (else copy)
+             read_from=None): # the file to read instead of `src`: a link's checked target (`src` is the link)
     "Put `src`'s content at the free name `dest` (via `tmp` when copying), durably; remove `src` if `move`."
     src, dest, tmp = Path(src), Path(dest), Path(tmp)
     # a link is never hard-linked into OUT (os.link may link the link itself, which dangles there): its target is copied

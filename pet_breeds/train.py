@@ -134,8 +134,15 @@ def lr_find_iterations(n_batches:int, epochs:int) -> int:
     return int(min(LR_FIND_MAX, max(LR_FIND_MIN, round(LR_FIND_SHARE * n_batches * epochs))))
 
 # %% ../nbs/03_train.ipynb #6e5cf9f4
-def fit_stages(learn:Learner, stages, lr_find_fname=None, lr_find_its:int=None, policy:Policy=None, show:bool=True,
-               checkpoints=None, resume:bool=False) -> dict:
+def fit_stages(learn:Learner,          # the learner to train
+               stages,                 # `Stage`s, in order (a stage whose `lr` is None takes lr_find's suggestion)
+               lr_find_fname=None,     # where to draw lr_find's plot, if it runs
+               lr_find_its:int=None,   # lr_find's iterations (default: fastai's 100, fewer on small data)
+               policy:Policy=None,     # precision and memory layout (default: `choose_policy`)
+               show:bool=True,         # print the policy and the progress (the main process only)
+               checkpoints=None,       # folder for a checkpoint after every epoch (see `02d_checkpoint`)
+               resume:bool=False,      # start after the last checkpoint in `checkpoints`
+              ) -> dict:
     "The training core: lr_find if a stage needs its rate, then `fit_one_cycle` per `Stage` under `policy`, logged, timed, checkpointed."
     t0, log, suggestions, stages = time.perf_counter(), RunLog(), None, list(stages)
     policy, show = ifnone(policy, choose_policy(device=learn.dls.device)), show and is_main()
@@ -183,8 +190,17 @@ def stage1_train_bn(learn:Learner, train_bn:bool|None=None) -> bool:
     "`train_bn` if given, else `TRAIN_BN` for a pretrained body and `True` for one trained from scratch."
     return ifnone(train_bn, TRAIN_BN if getattr(learn, 'pretrained', True) else True)
 
-def train_two_stage(learn:Learner, freeze_epochs:int=3, epochs:int=10, lr:float=None, lr_max=slice(1e-5, 1e-3),
-                    lr_find_fname=None, lr_find_its:int=None, train_bn:bool|None=None, policy:Policy=None, show:bool=True) -> dict:
+def train_two_stage(learn:Learner,              # a learner with a pretrained body (see `pets_learner`)
+                    freeze_epochs:int=3,        # stage 1's epochs, the body frozen
+                    epochs:int=10,              # stage 2's epochs, everything trained
+                    lr:float=None,              # stage 1's rate (None: lr_find's suggestion)
+                    lr_max=slice(1e-5, 1e-3),   # stage 2's discriminative rates, body to head
+                    lr_find_fname=None,         # where to draw lr_find's plot
+                    lr_find_its:int=None,       # lr_find's iterations
+                    train_bn:bool|None=None,    # stage 1 trains the body's batch norm (None: `stage1_train_bn`)
+                    policy:Policy=None,         # precision and memory layout (default: `choose_policy`)
+                    show:bool=True,             # print the policy and the progress
+                   ) -> dict:
     "Stage 1: frozen body, `fit_one_cycle(freeze_epochs, lr)`; stage 2: `unfreeze()`, `fit_one_cycle(epochs, lr_max)`."
     stages = [Stage(freeze_epochs, lr, frozen=True, train_bn=stage1_train_bn(learn, train_bn)), Stage(epochs, lr_max, frozen=False)]
     return fit_stages(learn, stages, lr_find_fname, lr_find_its, policy, show)

@@ -221,7 +221,14 @@ def train_pets(data:str=None,              # folder of PETS-style images, or 'sa
     return on_main(write_run, learn, run, dls, out, spec, t0, dict(common, mode=mode, pretrained=pretrained, arch=arch.name,
                                                                     label=label, settings=settings, digests=digests))
 
-def write_run(learn, run:dict, dls, out, spec, t0:float, info:dict) -> dict:
+def write_run(learn,      # the trained learner
+              run:dict,   # `fit_stages`'s record (epochs, losses, lr_find)
+              dls,        # its data (the report of what was read)
+              out,        # the run's folder
+              spec,       # the `TrainSpec` it ran
+              t0:float,   # `time.time()` at the start, for the run's seconds
+              info:dict,  # mode, arch, label, settings and data digests
+             ) -> dict:
     "Export the trained model, draw its plots and write `metrics.json` (the main process's work); return the metrics."
     mode, arch, label, settings, digests = info['mode'], info['arch'], info['label'], info['settings'], info['digests']
     export_model(learn, out/'model')

@@ -60,7 +60,7 @@ MUTATIONS = [
              [("    freeze_epochs: int = 3\n    epochs: int = 10\n", "    freeze_epochs: int = 1\n    epochs: int = 1\n")],
              [P+'test_entry_point_defaults_are_the_recipe', P+'test_train_finetune_with_the_default_spec'], issue=True),
     Mutation("default epochs 3/10 -> 1/1 (train_two_stage)", 'train.py',
-             [("freeze_epochs:int=3, epochs:int=10,", "freeze_epochs:int=1, epochs:int=1,")],
+             [("freeze_epochs:int=3,", "freeze_epochs:int=1,"), ("    epochs:int=10,", "    epochs:int=1,")],
              [P+'test_entry_point_defaults_are_the_recipe', P+'test_train_two_stage_defaults'], issue=True),
     Mutation("seed=42 -> seed=0 in pets_dataloaders", 'data.py',
              [("seed:int=42,              # seed of the random validation split", "seed:int=0,              # seed of the random validation split")],
