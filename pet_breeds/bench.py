@@ -206,7 +206,7 @@ def deploy_row(folder,        # folder of PETS-named photos (the export's data)
     mb = lambda f: round((dest/f).stat().st_size / 2**20, 1)
     return {'arch': spec.name, 'weights': 'ImageNet' if pretrained else 'random', 'size': spec.size,
             'safetensors_mb': mb('model.safetensors'), 'onnx_mb': mb(ONNX_FILE),
-            'pytorch_ms': time_per_image(load_model(dest), images, repeat),
+            'pytorch_ms': time_per_image(load_model(dest, precision='fp32'), images, repeat),   # fp32: compared with onnxruntime
             'onnxruntime_ms': time_per_image(OnnxModel.load(dest), images, repeat)}
 
 # %% ../nbs/15_bench.ipynb #ede1f0af
