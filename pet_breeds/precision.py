@@ -55,7 +55,8 @@ class Policy:
 
 # %% ../nbs/02c_precision.ipynb #4aaca437
 AUTO = {'train': 'machine', 'interpret': 'machine', 'bench': 'machine',   # what precision 'auto' means on each path
-        'features': 'fp32', 'probe': 'fp32', 'predict': 'machine'}        # (the table above says why)
+        'features': 'fp32', 'probe': 'fp32', 'predict': 'machine',        # (the table above says why)
+        'imagenet': 'fp32'}
 
 def choose_policy(precision:str='auto', # 'auto', 'fp32', 'bf16' or 'fp16'
                   device=None,          # default: CUDA if present, else the CPU

@@ -182,7 +182,7 @@ MUTATIONS = [
              [("enabled=self.dtype is not None)", "enabled=False)")],
              ['tests/test_precision.py']),
     Mutation("prediction back to fp32 on every machine (issue 22 part 1: the predict row is the machine's)", 'precision.py',
-             [("'features': 'fp32', 'probe': 'fp32', 'predict': 'machine'}", "'features': 'fp32', 'probe': 'fp32', 'predict': 'fp32'}")],
+             [("'features': 'fp32', 'probe': 'fp32', 'predict': 'machine',", "'features': 'fp32', 'probe': 'fp32', 'predict': 'fp32',")],
              ['tests/test_precision.py::test_each_path_predicts_under_its_row_of_the_table']),
     Mutation("features mode extracts under the training policy", 'features.py',
              [("policy = choose_policy(spec.precision, dls.device, 'features')", "policy = choose_policy(spec.precision, dls.device)")],

@@ -63,7 +63,7 @@ def test_each_path_predicts_under_its_row_of_the_table(runs):
             machine = 'bf16' if native else 'fp32'
             assert choose_policy('auto', 'cpu', 'train').name == machine
             assert choose_policy('auto', 'cpu', 'predict').name == machine   # prediction: bf16 where native
-            for path in ('features', 'probe'):
+            for path in ('features', 'probe', 'imagenet'):   # imagenet: bf16 fails the agreement rule there (see 02c)
                 assert choose_policy('auto', 'cpu', path).name == 'fp32'
             pauto = predict_batches(learn.model, batches[:1]).softmax(1)   # the default: the predict row (one batch: bf16 is slow where emulated)
             assert (pauto - (p16 if native else p32)[:len(pauto)]).abs().max() < 1e-4, native
@@ -126,7 +126,7 @@ def test_compile_choice_is_a_rule_of_n_policy_and_machine():
             assert T.compile_choice(1, policy, native)[0] is False
             assert T.compile_choice(1, policy, native)[1].startswith('not compiling: 1 images')
     assert T.compile_choice(10**9, Policy('cuda', 'bfloat16'), True)[0] is False
-    assert 1000 <= T.COMPILE_FROM['bf16'] <= T.COMPILE_FROM['fp32']   # measured: bf16 gains more per image
+    assert all(1000 <= t for t in T.COMPILE_FROM.values())   # measured: the compile costs 25-70 s, a few ms saved per image
 
 class FakeCompile:
     "Stands in for `torch.compile`: runs the model eagerly and records each batch's shape and each compile."
@@ -182,3 +182,36 @@ def test_predict_command_prints_its_compile_choice(tmp_path, monkeypatch, sample
         f'pet_breeds_predict: not compiling: 1 images < threshold {t} (fp32 on a CPU: the compile would cost more than it saves)',
         'pet_breeds_predict: compiling: 2 images >= threshold 2 (fp32 on a CPU)']
     assert seen == [False, True]
+
+# ---- bf16 prediction agrees with fp32: a real pets model on real photos ------------------------------------------
+
+BF16_TOP1 = 0.99        # the issue's rule: bf16's top-1 is fp32's on at least 99% of real photos ...
+BF16_PROB_TOL = 0.1     # ... and no probability moves more than this (measured here: 0.065 at 128 px, 0.061 at 224 px)
+
+@pytest.fixture(scope='module')
+def pets_probe(tmp_path_factory):
+    "A real pets model: the probe (EfficientNet-Lite0's ImageNet weights from PyPI, and a logistic regression) fitted on the bundled sample's 370 photos of 37 breeds, at 128 px."
+    from pet_breeds.cli import train_pets
+    from pet_breeds.data import sample_path
+    out = tmp_path_factory.mktemp('probe')/'run'
+    train_pets(str(sample_path()), str(out), arch='efficientnet_lite0', mode='probe', size=128, item_size=160, holdout=0,
+               bs=32, num_workers=0, cache_dir=str(out.parent/'cache'))
+    return out/'model'
+
+def test_bf16_prediction_agrees_with_fp32_on_real_photos(pets_probe, sample_dir):
+    """bf16 forced (emulated, and slow, on a CPU without native bf16), against fp32, on the 81 committed photos and the
+    sample's 370: the same top-1 on at least 99%, probabilities within 0.1. Measured here: 451 of 451, 0.065."""
+    from fastai.vision.all import get_image_files
+    from pet_breeds.core import breed_label, open_image
+    from pet_breeds.data import sample_path
+    from pet_breeds.inference import load_model
+    photos = sorted(get_image_files(sample_dir)) + sorted(get_image_files(sample_path()))
+    ims = [open_image(f) for f in photos]
+    assert len(ims) == 451
+    m32, m16 = (load_model(pets_probe, device='cpu', precision=p) for p in ('fp32', 'bf16'))
+    assert (m32.policy.name, m16.policy.name) == ('fp32', 'bf16')
+    p32, p16 = (m.probs(ims, bs=64, tta=False).as_subclass(torch.Tensor) for m in (m32, m16))
+    agree, worst = float((p32.argmax(1) == p16.argmax(1)).float().mean()), float((p32 - p16).abs().max())
+    assert agree >= BF16_TOP1 and 0 < worst <= BF16_PROB_TOL, (agree, worst)   # 0 <: bf16 really ran
+    right = np.mean([m32.vocab[int(i)] == breed_label(f.name) for i, f in zip(p32.argmax(1), photos)])
+    assert right > 0.8, right   # a real model: a degenerate one would agree with itself in any precision
