@@ -132,13 +132,15 @@ def predict_batches(model:nn.Module, # any network; left in the memory layout it
             for b in batches:
                 x = (b[0] if isinstance(b, (tuple, list)) else b).to(policy.device, memory_format=policy.memory_format())
                 n = len(x)
-                if compiled_bs is not None and n < compiled_bs: x = _padded(x, compiled_bs, policy.memory_format())
+                if compiled_bs is not None:   # a plain tensor: a fastai subclass (TensorImage) breaks the compiled graph's tracing
+                    x = x.as_subclass(torch.Tensor)
+                    if n < compiled_bs: x = _padded(x, compiled_bs, policy.memory_format())
                 outs.append(run(x)[:n].float().cpu())
     finally: model.to(memory_format=layout)
     return torch.cat(outs) if outs else torch.empty(0)
 
 # %% ../nbs/02c_precision.ipynb #bc800bc0
-COMPILE_FROM = {'bf16': 6000, 'fp32': 25000}   # images from which torch.compile pays for itself on a CPU (measured above)
+COMPILE_FROM = {'bf16': 6000, 'fp32': 3000}   # images from which torch.compile pays for itself on a CPU (measured above)
 
 def compile_choice(n:int,             # images to predict
                    policy:Policy,     # the policy they run under

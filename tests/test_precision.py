@@ -130,10 +130,10 @@ def test_compile_choice_is_a_rule_of_n_policy_and_machine():
 
 class FakeCompile:
     "Stands in for `torch.compile`: runs the model eagerly and records each batch's shape and each compile."
-    def __init__(self): self.made, self.shapes = [], []
+    def __init__(self): self.made, self.shapes, self.types = [], [], set()
     def __call__(self, model, **kw):
         self.made.append(kw)
-        def run(x): self.shapes.append(tuple(x.shape)); return model(x)
+        def run(x): self.shapes.append(tuple(x.shape)); self.types.add(type(x)); return model(x)
         return run
 
 def test_predict_many_compiles_once_and_pads_every_batch(tmp_path, monkeypatch, sample_dir):
@@ -151,6 +151,7 @@ def test_predict_many_compiles_once_and_pads_every_batch(tmp_path, monkeypatch, 
         np.testing.assert_allclose([p for r in got[:-1] for _, p in r['top']], [p for r in want[:-1] for _, p in r['top']], atol=1e-5)
     assert len(fake.made) == 1 and fake.made[0]['dynamic'] is False            # compiled once, kept with the model
     assert set(fake.shapes) == {(2, 3, 64, 64), (4, 3, 64, 64)}                 # bs 2, and 2 x 2 with tta: the last batch padded
+    assert fake.types == {torch.Tensor}     # not fastai's TensorImage, which breaks inductor's tracing (found with a real compile)
     assert list(pm.model.state_dict()) == list(build_keys(pm))                  # the compiled network is no submodule
     fake.shapes.clear()
     pm.predict(files[0]); pm.probs([open_image_(files[0])])                      # one photo: never compiled
