@@ -200,15 +200,18 @@ def pets_probe(tmp_path_factory):
     return out/'model'
 
 def test_bf16_prediction_agrees_with_fp32_on_real_photos(pets_probe, sample_dir):
-    """bf16 forced (emulated, and slow, on a CPU without native bf16), against fp32, on the 81 committed photos and the
-    sample's 370: the same top-1 on at least 99%, probabilities within 0.1. Measured here: 451 of 451, 0.065."""
+    """bf16 forced, against fp32, on the 81 committed photos and one photo of each of the sample's 37 breeds: the same
+    top-1 on at least 99% (118 photos: at most one differs), probabilities within 0.1. Measured on the Xeon over all
+    451 photos: 451 the same, 0.065. Not all 451 here: bf16 is emulated without native bf16, and all 451 took 23 min
+    on the AVX2 stand-in (shared cores); 118 take about a quarter of that."""
     from fastai.vision.all import get_image_files
     from pet_breeds.core import breed_label, open_image
     from pet_breeds.data import sample_path
     from pet_breeds.inference import load_model
-    photos = sorted(get_image_files(sample_dir)) + sorted(get_image_files(sample_path()))
+    sample = sorted(get_image_files(sample_path()))
+    photos = sorted(get_image_files(sample_dir)) + [next(f for f in sample if breed_label(f.name) == b) for b in sorted({breed_label(f.name) for f in sample})]
     ims = [open_image(f) for f in photos]
-    assert len(ims) == 451
+    assert len(ims) == 81 + 37
     m32, m16 = (load_model(pets_probe, device='cpu', precision=p) for p in ('fp32', 'bf16'))
     assert (m32.policy.name, m16.policy.name) == ('fp32', 'bf16')
     p32, p16 = (m.probs(ims, bs=64, tta=False).as_subclass(torch.Tensor) for m in (m32, m16))
