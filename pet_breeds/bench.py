@@ -95,7 +95,8 @@ def ceiling_step(model:nn.Module,  # the network to time (copied, not changed)
     return {'train_img_s': bs * steps / dt, 'peak_mb': round(mem.mb), 'gpu_peak_mb': mem.gpu_mb and round(mem.gpu_mb)}
 
 # %% ../nbs/15_bench.ipynb #4eb30613
-def time_predict(learn:Learner, files, bs:int=32, out=None) -> dict:
+def time_predict(learn:Learner, files, bs:int=32, out=None,
+                 precision:str='auto'):  # the package's prediction policy ('auto': `AUTO['predict']`, bf16 where native)
     "img/s of `learn.predict` per file against the package's batched `PetModel.predict_many` on the same files."
     files = list(files)
     with PeakMemory(learn.dls.device or 'cpu') as m1, learn.no_bar():
@@ -103,7 +104,7 @@ def time_predict(learn:Learner, files, bs:int=32, out=None) -> dict:
         for f in files: learn.predict(f)
         per_image = len(files) / (time.perf_counter() - t)
     out = Path(ifnone(out, tempfile.mkdtemp()))
-    pm = load_model(export_model(learn, out/'model'))
+    pm = load_model(export_model(learn, out/'model'), precision=precision)
     with PeakMemory(learn.dls.device or 'cpu') as m2:
         pm.predict_many(files[:bs], bs=bs); t = time.perf_counter()
         pm.predict_many(files, bs=bs)
@@ -145,7 +146,7 @@ def run_bench(folder,                 # folder of PETS-named photos
     res['package_unfrozen'] = time_epoch(pkg, frozen=False, policy=policy, max_batches=max_batches)
     res['ceiling_unfrozen'] = ceiling_step(pkg.model, bs, size, len(pkg.dls.vocab), policy)
     files = pkg.dls.valid_ds.items[:predict_images] or pkg.dls.train_ds.items[:predict_images]
-    res['predict'] = time_predict(pkg, files, bs)
+    res['predict'] = time_predict(pkg, files, bs, precision=precision)
     ips = lambda k: res[k]['train_img_s']
     stock_min = project_recipe_minutes(ips('stock_frozen'), ips('stock_unfrozen'), res['stock_unfrozen']['valid_img_s'] or
                                        res['stock_frozen']['valid_img_s'], 64)
@@ -206,7 +207,7 @@ def deploy_row(folder,        # folder of PETS-named photos (the export's data)
     mb = lambda f: round((dest/f).stat().st_size / 2**20, 1)
     return {'arch': spec.name, 'weights': 'ImageNet' if pretrained else 'random', 'size': spec.size,
             'safetensors_mb': mb('model.safetensors'), 'onnx_mb': mb(ONNX_FILE),
-            'pytorch_ms': time_per_image(load_model(dest), images, repeat),
+            'pytorch_ms': time_per_image(load_model(dest, precision='fp32'), images, repeat),   # fp32: compared with onnxruntime
             'onnxruntime_ms': time_per_image(OnnxModel.load(dest), images, repeat)}
 
 # %% ../nbs/15_bench.ipynb #ede1f0af

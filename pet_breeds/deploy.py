@@ -144,8 +144,8 @@ def export_main(argv=None):
                   f"{meta['onnx_int8']['top1_agreement']:.1%} of {meta['onnx_int8']['checked_on']} photos", flush=True)
 
 # %% ../nbs/14_deploy.ipynb #828c9806
-def load_predictor(path, onnx:bool=False, trust_pickle:bool=False, precision:str='fp32'):
-    "The model at `path`, ready to predict: an `OnnxModel` (onnxruntime) or a `PetModel` (PyTorch, under `precision`), as `model_kind` says; a fastai export only with `trust_pickle`."
+def load_predictor(path, onnx:bool=False, trust_pickle:bool=False, precision:str='auto'):
+    "The model at `path`, ready to predict: an `OnnxModel` (onnxruntime) or a `PetModel` (PyTorch, under `precision`: 'auto' is `AUTO['predict']`, bf16 where native), as `model_kind` says; a fastai export only with `trust_pickle`."
     if model_kind(path, onnx) == 'onnx': return OnnxModel.load(path, precision=precision)
     folder = model_folder(path)
     if not torch_available():
@@ -167,9 +167,13 @@ def predict_main(argv=None):
     p.add_argument('--onnx', action='store_true', help="run the folder's model.onnx with onnxruntime even where PyTorch is installed")
     p.add_argument('--tta', action=argparse.BooleanOptionalAction, default=None, help=TTA_HELP)
     p.add_argument('--trust_pickle', action='store_true', help=TRUST_PICKLE_HELP)
-    p.add_argument('--precision', default='fp32', help=PRECISION_HELP)
+    p.add_argument('--precision', default='auto', help=PRECISION_HELP)
     a = p.parse_args(argv)
     with command_errors('pet_breeds_predict'):
         check_range('k', a.k, lo=1); check_range('bs', a.bs, lo=1)   # before the model loads: exit 2, as argparse's errors
         pm = load_predictor(a.model, a.onnx, a.trust_pickle, a.precision)
-    if not print_results(pm.predict_many(a.images, k=a.k, bs=a.bs, tta=a.tta), a.json): sys.exit(EXIT_PARTIAL)
+    kw = {}
+    if hasattr(pm, 'compile_choice'):   # PyTorch: torch.compile for a large folder, where it pays (on stderr: stdout is the results)
+        kw['compile'], why = pm.compile_choice(len(a.images))
+        print(f"pet_breeds_predict: {why}", file=sys.stderr, flush=True)
+    if not print_results(pm.predict_many(a.images, k=a.k, bs=a.bs, tta=a.tta, **kw), a.json): sys.exit(EXIT_PARTIAL)

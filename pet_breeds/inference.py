@@ -14,7 +14,7 @@ import pet_breeds
 from .data import pets_transforms, norm_stats, normalize_tfms
 from .learner import build_model
 from .atomic import write_atomic, replacing
-from .precision import choose_policy, predict_batches
+from .precision import choose_policy, predict_batches, compile_choice
 from .runtime import (FORMAT, FORMAT_VERSION, MODEL_JSON, WEIGHTS_FILE, ONNX_FILE, read_model_json, preprocess_spec,
                                 model_kind, OnnxModel, format_top, print_results, use_tta, tta_mean, topk_in_batches)
 
@@ -93,17 +93,20 @@ def _build(meta:dict, fn) -> nn.Module:
 # %% ../nbs/05_inference.ipynb #fec487ee
 class PetModel:
     "An exported model, ready to predict: the network, the vocab, the validation-time transforms and the `precision` policy (see `choose_policy`)."
-    def __init__(self, model:nn.Module, meta:dict, device=None, precision:str='fp32'):
+    def __init__(self, model:nn.Module, # the network
+                 meta:dict,                 # its `model.json` (vocab, sizes, normalisation)
+                 device=None,               # PyTorch's device (`None`: fastai's default)
+                 precision:str='auto'):     # 'auto' is the 'predict' row of `AUTO` (bf16 where native); 'fp32' for the ONNX model's figures
         self.meta, self.vocab = meta, list(meta['vocab'])
         self.device = ifnone(device, default_device())
-        self.policy = choose_policy(precision, self.device)
+        self.policy = choose_policy(precision, self.device, 'predict')
         self.model = model.to(self.device).eval()
         item_tfms, batch_tfms = pets_transforms(meta['item_size'], meta['size'], meta['min_scale'])
         self.after_item = [*item_tfms, ToTensor()]
         self.after_batch = [IntToFloatTensor(), *batch_tfms, *normalize_tfms(meta.get('normalize'))]
 
     @classmethod
-    def load(cls, path, device=None, precision:str='fp32') -> PetModel:
+    def load(cls, path, device=None, precision:str='auto') -> PetModel:
         "Load an exported model folder: `model.json` + `model.safetensors`, both checked (`read_meta`, `load_weights`); never unpickles."
         path = Path(path)
         meta = read_meta(path)
@@ -111,7 +114,7 @@ class PetModel:
         return cls(load_weights(_build(meta, folder/MODEL_JSON), folder/WEIGHTS_FILE), meta, device, precision)
 
     @classmethod
-    def from_learner(cls, learn:Learner, device=None, source=None, precision:str='fp32') -> PetModel:
+    def from_learner(cls, learn:Learner, device=None, source=None, precision:str='auto') -> PetModel:
         "A fastai `Learner` of this package's recipe (as `load_learner` returns it), ready to predict: its network, vocab and image sizes (`learner_meta`)."
         return cls(learn.model, learner_meta(learn, source), device, precision)
 
@@ -156,7 +159,7 @@ def learner_meta(learn:Learner, source=None) -> dict:
     return meta
 
 # %% ../nbs/05_inference.ipynb #a31329bb
-def _unpickle(fn:Path, device=None, precision:str='fp32') -> PetModel:
+def _unpickle(fn:Path, device=None, precision:str='auto') -> PetModel:
     "Unpickle the fastai export `fn` with `load_learner`, after a warning naming it, as a `PetModel`; only for a file the caller trusts."
     if not fn.is_file(): raise PetBreedsError(f"{fn}: no such file")
     warnings.warn(f"{fn}: unpickling a fastai export (trust_pickle=True): this runs whatever code the file holds", UnpicklingWarning, stacklevel=3)
@@ -174,7 +177,7 @@ def load_model(path,                 # an exported model folder, its model.json 
                device=None,          # PyTorch's device (`None`: fastai's default)
                onnx:bool=False,      # run model.onnx with onnxruntime even where PyTorch could
                trust_pickle:bool=False,  # allow unpickling a fastai export (it can run any code it holds)
-               precision:str='fp32'  # PyTorch's policy (`choose_policy`); onnxruntime runs fp32
+               precision:str='auto'  # PyTorch's policy: 'auto' is `AUTO['predict']` (bf16 where native); onnxruntime runs fp32
               ) -> PetModel|OnnxModel:
     "Load an exported pet_breeds model folder (see `export_model`); its `model.onnx` with onnxruntime when `runtime.model_kind` says so; a fastai export only with `trust_pickle` (see `fastai_export`). `precision`: PyTorch's policy (`choose_policy`); onnxruntime runs fp32."
     pkl = fastai_export(path, trust_pickle)
@@ -196,13 +199,17 @@ def dl(self:PetModel, images, bs:int=64) -> TfmdDL:
 
 # %% ../nbs/05_inference.ipynb #f63aea8a
 @patch
-def probs(self:PetModel, images, bs:int=64, tta:bool|None=None) -> torch.Tensor:
-    "Class probabilities for opened `images`, in order, shape `(n, len(vocab))`; `tta`: the mean over each image and its mirror image (`None`: `runtime.TTA_DEFAULT`)."
+def probs(self:PetModel, images,  # opened images
+          bs:int=64,                # batch size
+          tta:bool|None=None,       # the mean over each image and its mirror image (`None`: `runtime.TTA_DEFAULT`)
+          compile:bool=False        # through `torch.compile` (`precision.compiled`); for many images only, see `predict_many`
+         ) -> torch.Tensor:
+    "Class probabilities for opened `images`, in order, shape `(n, len(vocab))`."
     if not len(images): return torch.zeros(0, len(self.vocab))
     tta, sizes = use_tta(tta), []
     def batches():
         for (xb,) in self.dl(images, bs): sizes.append(len(xb)); yield torch.cat([xb, xb.flip(-1)]) if tta else xb
-    p = predict_batches(self.model, batches(), self.policy).softmax(dim=1)
+    p = predict_batches(self.model, batches(), self.policy, (2 if tta else 1) * bs if compile else None).softmax(dim=1)
     return torch.cat([tta_mean(q, n) for q, n in zip(p.split([2 * n for n in sizes]), sizes)]) if tta else p
 
 # %% ../nbs/05_inference.ipynb #aaecf719
@@ -218,14 +225,22 @@ def predict(self:PetModel, item, k:int=3, tta:bool|None=None) -> list:
     "Top-`k` `(label, prob)` for one image (path, bytes or PIL image); `BadImage` if unreadable. `tta` as in `probs`."
     return self.topk(self.probs([open_image(item)], tta=tta)[0], k)
 
+# %% ../nbs/05_inference.ipynb #6d770f50
+@patch
+def compile_choice(self:PetModel, n:int) -> tuple:
+    "`(compile?, the line saying why)` for predicting `n` images with this model: `precision.compile_choice` under its policy."
+    return compile_choice(n, self.policy)
+
 # %% ../nbs/05_inference.ipynb #2451048a
 @patch
 def predict_many(self:PetModel, items,  # paths, bytes or PIL images
                  k:int=3,                # labels per item
                  bs:int=64,              # batch size
                  names=None,             # what each result's `file` says (default: the path, or 'item i')
-                 tta:bool|None=None      # as in `probs`
+                 tta:bool|None=None,     # as in `probs`
+                 compile:bool|None=None  # through `torch.compile`; `None`: where `compile_choice` says it pays for this many items
                 ) -> list:
     "One dict per item, in batches: `{'file', 'top'}` or `{'file', 'error'}` for an unreadable one. `tta` as in `probs`."
-    return topk_in_batches(items, lambda imgs, bs: self.probs(imgs, bs, tta=tta), self.topk, k, bs, names,
+    if compile is None: compile = hasattr(items, '__len__') and self.compile_choice(len(items))[0]
+    return topk_in_batches(items, lambda imgs, bs: self.probs(imgs, bs, tta=tta, compile=compile), self.topk, k, bs, names,
                            open_item=open_image)

@@ -10,8 +10,9 @@ from fastai.vision.all import *
 from fastai.callback.fp16 import MixedPrecision
 
 # %% auto #0
-__all__ = ['NATIVE_BF16_FLAGS', 'PRECISIONS', 'AUTO', 'cpu_flags', 'native_bf16_cpu', 'Policy', 'choose_policy', 'FastPath',
-           'memory_format_of', 'predict_batches', 'sync_device']
+__all__ = ['NATIVE_BF16_FLAGS', 'PRECISIONS', 'AUTO', 'COMPILE_OPTIONS', 'COMPILE_FROM', 'cpu_flags', 'native_bf16_cpu', 'Policy',
+           'choose_policy', 'FastPath', 'compiled', 'memory_format_of', 'predict_batches', 'compile_choice',
+           'sync_device']
 
 # %% ../nbs/02c_precision.ipynb #49f9bd94
 def cpu_flags() -> set:
@@ -54,7 +55,8 @@ class Policy:
 
 # %% ../nbs/02c_precision.ipynb #4aaca437
 AUTO = {'train': 'machine', 'interpret': 'machine', 'bench': 'machine',   # what precision 'auto' means on each path
-        'features': 'fp32', 'probe': 'fp32', 'predict': 'fp32'}           # (the table above says why)
+        'features': 'fp32', 'probe': 'fp32', 'predict': 'machine',        # (the table above says why)
+        'imagenet': 'fp32'}
 
 def choose_policy(precision:str='auto', # 'auto', 'fp32', 'bf16' or 'fp16'
                   device=None,          # default: CUDA if present, else the CPU
@@ -94,6 +96,23 @@ class FastPath(MixedPrecision):
         super().after_fit()
         self.learn.model.to(memory_format=torch.contiguous_format)
 
+# %% ../nbs/02c_precision.ipynb #5f138360
+COMPILE_OPTIONS = {'freezing': True}   # inductor's options: weights as constants (prediction only), prepacked on a CPU
+
+def compiled(model:nn.Module) -> nn.Module:
+    "`torch.compile(model)` for prediction (`COMPILE_OPTIONS`, static shapes), made on first use and kept with `model`."
+    c = model.__dict__.get('_compiled_for_predict')
+    if c is None:
+        c = torch.compile(model, dynamic=False, options=COMPILE_OPTIONS)
+        model.__dict__['_compiled_for_predict'] = c   # not `setattr`: a submodule would enter the state_dict
+    return c
+
+def _padded(x:torch.Tensor, size:int, memory_format) -> torch.Tensor:
+    "`x` with zeros appended up to `size` along the batch dimension, in `memory_format`."
+    out = x.new_zeros(size, *x.shape[1:]).contiguous(memory_format=memory_format)
+    out[:len(x)] = x
+    return out
+
 # %% ../nbs/02c_precision.ipynb #623facbb
 def memory_format_of(model:nn.Module):
     "`torch.channels_last` if `model`'s 4-d weights are laid out so, else `torch.contiguous_format`."
@@ -102,18 +121,39 @@ def memory_format_of(model:nn.Module):
 def predict_batches(model:nn.Module, # any network; left in the memory layout it had
                     batches,          # an iterable of tensors, or of `(x, ...)` tuples
                     policy:Policy=None, # default: `choose_policy(path='predict')`
+                    compiled_bs:int=None, # run `compiled(model)` on every batch padded to this size (one shape: one compile); `None`: as it is
                    ) -> torch.Tensor:
     "`model`'s outputs (fp32, on the CPU) for each batch in `batches`, under `policy`."
     policy, layout = ifnone(policy, choose_policy(path='predict')), memory_format_of(model)
     model.eval().to(policy.device).to(memory_format=policy.memory_format())
-    outs = []
+    run, outs = model if compiled_bs is None else compiled(model), []
     try:
         with torch.inference_mode(), policy.autocast():
             for b in batches:
-                x = b[0] if isinstance(b, (tuple, list)) else b
-                outs.append(model(x.to(policy.device, memory_format=policy.memory_format())).float().cpu())
+                x = (b[0] if isinstance(b, (tuple, list)) else b).to(policy.device, memory_format=policy.memory_format())
+                n = len(x)
+                if compiled_bs is not None:   # a plain tensor: a fastai subclass (TensorImage) breaks the compiled graph's tracing
+                    x = x.as_subclass(torch.Tensor)
+                    if n < compiled_bs: x = _padded(x, compiled_bs, policy.memory_format())
+                outs.append(run(x)[:n].float().cpu())
     finally: model.to(memory_format=layout)
     return torch.cat(outs) if outs else torch.empty(0)
+
+# %% ../nbs/02c_precision.ipynb #bc800bc0
+COMPILE_FROM = {'bf16': 6000, 'fp32': 3000}   # images from which torch.compile pays for itself on a CPU (measured above)
+
+def compile_choice(n:int,             # images to predict
+                   policy:Policy,     # the policy they run under
+                   native:bool=None,  # whether the CPU computes bf16 natively (`None`: `native_bf16_cpu()`)
+                  ) -> tuple:
+    "`(compile?, the line that says why)` for predicting `n` images under `policy` on this machine (see `COMPILE_FROM`)."
+    if policy.device_type != 'cpu': return False, f"not compiling: {n} images; compiling is not measured on {policy.device_type}"
+    if policy.name == 'bf16' and not ifnone(native, native_bf16_cpu()):
+        return False, f"not compiling: {n} images; bf16 is emulated on this CPU (not measured)"
+    t = COMPILE_FROM.get(policy.name)
+    if t is None: return False, f"not compiling: {n} images; compiling {policy.name} does not pay on a CPU"
+    if n >= t: return True, f"compiling: {n} images >= threshold {t} ({policy.name} on a CPU)"
+    return False, f"not compiling: {n} images < threshold {t} ({policy.name} on a CPU: the compile would cost more than it saves)"
 
 # %% ../nbs/02c_precision.ipynb #b445bd88
 def sync_device(device):

@@ -204,8 +204,9 @@ TTA_HELP = ("average each image's probabilities with its mirror image's (test-ti
             "neither --tta nor --no-tta: pet_breeds.runtime.TTA_DEFAULT")
 TRUST_PICKLE_HELP = ("load MODEL even if it is a fastai export (export.pkl): unpickling it runs any code it holds, "
                      "so only for files you trust")
-PRECISION_HELP = ("PyTorch's precision (onnxruntime runs fp32): fp32, the same figures as the ONNX model on any machine; "
-                  "auto, bf16 where the CPU or GPU computes it natively (faster, good to about 3 significant digits); bf16; fp16")
+PRECISION_HELP = ("PyTorch's precision (onnxruntime runs fp32): auto, the default, bf16 where the CPU or GPU computes it "
+                  "natively (faster; the same top-1 as fp32 on real photos, probabilities within 0.1), else fp32; "
+                  "fp32, the same figures as the ONNX model on any machine; bf16; fp16")
 
 # %% ../nbs/04b_runtime.ipynb #61931d94
 TTA_DEFAULT = False                 # whether predictions average each image with its mirror image when `tta=None`

@@ -29,7 +29,7 @@ class Sorter:
                  progress:bool=False,      # show a progress bar
                  tta:bool|None=None,       # average with the mirror image (`None`: `runtime.TTA_DEFAULT`)
                  trust_pickle:bool=False,  # a path: allow unpickling a fastai export
-                 precision:str='fp32',     # a path: PyTorch's policy (`choose_policy`)
+                 precision:str='auto',     # a path: PyTorch's policy ('auto': `AUTO['predict']`, bf16 where native)
                  incoming=None):           # the inputs' folder: links are followed only inside it, the journal's sources must be in it
         self.model = load_model(model, trust_pickle=trust_pickle, precision=precision) if isinstance(model, (str, Path)) else model   # a path: as `load_model` loads it
         self.out, self.copy, self.min_prob, self.bs, self.k, self.progress = Path(out), copy, min_prob, bs, k, progress

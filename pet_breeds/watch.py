@@ -192,7 +192,7 @@ def sort_main(model:str,           # exported model folder, or its model.onnx (r
               onnx:bool=False,     # run the model folder's model.onnx with onnxruntime instead of PyTorch
               tta:Param(TTA_HELP, action=argparse.BooleanOptionalAction)=None,   # the help texts several commands share: `runtime`'s
               trust_pickle:Param(TRUST_PICKLE_HELP, bool)=False,   # (`runtime`'s)
-              precision:Param(PRECISION_HELP, str)='fp32'):         # (`runtime`'s)
+              precision:Param(PRECISION_HELP, str)='auto'):         # (`runtime`'s)
     "Sort images into a folder per predicted breed, once or continuously; never overwrites, never loses a file."
     if why := options_problem(min_prob, bs, settle):  # before anything heavy is loaded
         print(f"pet_breeds_sort: {why}", file=sys.stderr, flush=True)

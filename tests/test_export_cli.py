@@ -28,7 +28,7 @@ def test_export_then_load_in_a_fresh_process_gives_the_same_probabilities(lite, 
     expected, _ = learn.get_preds(dl=dls.test_dl(files))
     assert sorted(p.name for p in dest.iterdir()) == ['model.json', 'model.safetensors']
     code = ("import json, sys; from pet_breeds.inference import load_model; from pet_breeds.core import open_image\n"
-            "m = load_model(sys.argv[1]); p = m.probs([open_image(f) for f in sys.argv[2:]])\n"
+            "m = load_model(sys.argv[1], precision='fp32'); p = m.probs([open_image(f) for f in sys.argv[2:]])\n"
             "print(json.dumps({'vocab': m.vocab, 'probs': p.tolist()}))")
     r = subprocess.run([sys.executable, '-c', code, str(dest), *files], capture_output=True, text=True,
                        timeout=300, cwd=tmp_path)
@@ -50,7 +50,7 @@ def test_predict_accepts_path_bytes_and_pil(lite, sample_dir):
     "The exported model, reloaded, gives the trained learner's probabilities (1e-4), most probable first, from a path, bytes or a PIL image."
     from PIL import Image
     learn, dls, dest = lite
-    m = load_model(dest)
+    m = load_model(dest, precision='fp32')   # compared with the fp32 learner at 1e-4
     # the odd files (a GIF, an alpha PNG), and a photo of each breed so that more than one class comes out
     files = [sample_dir/n for n in ('Bengal_10.jpg', 'Abyssinian_34.jpg', 'Abyssinian_5.jpg', 'american_bulldog_100.jpg',
                                     'Bengal_12.jpg', 'american_bulldog_12.jpg', 'american_bulldog_13.jpg', 'Abyssinian_12.jpg')]

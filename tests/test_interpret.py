@@ -38,7 +38,7 @@ def test_layout_scales_with_class_count():
 
 def _expected_cm(model_dir, files):
     "The confusion matrix counted directly from the exported model's own predictions."
-    pm = load_model(model_dir)
+    pm = load_model(model_dir, precision='fp32')   # as the interpret runs below: --precision fp32
     res = pm.predict_many(files, k=1)
     cm = np.zeros((len(pm.vocab),) * 2, dtype=int)
     for f, r in zip(files, res): cm[pm.vocab.index(breed_label(f)), pm.vocab.index(r['top'][0][0])] += 1

@@ -182,7 +182,7 @@ def test_a_genuine_fastai_export_loads_with_the_flag_and_predicts_like_the_learn
     folder, learn, dls, files = fastai_learner
     with pytest.raises(PetBreedsError, match='refused'): load_model(folder)
     with pytest.warns(UnpicklingWarning, match=re.escape(str(folder/'export.pkl'))):
-        pm = load_model(folder, device='cpu', trust_pickle=True)
+        pm = load_model(folder, device='cpu', trust_pickle=True, precision='fp32')   # compared with the fp32 learner
     assert isinstance(pm, PetModel) and pm.vocab == list(dls.vocab) == VOCAB
     assert {k: pm.meta[k] for k in ('item_size', 'size', 'min_scale', 'arch', 'label')} == \
            {'item_size': 48, 'size': 32, 'min_scale': 0.75, 'arch': 'resnet18', 'label': 'breed'}
@@ -197,7 +197,7 @@ def test_a_genuine_fastai_export_loads_with_the_flag_and_predicts_like_the_learn
 
 def test_predict_command_loads_a_fastai_export_with_the_flag(fastai_learner):
     folder, learn, dls, files = fastai_learner
-    r = run_cli('pet_breeds_predict', folder, files[0], '--trust_pickle', '--json', '--k', '2', '--no-tta', proc=True)   # the warning as a user sees it
+    r = run_cli('pet_breeds_predict', folder, files[0], '--trust_pickle', '--json', '--k', '2', '--no-tta', '--precision', 'fp32', proc=True)   # the warning as a user sees it
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'UnpicklingWarning' in r.stderr and str(folder/'export.pkl') in r.stderr
     row = json.loads(r.stdout.strip().splitlines()[-1])

@@ -36,7 +36,7 @@ def random_model(dest:Path, arch:str, photos, mode:str='finetune', size:int=64, 
     torch.manual_seed(seed)
     meta = random_export_meta(arch, VOCAB, mode, size, item_size, **extra)
     model = build_model(meta)
-    pm = PetModel(model, meta, device='cpu')
+    pm = PetModel(model, meta, device='cpu', precision='fp32')   # compared with onnxruntime, which runs fp32
     xb = pm.dl([open_image(f) for f in photos]).one_batch()[0]
     model.eval()
     for m in model.modules():
@@ -55,7 +55,7 @@ def random_model(dest:Path, arch:str, photos, mode:str='finetune', size:int=64, 
 
 def assert_agree(folder:Path, photos, atol:float=1e-4, pm=None):
     "onnxruntime (numpy preprocessing) and PyTorch (fastai transforms) give the same probabilities on `photos`."
-    expected = (pm or load_model(folder)).probs([open_image(f) for f in photos]).numpy()
+    expected = (pm or load_model(folder, precision='fp32')).probs([open_image(f) for f in photos]).numpy()
     got = OnnxModel.load(folder).probs([read_rgb(f) for f in photos], bs=3)
     np.testing.assert_allclose(got, expected, atol=atol, rtol=0)
     assert (got.argmax(1) == expected.argmax(1)).all()
@@ -181,7 +181,7 @@ def test_export_cli_refusals(onnx_model, tmp_path, capsys):
 def test_predict_without_pytorch_prints_what_pytorch_prints(onnx_model, photos, sample_dir, tmp_path):
     "The same command, the same files (two of them unreadable): PyTorch here, then onnxruntime where torch cannot be imported."
     files = [*map(str, photos), str(sample_dir/'Abyssinian_100.mat'), str(tmp_path/'missing.jpg')]
-    by_torch = run_cli('pet_breeds_predict', onnx_model, *files, '--json', '--k', '3')   # the console script, with PyTorch
+    by_torch = run_cli('pet_breeds_predict', onnx_model, *files, '--json', '--k', '3', '--precision', 'fp32')   # the console script, with PyTorch in fp32, as onnxruntime
     assert by_torch.returncode == 3, by_torch.stderr   # EXIT_PARTIAL: two files named, the rest predicted
     code = TORCH_FREE + ("from pet_breeds.deploy import predict_main\n"
                          "try: predict_main(sys.argv[1:])\n"
@@ -220,7 +220,7 @@ def test_runtime_modules_import_without_pytorch():
 def test_sorter_sorts_alike_with_either_runtime(onnx_model, photos, tmp_path):
     from pet_breeds.sort import sort_images
     res = {}
-    for kind, model in [('torch', load_model(onnx_model)), ('onnx', load_model(onnx_model/'model.onnx'))]:
+    for kind, model in [('torch', load_model(onnx_model, precision='fp32')), ('onnx', load_model(onnx_model/'model.onnx'))]:
         inc = tmp_path/f'in_{kind}'; inc.mkdir()
         for f in photos: shutil.copy(f, inc/f.name)
         res[kind] = sort_images(model, inc, tmp_path/f'out_{kind}', copy=True, min_prob=0.0)

@@ -7,7 +7,7 @@ figure below says which policy it expects; emulated bf16 is slow on CPUs without
 the 81 committed photos at 96 px."""
 import math
 from unittest import mock
-import pytest, torch
+import numpy as np, pytest, torch
 from fastai.vision.all import Callback, set_seed
 from pet_breeds import precision as T
 from pet_breeds.data import pets_dataloaders
@@ -60,9 +60,162 @@ def test_each_path_predicts_under_its_row_of_the_table(runs):
     assert 0 < (p32 - p16).abs().mean() < 0.02, (p32 - p16).abs().mean()   # bf16 keeps about 3 significant digits
     for native in (True, False):                 # both kinds of CPU, whatever this one is
         with mock.patch.object(T, 'native_bf16_cpu', lambda: native):
-            assert choose_policy('auto', 'cpu', 'train').name == ('bf16' if native else 'fp32')
-            for path in ('predict', 'features', 'probe'):
+            machine = 'bf16' if native else 'fp32'
+            assert choose_policy('auto', 'cpu', 'train').name == machine
+            assert choose_policy('auto', 'cpu', 'predict').name == machine   # prediction: bf16 where native
+            for path in ('features', 'probe', 'imagenet'):   # imagenet: bf16 fails the agreement rule there (see 02c)
                 assert choose_policy('auto', 'cpu', path).name == 'fp32'
-            if native:                           # where training would take bf16, prediction's default is still fp32
-                pauto = predict_batches(learn.model, batches).softmax(1)
-                assert (p32 - pauto).abs().max() < 1e-4
+            pauto = predict_batches(learn.model, batches[:1]).softmax(1)   # the default: the predict row (one batch: bf16 is slow where emulated)
+            assert (pauto - (p16 if native else p32)[:len(pauto)]).abs().max() < 1e-4, native
+
+# ---- prediction under the predict row: PetModel, load_model, the commands -------------------------------------
+
+def random_folder(dest):
+    "An exported model folder with random ResNet18 weights (conftest's `random_export_meta`): cheap to load."
+    import json
+    from safetensors.torch import save_file
+    from conftest import random_export_meta
+    from pet_breeds.learner import build_model
+    meta = random_export_meta('resnet18', ['Abyssinian', 'Bengal', 'american_bulldog'])
+    dest.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in build_model(meta).state_dict().items()}, dest/'model.safetensors')
+    (dest/'model.json').write_text(json.dumps(meta))
+    return dest, meta
+
+@pytest.mark.parametrize('native', [True, False])
+def test_petmodel_and_load_model_default_to_the_predict_row(tmp_path, monkeypatch, native):
+    "The default of `PetModel`, `load_model` and the sorter is `auto` read from the `predict` row (not training's), on either kind of CPU."
+    from pet_breeds.inference import PetModel, load_model
+    from pet_breeds.sort import Sorter
+    folder, meta = random_folder(tmp_path/'m')
+    monkeypatch.setattr(T, 'native_bf16_cpu', lambda: native)
+    machine = 'bf16' if native else 'fp32'
+    assert load_model(folder, device='cpu').policy.name == machine
+    with Sorter(str(folder), tmp_path/'out') as s: assert s.model.policy.name == machine
+    assert load_model(folder, device='cpu', precision='fp32').policy.name == 'fp32'   # asked for: the ONNX model's figures
+    net = load_model(folder, device='cpu').model
+    for predict, train in [('fp32', 'machine'), ('machine', 'fp32')]:   # the rows apart: PetModel reads its own
+        monkeypatch.setitem(T.AUTO, 'predict', predict); monkeypatch.setitem(T.AUTO, 'train', train)
+        assert PetModel(net, meta, device='cpu').policy.name == (machine if predict == 'machine' else 'fp32'), (predict, native)
+        assert load_model(folder, device='cpu').policy.name == (machine if predict == 'machine' else 'fp32'), (predict, native)
+
+def test_the_commands_default_to_auto(tmp_path, monkeypatch, sample_dir):
+    "pet_breeds_predict and pet_breeds_sort pass `auto` on unless told otherwise; `--precision fp32` reaches the model."
+    from fastcore.script import anno_parser
+    from pet_breeds import deploy
+    from pet_breeds.watch import sort_main
+    folder, _ = random_folder(tmp_path/'m')
+    seen, load = [], deploy.load_predictor
+    monkeypatch.setattr(deploy, 'load_predictor', lambda *a: seen.append(a[3]) or load(*a))
+    photo = str(sample_dir/'Bengal_10.jpg')
+    deploy.predict_main([str(folder), photo]); deploy.predict_main([str(folder), photo, '--precision', 'fp32'])
+    assert seen == ['auto', 'fp32']
+    assert vars(anno_parser(sort_main).parse_args([str(folder), 'in', 'out']))['precision'] == 'auto'
+
+# ---- torch.compile for a large folder -------------------------------------------------------------------------
+
+def test_compile_choice_is_a_rule_of_n_policy_and_machine():
+    "From `COMPILE_FROM` images on, on a CPU, for either policy forced, on either kind of CPU; never for one photo, emulated bf16 or CUDA."
+    for name in ('fp32', 'bf16'):
+        policy, t = choose_policy(name, 'cpu'), T.COMPILE_FROM[name]
+        for native in (True, False):
+            runs = name == 'fp32' or native          # bf16 where emulated: never
+            assert T.compile_choice(t, policy, native) == (runs, f"compiling: {t} images >= threshold {t} ({name} on a CPU)" if runs else
+                                                          f"not compiling: {t} images; bf16 is emulated on this CPU (not measured)")
+            assert T.compile_choice(t - 1, policy, native)[0] is False
+            assert T.compile_choice(1, policy, native)[0] is False
+            assert T.compile_choice(1, policy, native)[1].startswith('not compiling: 1 images')
+    assert T.compile_choice(10**9, Policy('cuda', 'bfloat16'), True)[0] is False
+    assert all(1000 <= t for t in T.COMPILE_FROM.values())   # measured: the compile costs 25-70 s, a few ms saved per image
+
+class FakeCompile:
+    "Stands in for `torch.compile`: runs the model eagerly and records each batch's shape and each compile."
+    def __init__(self): self.made, self.shapes, self.types = [], [], set()
+    def __call__(self, model, **kw):
+        self.made.append(kw)
+        def run(x): self.shapes.append(tuple(x.shape)); self.types.add(type(x)); return model(x)
+        return run
+
+def test_predict_many_compiles_once_and_pads_every_batch(tmp_path, monkeypatch, sample_dir):
+    "compile=True: one compiled network per model, every batch (the short last one, unreadable files, tta) padded to one shape; the same figures."
+    from pet_breeds.inference import load_model
+    folder, _ = random_folder(tmp_path/'m')
+    pm = load_model(folder, device='cpu', precision='fp32')
+    files = sorted(sample_dir.glob('Bengal_1*.jpg'))[:5] + [sample_dir/'Abyssinian_100.mat']
+    fake = FakeCompile()
+    monkeypatch.setattr(T.torch, 'compile', fake)
+    for tta in (False, True):
+        want = pm.predict_many(files, k=3, bs=2, tta=tta, compile=False)
+        got = pm.predict_many(files, k=3, bs=2, tta=tta, compile=True)
+        assert [r.get('error', '')[:10] for r in got] == [r.get('error', '')[:10] for r in want] and 'error' in got[-1]
+        np.testing.assert_allclose([p for r in got[:-1] for _, p in r['top']], [p for r in want[:-1] for _, p in r['top']], atol=1e-5)
+    assert len(fake.made) == 1 and fake.made[0]['dynamic'] is False            # compiled once, kept with the model
+    assert set(fake.shapes) == {(2, 3, 64, 64), (4, 3, 64, 64)}                 # bs 2, and 2 x 2 with tta: the last batch padded
+    assert fake.types == {torch.Tensor}     # not fastai's TensorImage, which breaks inductor's tracing (found with a real compile)
+    assert list(pm.model.state_dict()) == list(build_keys(pm))                  # the compiled network is no submodule
+    fake.shapes.clear()
+    pm.predict(files[0]); pm.probs([open_image_(files[0])])                      # one photo: never compiled
+    assert fake.shapes == []
+    monkeypatch.setattr(T, 'COMPILE_FROM', {'fp32': 6, 'bf16': 6})
+    pm.predict_many(files[:5], bs=2); assert fake.shapes == []                   # 5 < 6: compile=None decides no
+    pm.predict_many(files, bs=2); assert set(fake.shapes) == {(2, 3, 64, 64)}    # 6 >= 6: yes
+
+def build_keys(pm):
+    from pet_breeds.learner import build_model
+    return build_model(pm.meta).state_dict().keys()
+
+def open_image_(f):
+    from pet_breeds.core import open_image
+    return open_image(f)
+
+def test_predict_command_prints_its_compile_choice(tmp_path, monkeypatch, sample_dir, capsys):
+    "pet_breeds_predict says on stderr whether it compiles, and passes the choice on; one image never compiles."
+    from pet_breeds import deploy
+    from pet_breeds.inference import PetModel
+    folder, _ = random_folder(tmp_path/'m')
+    seen, many = [], PetModel.predict_many
+    monkeypatch.setattr(PetModel, 'predict_many', lambda self, *a, **kw: seen.append(kw['compile']) or many(self, *a, **{**kw, 'compile': False}))
+    photo, t = str(sample_dir/'Bengal_10.jpg'), T.COMPILE_FROM['fp32']
+    deploy.predict_main([str(folder), photo, '--precision', 'fp32'])
+    monkeypatch.setattr(T, 'COMPILE_FROM', {'fp32': 2, 'bf16': 2})
+    deploy.predict_main([str(folder), photo, photo, '--precision', 'fp32'])
+    assert capsys.readouterr().err.splitlines() == [
+        f'pet_breeds_predict: not compiling: 1 images < threshold {t} (fp32 on a CPU: the compile would cost more than it saves)',
+        'pet_breeds_predict: compiling: 2 images >= threshold 2 (fp32 on a CPU)']
+    assert seen == [False, True]
+
+# ---- bf16 prediction agrees with fp32: a real pets model on real photos ------------------------------------------
+
+BF16_TOP1 = 0.99        # the issue's rule: bf16's top-1 is fp32's on at least 99% of real photos ...
+BF16_PROB_TOL = 0.1     # ... and no probability moves more than this (measured here: 0.065 at 128 px, 0.061 at 224 px)
+
+@pytest.fixture(scope='module')
+def pets_probe(tmp_path_factory):
+    "A real pets model: the probe (EfficientNet-Lite0's ImageNet weights from PyPI, and a logistic regression) fitted on the bundled sample's 370 photos of 37 breeds, at 128 px."
+    from pet_breeds.cli import train_pets
+    from pet_breeds.data import sample_path
+    out = tmp_path_factory.mktemp('probe')/'run'
+    train_pets(str(sample_path()), str(out), arch='efficientnet_lite0', mode='probe', size=128, item_size=160, holdout=0,
+               bs=32, num_workers=0, cache_dir=str(out.parent/'cache'))
+    return out/'model'
+
+def test_bf16_prediction_agrees_with_fp32_on_real_photos(pets_probe, sample_dir):
+    """bf16 forced, against fp32, on the 81 committed photos and one photo of each of the sample's 37 breeds: the same
+    top-1 on at least 99% (118 photos: at most one differs), probabilities within 0.1. Measured on the Xeon over all
+    451 photos: 451 the same, 0.065. Not all 451 here: bf16 is emulated without native bf16, and all 451 took 23 min
+    on the AVX2 stand-in (shared cores); 118 take about a quarter of that."""
+    from fastai.vision.all import get_image_files
+    from pet_breeds.core import breed_label, open_image
+    from pet_breeds.data import sample_path
+    from pet_breeds.inference import load_model
+    sample = sorted(get_image_files(sample_path()))
+    photos = sorted(get_image_files(sample_dir)) + [next(f for f in sample if breed_label(f.name) == b) for b in sorted({breed_label(f.name) for f in sample})]
+    ims = [open_image(f) for f in photos]
+    assert len(ims) == 81 + 37
+    m32, m16 = (load_model(pets_probe, device='cpu', precision=p) for p in ('fp32', 'bf16'))
+    assert (m32.policy.name, m16.policy.name) == ('fp32', 'bf16')
+    p32, p16 = (m.probs(ims, bs=64, tta=False).as_subclass(torch.Tensor) for m in (m32, m16))
+    agree, worst = float((p32.argmax(1) == p16.argmax(1)).float().mean()), float((p32 - p16).abs().max())
+    assert agree >= BF16_TOP1 and 0 < worst <= BF16_PROB_TOL, (agree, worst)   # 0 <: bf16 really ran
+    right = np.mean([m32.vocab[int(i)] == breed_label(f.name) for i, f in zip(p32.argmax(1), photos)])
+    assert right > 0.8, right   # a real model: a degenerate one would agree with itself in any precision

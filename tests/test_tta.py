@@ -41,7 +41,7 @@ def meta(**kw) -> dict:
 def lr_models(tmp_path_factory):
     "The left/right model as a `PetModel` and, exported to a folder holding only model.json and model.onnx, as an `OnnxModel`."
     folder = tmp_path_factory.mktemp('lr')/'model'; folder.mkdir()
-    pm = PetModel(LeftRight(), meta(), device='cpu')
+    pm = PetModel(LeftRight(), meta(), device='cpu', precision='fp32')   # compared with its ONNX export, which runs fp32
     export_onnx(folder, loaded=pm)
     assert sorted(p.name for p in folder.iterdir()) == ['model.json', 'model.onnx']
     return pm, OnnxModel.load(folder), folder
@@ -123,7 +123,7 @@ def test_onnx_agrees_with_pytorch_with_tta(lr_models, resnet, sample_dir):
 # ---- pet_breeds_predict -----------------------------------------------------------------------------------------
 
 def run_predict(*args) -> list:
-    with redirect_stdout(io.StringIO()) as out: predict_main([*map(str, args), '--json', '--k', '3'])
+    with redirect_stdout(io.StringIO()) as out: predict_main([*map(str, args), '--json', '--k', '3', '--precision', 'fp32'])   # compared with fp32 and ONNX figures
     return [[p for _, p in r['top']] for r in map(json.loads, out.getvalue().splitlines())]
 
 def expected(model, files, tta) -> list:
