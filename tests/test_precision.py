@@ -192,7 +192,7 @@ BF16_PROB_TOL = 0.1     # ... and no probability moves more than this (measured 
 @pytest.fixture(scope='module')
 def pets_probe(tmp_path_factory):
     "A real pets model: the probe (EfficientNet-Lite0's ImageNet weights from PyPI, and a logistic regression) fitted on the bundled sample's 370 photos of 37 breeds, at 128 px."
-    from pet_breeds.cli import train_pets
+    from pet_breeds.train_cli import train_pets
     from pet_breeds.data import sample_path
     out = tmp_path_factory.mktemp('probe')/'run'
     train_pets(str(sample_path()), str(out), arch='efficientnet_lite0', mode='probe', size=128, item_size=160, holdout=0,
@@ -203,15 +203,17 @@ def test_bf16_prediction_agrees_with_fp32_on_real_photos(pets_probe, sample_dir)
     """bf16 forced, against fp32, on the 81 committed photos and one photo of each of the sample's 37 breeds: the same
     top-1 on at least 99% (118 photos: at most one differs), probabilities within 0.1. Measured on the Xeon over all
     451 photos: 451 the same, 0.065. Not all 451 here: bf16 is emulated without native bf16, and all 451 took 23 min
-    on the AVX2 stand-in (shared cores); 118 take about a quarter of that."""
+    on the AVX2 stand-in (shared cores). There, one photo in four of the 118 (30, cats and dogs): the same arithmetic,
+    the same rule (on 30 photos, no flip at all), a quarter of the emulated work."""
     from fastai.vision.all import get_image_files
     from pet_breeds.core import breed_label, open_image
     from pet_breeds.data import sample_path
     from pet_breeds.inference import load_model
     sample = sorted(get_image_files(sample_path()))
     photos = sorted(get_image_files(sample_dir)) + [next(f for f in sample if breed_label(f.name) == b) for b in sorted({breed_label(f.name) for f in sample})]
+    assert len(photos) == 81 + 37
+    if not T.native_bf16_cpu(): photos = photos[::4]
     ims = [open_image(f) for f in photos]
-    assert len(ims) == 81 + 37
     m32, m16 = (load_model(pets_probe, device='cpu', precision=p) for p in ('fp32', 'bf16'))
     assert (m32.policy.name, m16.policy.name) == ('fp32', 'bf16')
     p32, p16 = (m.probs(ims, bs=64, tta=False).as_subclass(torch.Tensor) for m in (m32, m16))
