@@ -19,13 +19,10 @@ phase() {   # phase NAME COMMAND...: run it, then say how long it took
   "$@"
   echo "== phase: $name: $(( SECONDS - t )) s (total $(( SECONDS - START )) s)"
 }
-# --no-compile: the same packages as the README's commands install, without byte-compiling all ~17,600 Python files
-# of the environment up front (measured: 282 s against 494 s for the first install on a loaded 2-core machine);
-# Python compiles the few thousand that are imported, once, on first use
 install_readme() {
   [ -x .venv/bin/python ] || python3 -m venv .venv
-  .venv/bin/pip install -q --no-compile -e .            # the README's first command's install
-  .venv/bin/pip install -q --no-compile jupyterlab      # the README's "Explore in Jupyter"
+  .venv/bin/pip install -q -e .            # the README's first command's install
+  .venv/bin/pip install -q jupyterlab      # the README's "Explore in Jupyter"
 }
 install_browser() {   # kept apart from .venv, so the app is checked with the README's install alone
   if ! command -v chromium >/dev/null 2>&1; then
@@ -40,7 +37,7 @@ phase "README install" install_readme
 phase "README commands (tests/readme_install.py)" .venv/bin/python tests/readme_install.py "$README_RUN"
 phase "browser install" install_browser
 phase "README app and docs in Chromium (tests/browser_check.py)" .venv-browser/bin/python tests/browser_check.py "$README_RUN"
-phase "dev install" .venv/bin/pip install -q --no-compile -e ".[dev]"
+phase "dev install" .venv/bin/pip install -q -e ".[dev]"
 # one worker: every notebook in one process pays the torch and fastai imports once, and two workers on two cores
 # fight over them (measured: 66 s in one process against 182 s in two)
 PET_BREEDS_CACHE=$(mktemp -d) phase "notebooks (nbdev_test)" .venv/bin/nbdev_test --n_workers 1 --timing
