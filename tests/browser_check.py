@@ -43,11 +43,11 @@ def predicted(model:Path, files) -> list:
 class App:
     "`pet_breeds_app ARGS --no_browser --port P` in its own process group, stopped on exit."
     def __init__(self, tmp:Path, *args):
-        self.log, port = tmp/'voila.log', free_port()
-        self.url = f'http://127.0.0.1:{port}/'
+        self.log, self.port = tmp/'voila.log', free_port()
+        self.url = f'http://127.0.0.1:{self.port}/'
         # TMPDIR keeps its notebook in tmp
         with open(self.log, 'w') as out:
-            self.proc = subprocess.Popen([str(APP_BIN/'pet_breeds_app'), *map(str, args), '--no_browser', '--port', str(port)],
+            self.proc = subprocess.Popen([str(APP_BIN/'pet_breeds_app'), *map(str, args), '--no_browser', '--port', str(self.port)],
                                          cwd=tmp, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True, env={**os.environ, 'TMPDIR': str(tmp)})
     def wait_ready(self):
@@ -62,7 +62,7 @@ class App:
         raise AssertionError(f"Voila was not ready after {START_TIMEOUT}s:\n{self.log.read_text()[-3000:]}")
     def status_for_host(self, host:str) -> int:
         "The HTTP status of `GET /` with the `Host` header `host`."
-        c = http.client.HTTPConnection('127.0.0.1', int(self.url.rsplit(':', 1)[1].strip('/')), timeout=START_TIMEOUT)
+        c = http.client.HTTPConnection('127.0.0.1', self.port, timeout=START_TIMEOUT)
         try:
             c.request('GET', '/', headers={'Host': host})
             return c.getresponse().status
@@ -108,7 +108,7 @@ def upload_app(browser, run:Path, tmp:Path):
     with App(tmp, model, '--max_mb', '1') as app:
         app.wait_ready()
         # DNS rebinding: a page elsewhere makes its own name resolve to 127.0.0.1; the app answers only this machine
-        status = app.status_for_host('rebind.example:' + app.url.rsplit(':', 1)[1].strip('/'))
+        status = app.status_for_host(f'rebind.example:{app.port}')
         check(status == 403, f"GET / with another machine's Host header answered {status}, not 403")
         page = open_page(browser, app)
         button, count = page.locator('button.widget-upload'), page.locator('.pb-count')

@@ -15,16 +15,20 @@ ODD = ROOT/'nbs'/'images'/'odd'         # real-photo oddities: CMYK, grayscale, 
 # photos per breed in SAMPLE (numbers 1-22, 30, 34, 44, 57, 77, 100 where the dataset has them; see nbs/images/README.md)
 SAMPLE_COUNTS = {'Abyssinian': 28, 'Bengal': 28, 'american_bulldog': 25}
 SAMPLE_IMAGES = sum(SAMPLE_COUNTS.values())   # 81 photos, and one .mat file (Abyssinian_100.mat) beside them
-SHARED = (ROOT/'..'/'shared'/'data').resolve()  # larger real data some machines have beside the checkout; optional
+# larger real data, optional and never looked for beside the checkout: only where PET_BREEDS_EXTRA_DATA names a folder
+# holding <name>/images (the photos the bundled sample was made from, say); without it those tests skip, saying why
+EXTRA_DATA_ENV = 'PET_BREEDS_EXTRA_DATA'
 
 def valid_count(n:int, valid_pct:float=0.2) -> int:
     "Validation images of `n` under fastai's `RandomSplitter` (it cuts `int(valid_pct * n)`)."
     return int(valid_pct * n)
 
-def shared_data(name:str) -> Path:
-    "`../shared/data/<name>/images` where the machine has it; otherwise the calling test is skipped, saying why."
-    p = SHARED/name/'images'
-    if not p.is_dir(): pytest.skip(f"optional real data not here: {p} (a clone has only the committed nbs/images)")
+def extra_data(name:str) -> Path:
+    "`$PET_BREEDS_EXTRA_DATA/<name>/images` where the variable names such a folder; otherwise the calling test is skipped, saying why."
+    root = os.environ.get(EXTRA_DATA_ENV)
+    if not root: pytest.skip(f"optional real data: set {EXTRA_DATA_ENV} to a folder holding {name}/images (a clone has only nbs/images)")
+    p = Path(root)/name/'images'
+    if not p.is_dir(): pytest.skip(f"optional real data not here: {p}")
     return p
 
 def committed(folder:Path) -> Path:

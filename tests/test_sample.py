@@ -7,7 +7,7 @@ from PIL import Image
 from pet_breeds.core import BREEDS, CAT_BREEDS, DataNotFound, PetBreedsError, breed_label, species_label, labeller
 from pet_breeds.data import sample_path, copy_sample, scan_images, pets_images_path
 import pet_breeds.data
-from conftest import run_cli, shared_data
+from conftest import run_cli, extra_data
 
 SHORT_SIDE = 288  # the sample's shorter side; smaller originals were not scaled up
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,8 +28,8 @@ def test_370_images_10_for_each_of_37_breeds(images):
     assert all(species_label(f) == ('cat' if breed_label(f) in CAT_BREEDS else 'dog') for f in images)
 
 def test_same_names_as_the_originals(images):
-    "Optional: where ../shared/data/pets-37x10 (the photos the sample was made from) is beside the checkout."
-    originals = shared_data('pets-37x10')
+    "Optional: where $PET_BREEDS_EXTRA_DATA/pets-37x10 holds the photos the sample was made from."
+    originals = extra_data('pets-37x10')
     assert [f.name for f in images] == sorted(f.name for f in originals.iterdir())
 
 def test_total_size_at_most_10_MB():
@@ -62,7 +62,7 @@ def test_every_image_is_downsized_baseline_jpeg_without_exif(images):
 
 def test_each_image_is_its_original_downsized(images):
     "Optional: each photo's shorter side is its original's, capped at SHORT_SIDE, and its aspect ratio is kept."
-    originals = shared_data('pets-37x10')
+    originals = extra_data('pets-37x10')
     for f in images:
         with Image.open(f) as im, Image.open(originals/f.name) as o:
             assert min(im.size) == min(SHORT_SIDE, *o.size), f.name
