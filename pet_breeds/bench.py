@@ -6,53 +6,38 @@
 from __future__ import annotations
 import tempfile
 from copy import deepcopy
-from json import dumps
 from pathlib import Path
 import numpy as np
 from .core import *
 from fastai.vision.all import *
-from fastcore.script import call_parse
-from .data import pets_dataloaders, sample_path, scan_images
-from .archs import get_arch
+from .data import pets_dataloaders, scan_images
 from .learner import pets_learner
-from .atomic import write_atomic
-from .precision import FastPath, choose_policy, sync_device
+from .precision import FastPath, choose_policy, sync_device, predict_batches
 from .estimate import format_duration
 from .train import Stage, lr_find_iterations, LR_FIND_MAX
 from .inference import export_model, load_model
-from .runtime import OnnxModel, ONNX_FILE
-from .deploy import export_onnx
 from .measure import synthetic_pets, Throughput, PeakMemory, machine_info, time_per_image
 
 # %% auto #0
-__all__ = ['PETS_TRAIN', 'PETS_VALID', 'DEPLOY_ARCHS', 'stock_learner', 'package_learner', 'time_epoch', 'ceiling_step',
-           'time_predict', 'project_recipe_minutes', 'run_bench', 'format_bench', 'deploy_row', 'run_deploy',
-           'format_deploy', 'bench_main']
+__all__ = ['PETS_TRAIN', 'PETS_VALID', 'recipe_learner', 'time_epoch', 'ceiling_step', 'forward_ceiling', 'time_valid',
+           'time_predict', 'project_recipe_minutes', 'run_bench', 'format_bench']
 
 # %% ../nbs/15_bench.ipynb #66ae0749
 PETS_TRAIN, PETS_VALID = 5912, 1478   # PETS's 7,390 images at the recipe's 20% validation split
 
 # %% ../nbs/15_bench.ipynb #6b7ba567
-def stock_learner(folder,                # folder of PETS-named photos
-                  arch:str='resnet50',   # architecture (see `ARCHS`)
-                  bs:int=32,             # batch size
-                  size:int=224,          # training image size
-                  item_size:int=460      # per-item resize
-                 ) -> Learner:
-    "The recipe in fastai's stock settings: the lesson's `DataBlock` with default workers, fp32, `train_bn=True`."
+def recipe_learner(folder,                # folder of PETS-named photos
+                   stock:bool,            # fastai's stock settings (the lesson's `DataBlock`), else this package's data pipeline
+                   arch:str='resnet50',   # architecture (see `ARCHS`)
+                   bs:int=32,             # batch size
+                   size:int=224,          # training image size
+                   item_size:int=460      # per-item resize
+                  ) -> Learner:
+    "The recipe's network on `folder` from random weights: in fastai's stock settings, or with `pets_dataloaders`, as `pet_breeds_train` trains it."
+    if not stock: return pets_learner(pets_dataloaders(folder, bs=bs, size=size, item_size=item_size), arch, pretrained=False)
     db = DataBlock(blocks=(ImageBlock, CategoryBlock), splitter=RandomSplitter(seed=42), get_y=labeller('breed'),
                    item_tfms=Resize(item_size), batch_tfms=aug_transforms(size=size, min_scale=0.75))
     return pets_learner(db.dataloaders(scan_images(folder).images, bs=bs, path=folder), arch, pretrained=False)
-
-# %% ../nbs/15_bench.ipynb #7869ab64
-def package_learner(folder,                # folder of PETS-named photos
-                    arch:str='resnet50',   # architecture (see `ARCHS`)
-                    bs:int=32,             # batch size
-                    size:int=224,          # training image size
-                    item_size:int=460      # per-item resize
-                   ) -> Learner:
-    "The recipe as this package trains it: `pets_dataloaders` (its data pipeline) and the same network."
-    return pets_learner(pets_dataloaders(folder, bs=bs, size=size, item_size=item_size), arch, pretrained=False)
 
 # %% ../nbs/15_bench.ipynb #eb93d084
 def time_epoch(learn:Learner,          # the learner to time
@@ -94,6 +79,41 @@ def ceiling_step(model:nn.Module,  # the network to time (copied, not changed)
         sync_device(policy.device); dt = time.perf_counter() - t
     return {'train_img_s': bs * steps / dt, 'peak_mb': round(mem.mb), 'gpu_peak_mb': mem.gpu_mb and round(mem.gpu_mb)}
 
+# %% ../nbs/15_bench.ipynb #c7c4bc9d
+def forward_ceiling(model:nn.Module,    # the network to time (a copy is timed)
+                    bs:int,             # batch size
+                    size:int,           # image size
+                    policy,             # the precision policy
+                    compile:bool=True,  # also time it compiled (`precision.compiled`), after the call that compiles it
+                    steps:int=6         # timed batches, after one untimed batch that chooses the kernels
+                   ) -> dict:
+    "img/s of `model`'s forward pass on a batch in memory through `predict_batches`: plain, compiled, and the better of the two."
+    model, x = deepcopy(model), torch.randn(bs, 3, size, size, device=policy.device)
+    def rate(compiled_bs=None):
+        predict_batches(model, [x], policy, compiled_bs); sync_device(policy.device); t = time.perf_counter()
+        predict_batches(model, [x] * steps, policy, compiled_bs)   # its outputs reach the CPU: the time is all spent
+        return bs * steps / (time.perf_counter() - t)
+    res = {'plain_img_s': rate(), 'compiled_img_s': None, 'compile_s': None}
+    if compile:
+        t = time.perf_counter(); predict_batches(model, [x], policy, bs); res['compile_s'] = time.perf_counter() - t
+        res['compiled_img_s'] = rate(bs)
+    return {**res, 'best_img_s': max(res['plain_img_s'], res['compiled_img_s'] or 0.)}
+
+# %% ../nbs/15_bench.ipynb #7670857c
+def time_valid(learn:Learner,     # the learner whose validation set is timed
+               policy=None,       # the precision policy (`None`: stock fp32)
+               max_batches:int=8  # batches of the validation set to time
+              ) -> dict:
+    "img/s of two validation passes over the first `max_batches` batches of `learn`'s validation set: the first and the next."
+    v = learn.dls.valid
+    dl = learn.dls.test_dl(v.dataset.items[:max_batches * v.bs], with_labels=True).new(cls=type(v))   # `learn`'s kind of loader
+    device, rates = ifnone(getattr(policy, 'device', None), learn.dls.device or 'cpu'), []
+    for _ in range(2):
+        sync_device(device); t = time.perf_counter()
+        with learn.no_bar(), learn.no_logging(): learn.validate(dl=dl, cbs=[FastPath(policy)] if policy else [])
+        sync_device(device); rates.append(len(dl.dataset) / (time.perf_counter() - t))
+    return {'first_img_s': rates[0], 'again_img_s': rates[1], 'kept': getattr(dl, 'hits', 0) > 0}
+
 # %% ../nbs/15_bench.ipynb #4eb30613
 def time_predict(learn:Learner, files, bs:int=32, out=None,
                  precision:str='auto'):  # the package's prediction policy ('auto': `AUTO['predict']`, bf16 where native)
@@ -115,15 +135,16 @@ def time_predict(learn:Learner, files, bs:int=32, out=None,
 # %% ../nbs/15_bench.ipynb #423fc9f5
 def project_recipe_minutes(frozen_img_s:float,    # measured training rate of stage 1 (img/s)
                            unfrozen_img_s:float,  # measured training rate of stage 2 (img/s)
-                           valid_img_s:float,     # measured validation rate (img/s)
+                           valid_img_s:float,     # measured rate of the first validation pass (img/s)
                            bs:int=64,             # batch size
                            freeze_epochs:int=3,   # stage 1 epochs
-                           epochs:int=10          # stage 2 epochs
+                           epochs:int=10,         # stage 2 epochs
+                           valid_again_img_s:float=None  # rate of the later validation passes (`None`: as the first)
                           ) -> float:
     "Minutes of the full recipe on PETS at these measured rates."
     its = lr_find_iterations(PETS_TRAIN // bs, freeze_epochs + epochs)
     s = its * bs / frozen_img_s + freeze_epochs * PETS_TRAIN / frozen_img_s + epochs * PETS_TRAIN / unfrozen_img_s
-    return (s + (freeze_epochs + epochs) * PETS_VALID / valid_img_s) / 60
+    return (s + PETS_VALID / valid_img_s + (freeze_epochs + epochs - 1) * PETS_VALID / ifnone(valid_again_img_s, valid_img_s)) / 60
 
 # %% ../nbs/15_bench.ipynb #c8f1192c
 def run_bench(folder,                 # folder of PETS-named photos
@@ -133,32 +154,37 @@ def run_bench(folder,                 # folder of PETS-named photos
               item_size:int=460,      # per-item resize
               max_batches:int=8,      # timed batches per phase (the first one is a warm-up)
               predict_images:int=32,  # images for the prediction comparison
-              precision:str='auto'    # the package's precision (see `choose_policy`)
+              precision:str='auto',   # the package's precision (see `choose_policy`)
+              compile:bool=True       # also time the compiled forward pass (the ceiling's compiled half)
              ) -> dict:
-    "Stock against package training img/s (frozen and unfrozen), the raw ceiling, prediction and memory, with ratios."
+    "Stock against package training and validation img/s, the raw ceilings, prediction and memory, with ratios."
     folder, policy = Path(folder), choose_policy(precision)
-    stock = stock_learner(folder, arch, bs, size, item_size)
+    stock = recipe_learner(folder, True, arch, bs, size, item_size)
     res = {'stock_frozen': time_epoch(stock, frozen=True, train_bn=True, max_batches=max_batches),
-           'stock_unfrozen': time_epoch(stock, frozen=False, max_batches=max_batches)}
-    pkg = package_learner(folder, arch, bs, size, item_size)
+           'stock_unfrozen': time_epoch(stock, frozen=False, max_batches=max_batches),
+           'stock_valid': time_valid(stock, None, max_batches)}
+    pkg = recipe_learner(folder, False, arch, bs, size, item_size)
     res['package_frozen'] = time_epoch(pkg, frozen=True, train_bn=False, policy=policy, max_batches=max_batches)
     res['package_frozen_train_bn'] = time_epoch(pkg, frozen=True, train_bn=True, policy=policy, max_batches=max_batches)
     res['package_unfrozen'] = time_epoch(pkg, frozen=False, policy=policy, max_batches=max_batches)
+    res['package_valid'] = time_valid(pkg, policy, max_batches)
     res['ceiling_unfrozen'] = ceiling_step(pkg.model, bs, size, len(pkg.dls.vocab), policy)
+    fc = res['forward_ceiling'] = forward_ceiling(pkg.model, bs, size, policy, compile)
     files = pkg.dls.valid_ds.items[:predict_images] or pkg.dls.train_ds.items[:predict_images]
     res['predict'] = time_predict(pkg, files, bs, precision=precision)
     ips = lambda k: res[k]['train_img_s']
-    stock_min = project_recipe_minutes(ips('stock_frozen'), ips('stock_unfrozen'), res['stock_unfrozen']['valid_img_s'] or
-                                       res['stock_frozen']['valid_img_s'], 64)
-    pkg_min = project_recipe_minutes(ips('package_frozen'), ips('package_unfrozen'), res['package_unfrozen']['valid_img_s'] or
-                                     res['package_frozen']['valid_img_s'], 64)
+    project = lambda who: project_recipe_minutes(ips(f'{who}_frozen'), ips(f'{who}_unfrozen'), res[f'{who}_valid']['first_img_s'],
+                                                 64, valid_again_img_s=res[f'{who}_valid']['again_img_s'])
     return {**res, 'train_speedup_frozen': ips('package_frozen') / ips('stock_frozen'),
             'train_speedup_unfrozen': ips('package_unfrozen') / ips('stock_unfrozen'),
             'ceiling_ratio_unfrozen': ips('package_unfrozen') / ips('ceiling_unfrozen'),
             'train_bn_frozen_speedup': ips('package_frozen') / ips('package_frozen_train_bn'),
             'predict_speedup': res['predict']['batched_img_s'] / res['predict']['per_image_img_s'],
-            'projected_recipe_minutes': {'stock': stock_min, 'package': pkg_min},
-            'settings': dict(arch=arch, bs=bs, size=size, item_size=item_size, max_batches=max_batches,
+            'forward_ceiling_img_s': fc['best_img_s'],
+            'predict_ceiling_ratio': res['predict']['batched_img_s'] / fc['best_img_s'],
+            'valid_ceiling_ratio': res['package_valid']['again_img_s'] / fc['plain_img_s'],
+            'projected_recipe_minutes': {'stock': project('stock'), 'package': project('package')},
+            'settings': dict(arch=arch, bs=bs, size=size, item_size=item_size, max_batches=max_batches, compile=compile,
                              images=len(pkg.dls.train_ds) + len(pkg.dls.valid_ds), folder=str(folder)),
             'policy': policy.to_dict(), 'machine': machine_info()}
 
@@ -177,92 +203,19 @@ def format_bench(res:dict) -> str:
         x, y = res[a], res[b]
         lines.append(f"{name:<28}{f(x['train_img_s']):>10} ({x['peak_mb']:>5}){f(y['train_img_s']):>10} ({y['peak_mb']:>5})"
                      f"{y['train_img_s'] / x['train_img_s']:>7.1f}x")
-    c, fb, pr = res['ceiling_unfrozen'], res['package_frozen_train_bn'], res['predict']
+    c, fb, pr, fc = res['ceiling_unfrozen'], res['package_frozen_train_bn'], res['predict'], res['forward_ceiling']
+    sv, pv = res['stock_valid'], res['package_valid']
     lines += [f"{'  ceiling, raw PyTorch step':<28}{'':>18}{f(c['train_img_s']):>10} ({c['peak_mb']:>5})"
               f"{res['ceiling_ratio_unfrozen']:>7.0%} of it",
               f"{'  frozen with train_bn=True':<28}{'':>18}{f(fb['train_img_s']):>10} ({fb['peak_mb']:>5})",
-              f"{'validation pass':<28}{f(res['stock_unfrozen']['valid_img_s']):>18}{f(res['package_unfrozen']['valid_img_s']):>18}",
+              f"{'validation pass':<28}{f(sv['again_img_s']):>18}{f(pv['again_img_s']):>18}"
+              f"{res['valid_ceiling_ratio']:>7.0%} of the plain forward",
+              f"{'  its first pass':<28}{f(sv['first_img_s']):>18}{f(pv['first_img_s']):>18}",
+              f"{'forward (plain | compiled)':<28}{'':>18}{f(fc['plain_img_s']):>10} | {f(fc['compiled_img_s'])}"
+              + (f" (compiled in {fc['compile_s']:.0f} s)" if fc['compile_s'] else ''),
               f"{'predict (per image | batch)':<28}{f(pr['per_image_img_s']):>10} ({pr['per_image_peak_mb']:>5})"
-              f"{f(pr['batched_img_s']):>10} ({pr['batched_peak_mb']:>5}){res['predict_speedup']:>7.1f}x",
+              f"{f(pr['batched_img_s']):>10} ({pr['batched_peak_mb']:>5}){res['predict_speedup']:>7.1f}x, "
+              f"{res['predict_ceiling_ratio']:.0%} of the best forward",
               f"{'full recipe on PETS':<28}{format_duration(60 * res['projected_recipe_minutes']['stock']):>18}"
               f"{format_duration(60 * res['projected_recipe_minutes']['package']):>18}"]
     return '\n'.join(lines)
-
-# %% ../nbs/15_bench.ipynb #58797617
-DEPLOY_ARCHS = ('resnet50', 'vgg16', 'inception_v3', 'xception', 'efficientnet_lite0')
-
-# %% ../nbs/15_bench.ipynb #52d66994
-def deploy_row(folder,        # folder of PETS-named photos (the export's data)
-               arch:str,      # architecture (see `ARCHS`)
-               dest,          # where to write the exported model
-               images,        # the photos to time prediction on
-               repeat:int=3   # passes over `images` (the median per-image time counts)
-              ) -> dict:
-    "Export `arch` (trained on nothing: sizes and speed only) with its ONNX file and time both predictors."
-    spec = get_arch(arch)
-    pretrained = spec.name.startswith('efficientnet_lite')   # the ImageNet weights on disk here
-    dls = pets_dataloaders(folder, bs=8, size=spec.size, num_workers=0)
-    dest = export_model(pets_learner(dls, spec.name, pretrained=pretrained), Path(dest)/spec.name)
-    export_onnx(dest)
-    mb = lambda f: round((dest/f).stat().st_size / 2**20, 1)
-    return {'arch': spec.name, 'weights': 'ImageNet' if pretrained else 'random', 'size': spec.size,
-            'safetensors_mb': mb('model.safetensors'), 'onnx_mb': mb(ONNX_FILE),
-            'pytorch_ms': time_per_image(load_model(dest, precision='fp32'), images, repeat),   # fp32: compared with onnxruntime
-            'onnxruntime_ms': time_per_image(OnnxModel.load(dest), images, repeat)}
-
-# %% ../nbs/15_bench.ipynb #ede1f0af
-def run_deploy(folder=None, archs=DEPLOY_ARCHS, n_images:int=8, repeat:int=3) -> dict:
-    "`deploy_row` for each of `archs` on `n_images` photos of `folder` (default: the bundled sample)."
-    folder = Path(ifnone(folder, sample_path()))
-    images = [open_image(f) for f in sorted(get_image_files(folder))[:n_images]]
-    with tempfile.TemporaryDirectory() as tmp: rows = [deploy_row(folder, a, tmp, images, repeat) for a in archs]
-    return {'rows': rows, 'images': len(images), 'repeat': repeat, 'folder': str(folder), 'machine': machine_info()}
-
-# %% ../nbs/15_bench.ipynb #55baa290
-def format_deploy(res:dict) -> str:
-    "The deployment figures as a table."
-    m = res['machine']
-    lines = [f"per-image latency (batch of 1, preprocessing included), median of {res['images']} photos x {res['repeat']}; "
-             f"{m['cpu']} ({m['cores']} cores, {m['torch_threads']} PyTorch threads)", '',
-             f"{'architecture':<20}{'weights':>9}{'px':>5}{'safetensors':>13}{'onnx':>9}{'PyTorch':>11}{'onnxruntime':>13}{'ratio':>7}"]
-    for r in res['rows']:
-        lines.append(f"{r['arch']:<20}{r['weights']:>9}{r['size']:>5}{r['safetensors_mb']:>10.1f} MB{r['onnx_mb']:>6.1f} MB"
-                     f"{r['pytorch_ms']:>8.1f} ms{r['onnxruntime_ms']:>10.1f} ms{r['pytorch_ms'] / r['onnxruntime_ms']:>6.1f}x")
-    return '\n'.join(lines)
-
-# %% ../nbs/15_bench.ipynb #0277aef7
-@call_parse
-def bench_main(data:str=None,          # folder of PETS-style photos to measure on
-               synthetic:int=None,     # or: make this many synthetic PETS-sized JPEGs (default 256 when no --data)
-               arch:str='resnet50',    # architecture (see `ARCHS`)
-               bs:int=32,              # batch size
-               size:int=224,           # training image size
-               item_size:int=460,      # per-item resize
-               batches:int=8,          # timed batches per phase (the first one is a warm-up)
-               predict_images:int=32,  # images for the prediction comparison
-               precision:str='auto',   # the package's precision (see `choose_policy`)
-               json:str=None,          # also write the figures to this JSON file
-               deploy:bool=False,      # instead: each family's file sizes and per-image latency, PyTorch against onnxruntime
-               archs:str=None,         # with --deploy: comma-separated architectures (default: one of each family)
-              ):
-    "Measure the PETS recipe's training and prediction speed: stock fastai against pet_breeds, with the raw ceiling."
-    with command_errors('pet_breeds_bench'):
-        get_arch(arch); choose_policy(precision)
-        for name, v in (('bs', bs), ('size', size), ('item_size', item_size), ('batches', batches), ('predict_images', predict_images)):
-            check_range(name, v, lo=1)
-        if synthetic is not None: check_range('synthetic', synthetic, lo=1)
-        if data is not None and synthetic is not None: raise BadOptions("pass --data or --synthetic, not both")
-        if deploy:
-            names = archs.split(',') if archs else DEPLOY_ARCHS
-            for a in names: get_arch(a)
-            res = run_deploy(data, names, min(predict_images, 8))
-            print(format_deploy(res))
-            if json: write_atomic(json, dumps(res, indent=1))
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            n = ifnone(synthetic, 256)   # at least 8 images a breed, so every breed reaches the training split
-            folder = Path(data) if data is not None else synthetic_pets(Path(tmp)/'images', n, breeds=max(2, min(37, n // 8)))
-            if not folder.is_dir(): raise DataNotFound(f"{folder}: no such folder")
-            res = run_bench(folder, arch, bs, size, item_size, batches, predict_images, precision)
-    print(format_bench(res))
-    if json: write_atomic(json, dumps(res, indent=1))

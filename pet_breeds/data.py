@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 from .core import *
 from .atomic import replacing
+from .kept_batches import KeptBatchesDL
 from fastcore.parallel import parallel
 from fastcore.script import call_parse
 from fastai.vision.all import *
@@ -228,6 +229,7 @@ def pets_dataloaders(path=None,                # the images folder (`None`: see 
                      device=None,              # where batches go (`None`: fastai's default device)
                      cache:bool|str|Path|ResizeCache=True,  # resized copies: True (the default folder), a folder, a `ResizeCache`, or False
                      progress:bool=False,      # show a progress bar while scanning the images
+                     valid_kept_mb:float=2048, # keep the validation batches after the first pass, up to this many MiB (0: decode every epoch)
                      **kwargs                  # passed on to `DataBlock.dataloaders`
                     ) -> DataLoaders:
     "`DataLoaders` for the PETS images at `path` (see `pets_images_path`), with the scan report as `dls.report`."
@@ -236,14 +238,13 @@ def pets_dataloaders(path=None,                # the images folder (`None`: see 
     report = scan_images(folder, cache=cache, progress=progress)
     if not report.images: raise DataNotFound(f"{folder}: no readable images found")
     splitter = RandomSplitter(valid_pct=valid_pct, seed=seed)
-    train_idx, _ = splitter(report.images)
-    train = [report.images[i] for i in train_idx]
+    train = [report.images[i] for i in splitter(report.images)[0]]
     loader = LoadImage({f: report.cached[f] for f in train if f in report.cached})
     db = pets_datablock(label, valid_pct, seed, item_size, size, min_scale, get_items=None, splitter=splitter, loader=loader)
     dls = db.dataloaders(report.images, bs=bs, path=folder, num_workers=ifnone(num_workers, fit_workers()),
                          device=device, **kwargs)
-    dls.report = report
-    dls.recipe = dict(label=label, valid_pct=valid_pct, seed=seed, item_size=item_size, size=size, min_scale=min_scale)
+    dls.loaders[1] = dls.valid.new(cls=KeptBatchesDL, max_mb=valid_kept_mb)   # validation decodes once (see `KeptBatchesDL`)
+    dls.report, dls.recipe = report, dict(label=label, valid_pct=valid_pct, seed=seed, item_size=item_size, size=size, min_scale=min_scale)
     return dls
 
 # %% ../nbs/01_data.ipynb #843b262f

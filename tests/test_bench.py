@@ -5,14 +5,15 @@ from pet_breeds.bench import project_recipe_minutes
 
 KEYS = {'train_speedup_frozen', 'train_speedup_unfrozen', 'ceiling_ratio_unfrozen', 'predict_speedup',
         'projected_recipe_minutes', 'policy', 'machine', 'stock_frozen', 'stock_unfrozen', 'package_frozen',
-        'package_unfrozen', 'ceiling_unfrozen', 'predict', 'package_frozen_train_bn'}
+        'package_unfrozen', 'ceiling_unfrozen', 'predict', 'package_frozen_train_bn', 'stock_valid', 'package_valid',
+        'forward_ceiling', 'forward_ceiling_img_s', 'predict_ceiling_ratio', 'valid_ceiling_ratio'}
 
 def test_bench_command_smoke(tmp_path):
     out = tmp_path/'bench.json'
     bs, batches = 8, 2
     t0 = time.perf_counter()
     r = run_cli('pet_breeds_bench', '--synthetic', '32', '--arch', 'resnet18', '--bs', bs, '--size', '64', '--item_size', '96',
-                '--batches', batches, '--predict_images', '8', '--json', out)
+                '--batches', batches, '--predict_images', '8', '--no_compile', '--json', out)
     wall = time.perf_counter() - t0
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())
@@ -39,8 +40,15 @@ def test_bench_command_smoke(tmp_path):
     assert math.isclose(res['train_speedup_unfrozen'], ips('package_unfrozen') / ips('stock_unfrozen'))
     assert math.isclose(res['ceiling_ratio_unfrozen'], ips('package_unfrozen') / ips('ceiling_unfrozen'))
     assert math.isclose(res['predict_speedup'], p['batched_img_s'] / p['per_image_img_s'])
+    fc = res['forward_ceiling']
+    assert fc['compiled_img_s'] is None and fc['best_img_s'] == fc['plain_img_s'] == res['forward_ceiling_img_s'] > 0, fc
+    assert math.isclose(res['predict_ceiling_ratio'], p['batched_img_s'] / fc['best_img_s'])
+    assert math.isclose(res['valid_ceiling_ratio'], res['package_valid']['again_img_s'] / fc['plain_img_s'])
+    # the package's second validation pass is served from the kept batches; stock fastai decodes again
+    assert (res['stock_valid']['kept'], res['package_valid']['kept']) == (False, True), (res['stock_valid'], res['package_valid'])
     for who in ('stock', 'package'):
-        want = project_recipe_minutes(ips(f'{who}_frozen'), ips(f'{who}_unfrozen'), res[f'{who}_unfrozen']['valid_img_s'], 64)
+        v = res[f'{who}_valid']
+        want = project_recipe_minutes(ips(f'{who}_frozen'), ips(f'{who}_unfrozen'), v['first_img_s'], 64, valid_again_img_s=v['again_img_s'])
         assert math.isclose(res['projected_recipe_minutes'][who], want), who
     # the printed table shows the same figures
     assert 'train, unfrozen epoch' in r.stdout and 'full recipe on PETS' in r.stdout, r.stdout
@@ -66,3 +74,17 @@ def test_bench_deploy_measures_both_runtimes(tmp_path):
     for row in rows.values():
         assert abs(row['onnx_mb'] - row['safetensors_mb']) < 2 and row['pytorch_ms'] > 0 and row['onnxruntime_ms'] > 0
         assert f"{row['arch']:<20}" in r.stdout
+
+def test_bench_int8_compares_the_two_onnx_files(tmp_path, tiny_run):
+    "`--int8 MODEL --data HELD_OUT`: model.int8.onnx against model.onnx on photos the model never saw, in the table and the JSON."
+    import shutil
+    from pet_breeds.deploy import export_onnx, quantize_onnx
+    model, out = tmp_path/'model', tmp_path/'int8.json'
+    shutil.copytree(tiny_run.model, model)
+    export_onnx(model); quantize_onnx(model, tiny_run.data, n=16, min_agreement=0)   # a tiny model's near ties: any agreement
+    r = run_cli('pet_breeds_bench', '--int8', model, '--data', tiny_run.held, '--bs', '4', '--json', out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res['photos'] == len([f for f in tiny_run.held.iterdir() if f.suffix == '.jpg']) > 0
+    assert res['int8']['file_mb'] < 0.4 * res['fp32']['file_mb'] and 0 <= res['top1_agreement'] <= 1
+    assert f"| top-1 agreement with fp32 |  | {res['top1_agreement']:.1%} |" in r.stdout, r.stdout
