@@ -437,7 +437,7 @@ MUTATIONS = [
              [("p.add_argument('--precision', default='auto', help=PRECISION_HELP)", "p.add_argument('--precision', default='fp32', help=PRECISION_HELP)")],
              ['tests/test_precision.py::test_the_commands_default_to_auto']),
     Mutation("pet_breeds_sort defaults to fp32", 'watch.py',
-             [("precision:Param(PRECISION_HELP, str)='auto'):", "precision:Param(PRECISION_HELP, str)='fp32'):")],
+             [("precision:precision_option()='auto'):", "precision:precision_option()='fp32'):")],
              ['tests/test_precision.py::test_the_commands_default_to_auto']),
     Mutation("compiling from one image past the threshold", 'precision.py',
              [("if n >= t: return True", "if n > t: return True")],
