@@ -4,19 +4,20 @@
 
 # %% ../nbs/13_watch.ipynb #95167b6e
 from __future__ import annotations
-import argparse, math, os, signal, stat, sys, threading, time
+import math, os, signal, stat, sys, threading, time
 from pathlib import Path
 from queue import SimpleQueue, Empty
 from fastcore.basics import patch
-from fastcore.script import call_parse, Param
+from fastcore.meta import delegates
+from fastcore.script import call_parse
 from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 from .core import PetBreedsError, command_errors, shown
 from .files import CSV_NAME, incoming_files, is_partial_name
-from .inference import load_model
+from .inference import load_model, tta_option, trust_pickle_option, precision_option
 from .sort import Sorter, check_folders, sort_images
-from .runtime import EXIT_PARTIAL, EXIT_STOPPED, EXIT_USAGE, PRECISION_HELP, TTA_HELP, TRUST_PICKLE_HELP
+from .runtime import EXIT_PARTIAL, EXIT_STOPPED, EXIT_USAGE
 
 # %% auto #0
 __all__ = ['MAX_BS', 'MAX_SETTLE', 'Settling', 'watch_folder', 'format_summary', 'format_row', 'options_problem', 'sort_main']
@@ -92,13 +93,10 @@ def _start_observer(folder:Path, handler):
             if cls is PollingObserver: raise
 
 # %% ../nbs/13_watch.ipynb #0be3bab9
+@delegates(Sorter, but=['progress', 'trust_pickle', 'precision', 'incoming'])
 def watch_folder(model,                   # a loaded model, or a path `load_model` loads
                  incoming,                # the folder to watch
                  out,                     # output folder: OUT/<label>/, OUT/_unsure/, OUT/_rejected/, predictions.csv
-                 copy:bool=False,         # copy instead of moving (the inputs stay in `incoming`)
-                 min_prob:float=0.5,      # below this top probability an image goes to OUT/_unsure/
-                 bs:int=64,               # batch size
-                 k:int=3,                 # labels recorded per image
                  settle:float=2.0,        # seconds a file must stay unchanged before it is sorted (an empty one: 5x)
                  poll:float=0.25,         # seconds between looks at what arrived
                  rescan:float=5.0,        # seconds between full listings of `incoming` (events can be missed)
@@ -106,13 +104,13 @@ def watch_folder(model,                   # a loaded model, or a path `load_mode
                  max_seconds:float=None,  # stop after this long (`None`: never)
                  idle_exit:float=None,    # stop after this long with nothing arriving (`None`: never)
                  on_rows=None,            # called with each sorted batch's rows
-                 tta:bool|None=None       # average with the mirror image (`None`: `runtime.TTA_DEFAULT`)
+                 **kwargs                 # the `Sorter`'s options, by name: copy, min_prob, bs, k, tta
                 ) -> dict:
     "Sort `incoming` now and each file arriving later once completely written, until `stop` is set."
     incoming, out = check_folders(incoming, out)
     stop = stop if stop is not None else threading.Event()
     here = os.path.abspath(incoming)
-    with Sorter(model, out, copy=copy, min_prob=min_prob, bs=bs, k=k, tta=tta, incoming=incoming) as s:
+    with Sorter(model, out, incoming=incoming, **kwargs) as s:
         arrivals, settling = _Arrivals(), Settling(settle)
         obs = _start_observer(incoming, arrivals)
         try:
@@ -126,8 +124,8 @@ def watch_folder(model,                   # a loaded model, or a path `load_mode
                 for p in arrivals.drain():
                     if os.path.dirname(os.path.abspath(p)) == here and not is_partial_name(os.path.basename(p)): settling.add(p)
                 if ready := settling.ready(now):
-                    for i in range(0, len(ready), bs):
-                        rows = s.sort_batch(ready[i:i+bs])
+                    for i in range(0, len(ready), s.bs):
+                        rows = s.sort_batch(ready[i:i+s.bs])
                         if on_rows is not None and rows: on_rows(rows)
                     settling.done(ready)
                 if ready or settling.seen: last_busy = time.monotonic()
@@ -190,9 +188,9 @@ def sort_main(model:str,           # exported model folder, or its model.onnx (r
               watch:bool=False,    # keep running and sort files as they arrive, until Ctrl-C or SIGTERM
               settle:float=2.0,    # with --watch: seconds a file must stay unchanged before it is sorted
               onnx:bool=False,     # run the model folder's model.onnx with onnxruntime instead of PyTorch
-              tta:Param(TTA_HELP, action=argparse.BooleanOptionalAction)=None,   # the help texts several commands share: `runtime`'s
-              trust_pickle:Param(TRUST_PICKLE_HELP, bool)=False,   # (`runtime`'s)
-              precision:Param(PRECISION_HELP, str)='auto'):         # (`runtime`'s)
+              tta:tta_option()=None,                    # the options several commands share: `inference`'s
+              trust_pickle:trust_pickle_option()=False,
+              precision:precision_option()='auto'):
     "Sort images into a folder per predicted breed, once or continuously; never overwrites, never loses a file."
     if why := options_problem(min_prob, bs, settle):  # before anything heavy is loaded
         print(f"pet_breeds_sort: {why}", file=sys.stderr, flush=True)
