@@ -180,8 +180,7 @@ def test_exit_codes_say_what_happened(tiny_model, sample_dir, tmp_path, monkeypa
     assert e.value.code == 3 and f'cannot read {unreadable.name}: [Errno 13] Permission denied' in capsys.readouterr().err
     monkeypatch.setattr(Path, 'read_bytes', read_bytes)
     assert len(check_exactly_once(readable, tmp_path/'ob')) == len(files) - 1    # the others sorted
-    from pet_breeds import watch
-    monkeypatch.setattr(watch, 'sort_images', lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(sort_cli_mod, 'sort_images', lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(SystemExit) as e: sort_main(model=str(tiny_model[0]), incoming=str(inc), out=str(tmp_path/'oc'))
     assert e.value.code == 4 and 'interrupted; run it again to finish' in capsys.readouterr().err
 
