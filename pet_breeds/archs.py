@@ -187,10 +187,10 @@ TORCHVISION, TIMM, LITE = TorchvisionFamily(), TimmFamily(), LiteFamily()
 @dataclass
 class Arch:
     "An architecture by name: what `vision_learner` takes, its native input size, and its `ArchFamily`."
-    name: str
+    name: str              # the name the commands take (`--arch`)
     model: object          # a torchvision/EfficientNet builder, or a timm model name
-    family: ArchFamily
-    size: int = 224
+    family: ArchFamily     # how it is built, where its weights come from, how its pixels are normalised
+    size: int = 224        # native input size, in pixels
     def __repr__(self): return f"Arch({self.name!r}, {self.family.name}, {self.size}px)"
 
 ARCHS = {a.name: a for a in [

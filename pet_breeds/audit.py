@@ -18,7 +18,8 @@ from .atomic import write_atomic
 from .archs import get_arch
 from .data import pets_datablock, pets_images_path, sample_path
 from .features import file_digest
-from .probe import BackboneFeatures, probe_features, join_features, cv_folds, cross_validate, PROBE_FOLDS
+from .probe import BackboneFeatures, probe_features
+from .probe_cv import join_features, cv_folds, cross_validate, PROBE_FOLDS
 from .runtime import read_model_json
 
 # %% auto #0

@@ -43,7 +43,11 @@ def format_duration(seconds:float) -> str:
 class RunEstimate(Callback):
     "After the first `after` timed training batches, estimate the whole run of `stages` and print it once."
     order = Recorder.order + 2
-    def __init__(self, stages:list, started:float, policy:Policy, after:int=3, show:bool=True):
+    def __init__(self, stages:list,     # the run's `Stage`s, in order
+                 started:float,    # `time.perf_counter()` when the run started
+                 policy:Policy,    # the device the batches run on, synchronised before each tick
+                 after:int=3,      # timed batches before the estimate
+                 show:bool=True):  # print the estimate
         store_attr(); self.stage, self.seconds, self.detail, self._ticks = 1, None, None, []
     def before_fit(self): self._fit_start = time.perf_counter()
     def after_batch(self):

@@ -31,10 +31,10 @@ DOG_CLASSES = range(151, 269)            # Chihuahua ... Mexican hairless: the 1
 @dataclass
 class ImagenetClassifier:
     "A complete pretrained ImageNet network, in eval mode, and the transform from a PIL image to its input."
-    arch: str
-    model: nn.Module
-    transform: Callable
-    categories: list
+    arch: str              # the architecture's name
+    model: nn.Module       # the whole network, 1000-class head included, in eval mode
+    transform: Callable    # PIL image -> the input tensor the network was evaluated with
+    categories: list       # the 1000 class names, in the head's order
 
     def probs(self, images, bs:int=32) -> torch.Tensor:
         "Probabilities over the 1000 classes for opened `images`, shape `(n, 1000)`."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_inference.ipynb #23b295fd
 from __future__ import annotations
-import json, os, sys, warnings
+import argparse, json, os, sys, warnings
 from pathlib import Path
 from .core import *
 import torch
@@ -16,11 +16,13 @@ from .learner import build_model
 from .atomic import write_atomic, replacing
 from .precision import choose_policy, predict_batches, compile_choice
 from .runtime import (FORMAT, FORMAT_VERSION, MODEL_JSON, WEIGHTS_FILE, ONNX_FILE, read_model_json, preprocess_spec,
-                                model_kind, OnnxModel, format_top, print_results, use_tta, tta_mean, topk_in_batches)
+                                model_kind, OnnxModel, format_top, print_results, use_tta, tta_mean, topk_in_batches,
+                                TTA_HELP, TRUST_PICKLE_HELP, PRECISION_HELP)
+from fastcore.script import Param
 
 # %% auto #0
 __all__ = ['PICKLE_FILE', 'export_model', 'read_meta', 'load_weights', 'PetModel', 'UnpicklingWarning', 'fastai_export',
-           'learner_meta', 'load_model']
+           'learner_meta', 'load_model', 'tta_option', 'trust_pickle_option', 'precision_option']
 
 # %% ../nbs/05_inference.ipynb #9d64413f
 def _versions() -> dict:
@@ -244,3 +246,18 @@ def predict_many(self:PetModel, items,  # paths, bytes or PIL images
     if compile is None: compile = hasattr(items, '__len__') and self.compile_choice(len(items))[0]
     return topk_in_batches(items, lambda imgs, bs: self.probs(imgs, bs, tta=tta, compile=compile), self.topk, k, bs, names,
                            open_item=open_image)
+
+# %% ../nbs/05_inference.ipynb #39bc5620
+def tta_option() -> Param:
+    "`--tta`/`--no-tta` of a `call_parse` command (`tta:tta_option()=None`): neither means `runtime.TTA_DEFAULT`."
+    return Param(TTA_HELP, action=argparse.BooleanOptionalAction)
+
+# %% ../nbs/05_inference.ipynb #c87079f2
+def trust_pickle_option() -> Param:
+    "`--trust_pickle` of a `call_parse` command (`trust_pickle:trust_pickle_option()=False`): a flag."
+    return Param(TRUST_PICKLE_HELP, bool)
+
+# %% ../nbs/05_inference.ipynb #266403c3
+def precision_option() -> Param:
+    "`--precision` of a `call_parse` command (`precision:precision_option()='auto'`): PyTorch's precision policy."
+    return Param(PRECISION_HELP, str)

@@ -10,11 +10,10 @@ import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from .core import *
 from fastai.vision.all import *
-from fastcore.script import call_parse, Param
+from fastcore.script import call_parse
 from .data import pets_datablock, pets_images_path, scan_images, normalize_tfms
-from .inference import load_model, PetModel
+from .inference import load_model, PetModel, trust_pickle_option
 from .precision import FastPath, choose_policy
-from .runtime import TRUST_PICKLE_HELP
 from .train import plot_losses, save_figure
 
 # %% auto #0
@@ -189,7 +188,7 @@ def interpret_main(model:str,             # exported model folder
                    test:str=None,         # evaluate this folder of PETS-named images instead of the validation split
                    k:int=9,               # top losses to show
                    bs:int=64,             # batch size
-                   trust_pickle:Param(TRUST_PICKLE_HELP, bool)=False,   # the help text several commands share: `runtime`'s
+                   trust_pickle:trust_pickle_option()=False,   # the option several commands share: `inference`'s
                    precision:str='auto'):    # 'auto' (the machine's choice, 02c_precision's `AUTO`), 'fp32' or 'bf16'; fp32 gives the same figures on every machine
     "Confusion matrix, most confused pairs, top losses and per-class scores of an exported model."
     with command_errors('pet_breeds_interpret'):

@@ -24,7 +24,13 @@ def default_learner_path() -> Path:
 
 # %% ../nbs/02_learner.ipynb #d2e3bae8
 @delegates(vision_learner)
-def pets_learner(dls, arch:str='resnet50', pretrained:bool=True, metrics=None, path=None, **kwargs) -> Learner:
+def pets_learner(dls,                   # the `DataLoaders` to train on
+                 arch:str='resnet50',   # architecture, by name (see `ARCHS`)
+                 pretrained:bool=True,  # start from the ImageNet weights
+                 metrics=None,          # default: `error_rate` and `accuracy`
+                 path=None,             # where the learner's files go (default: `default_learner_path()`)
+                 **kwargs               # passed on to `vision_learner`
+                ) -> Learner:
     "A `vision_learner` on `dls` with `arch` by name, `error_rate` and `accuracy`; files go under `path`, not the images."
     spec = get_arch(arch)
     if pretrained: spec.family.ensure_weights(spec)   # a missing file is a WeightsNotFound naming it, before fastai tries

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07b_probe.ipynb #6d297660
 from __future__ import annotations
-import csv, io, itertools, math, time, warnings
+import csv, io, time
 from types import SimpleNamespace
 from pathlib import Path
 from .core import *
@@ -22,12 +22,11 @@ from .atomic import write_atomic
 from .train import register_trainer
 from .inference import export_model, load_model
 from .interpret import plot_confusion
+from .probe_cv import PROBE_C, PROBE_FOLDS, fit_head, head_linear, join_features, cv_folds, choose_backbones
 
 # %% auto #0
-__all__ = ['PROBE_C', 'PROBE_FOLDS', 'FINETUNE_MIN_PER_CLASS', 'BackboneFeatures', 'FeatureEnsemble', 'probe_model', 'branch_key',
-           'probe_features', 'join_features', 'fit_head', 'head_probs', 'head_linear', 'wilson_interval', 'cv_folds',
-           'cross_validate', 'candidate_sets', 'choose_backbones', 'choose_mode', 'fit_probe', 'pick_holdout',
-           'write_predictions', 'train_probe', 'run_probe']
+__all__ = ['FINETUNE_MIN_PER_CLASS', 'BackboneFeatures', 'FeatureEnsemble', 'probe_model', 'branch_key', 'probe_features',
+           'choose_mode', 'fit_probe', 'pick_holdout', 'write_predictions', 'train_probe', 'run_probe']
 
 # %% ../nbs/07b_probe.ipynb #e31d825c
 class BackboneFeatures(Module):
@@ -68,7 +67,12 @@ def branch_key(branch:BackboneFeatures, size:int) -> str:
     "The cache folder of one backbone's features for images fed at `size`."
     return f"probe-{branch.name}-{size}-{weights_digest(branch)[:16]}"
 
-def probe_features(branches:list, dl_of, files:list, size:int, cache_dir=None) -> dict:
+def probe_features(branches:list,    # `BackboneFeatures` to compute, all from the same batches
+                   dl_of,             # `dl_of(files)`: a data loader of those files' images, at `size`
+                   files:list,        # image files, in the order of the result's rows
+                   size:int,          # the size the images are fed at (part of the cache's key)
+                   cache_dir=None,    # feature cache (default: `default_cache_dir()`)
+                  ) -> dict:
     "`{backbone: (n, d) features}` of `files`; `dl_of(files)` gives their batches; cached features are reused."
     files = list(files)
     digests = [file_digest(f) for f in files]
@@ -89,88 +93,6 @@ class _Concat(Module):
     def __init__(self, branches): self.branches = nn.ModuleList(branches)
     def forward(self, x): return torch.cat([b(x) for b in self.branches], dim=1)
 
-# %% ../nbs/07b_probe.ipynb #fe881013
-PROBE_C = 10.0   # inverse penalty; within noise of the best on every backbone tried (see the table above)
-
-def join_features(feats:dict, backbones) -> torch.Tensor:
-    "The joined, L2-normalised features of `backbones`, as `FeatureEnsemble.features` computes them."
-    return F.normalize(torch.cat([feats[b] for b in backbones], dim=1), dim=1)
-
-def fit_head(X, y, n_classes:int, C:float=PROBE_C):
-    "A multinomial logistic regression on features `X` and class indices `y`."
-    from sklearn.linear_model import LogisticRegression
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')   # a converged-enough L-BFGS warns when it stops at max_iter
-        return LogisticRegression(C=C, max_iter=2000).fit(np.asarray(X), np.asarray(y))
-
-def head_probs(lr, X, n_classes:int) -> np.ndarray:
-    "`(n, n_classes)` probabilities of `lr`, with zero columns for classes it never saw."
-    p = np.zeros((len(X), n_classes))
-    p[:, lr.classes_] = lr.predict_proba(np.asarray(X))
-    return p
-
-def head_linear(lr, n_in:int, n_classes:int) -> nn.Linear:
-    "The `nn.Linear` whose softmax equals `lr`'s probabilities."
-    lin = nn.Linear(n_in, n_classes)
-    W, b = torch.tensor(lr.coef_, dtype=torch.float32), torch.tensor(lr.intercept_, dtype=torch.float32)
-    if len(lr.classes_) == 2: W, b = torch.cat([-W/2, W/2]), torch.cat([-b/2, b/2])   # sigmoid(z) = softmax(-z/2, z/2)
-    with torch.no_grad():
-        lin.weight.zero_(); lin.bias.fill_(-1e4)   # classes absent from the training set are never predicted
-        lin.weight[lr.classes_], lin.bias[lr.classes_] = W, b
-    return lin
-
-# %% ../nbs/07b_probe.ipynb #4fdd060d
-PROBE_FOLDS = 5
-
-def wilson_interval(k:int, n:int, z:float=1.96) -> tuple:
-    "95% Wilson score interval of a proportion `k/n`."
-    if n == 0: return (0.0, 1.0)
-    p, d = k/n, 1 + z*z/n
-    c, h = (p + z*z/(2*n)) / d, z*math.sqrt(p*(1-p)/n + z*z/(4*n*n)) / d
-    return (max(0.0, c - h), min(1.0, c + h))
-
-def cv_folds(y, folds:int=PROBE_FOLDS, seed:int=42) -> list:
-    "Stratified `(train_idx, test_idx)` folds; fewer folds when the rarest class has fewer images."
-    from sklearn.model_selection import StratifiedKFold
-    y = np.asarray(y)
-    k = min(folds, int(np.bincount(y).max() if len(y) else 0), len(y))
-    if k < 2: raise BadOptions(f"cross-validation needs at least 2 images of some class, got {len(y)} images")
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')   # a class rarer than k: sklearn warns, and still stratifies the rest
-        return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
-
-def cross_validate(X, y, n_classes:int, folds:list, C:float=PROBE_C, species=None) -> dict:
-    "Out-of-fold probabilities of a head on features `X`, with the accuracy, its interval and each fold's."
-    X, y = torch.as_tensor(X).numpy(), np.asarray(y)
-    oof, accs = np.zeros((len(y), n_classes)), []
-    for tr, te in folds:
-        oof[te] = head_probs(fit_head(X[tr], y[tr], n_classes, C), X[te], n_classes)
-        accs.append(float((oof[te].argmax(1) == y[te]).mean()))
-    right = int((oof.argmax(1) == y).sum())
-    res = {'accuracy': right/len(y), 'interval95': list(wilson_interval(right, len(y))), 'images': len(y),
-           'folds': len(folds), 'fold_accuracy': accs, 'fold_std': float(np.std(accs)), 'oof_probs': oof}
-    if species is not None:   # the same predictions, read as cat or dog
-        sp = np.asarray(species)
-        ok = int((sp[oof.argmax(1)] == sp[y]).sum())
-        res['species_accuracy'], res['species_interval95'] = ok/len(y), list(wilson_interval(ok, len(y)))
-    return res
-
-# %% ../nbs/07b_probe.ipynb #62a87960
-def candidate_sets(backbones:list, max_join:int=3) -> list:
-    "Every combination of 1 to `max_join` of `backbones`, smallest first."
-    return [list(c) for r in range(1, min(max_join, len(backbones)) + 1) for c in itertools.combinations(backbones, r)]
-
-def choose_backbones(feats:dict, y, n_classes:int, folds:list, C:float=PROBE_C, species=None, max_join:int=3) -> tuple:
-    "`(best backbones, its CV result, [every candidate's summary])`, by out-of-fold accuracy."
-    table, best = [], None
-    for cand in candidate_sets(list(feats), max_join):
-        t0 = time.perf_counter()
-        res = cross_validate(join_features(feats, cand), y, n_classes, folds, C, species)
-        table.append({'backbones': cand, 'accuracy': res['accuracy'], 'interval95': res['interval95'],
-                      'fold_std': res['fold_std'], 'seconds': round(time.perf_counter() - t0, 2)})
-        if best is None or res['accuracy'] > best[1]['accuracy']: best = (cand, res)
-    return best[0], best[1], table
-
 # %% ../nbs/07b_probe.ipynb #5dc72ebd
 FINETUNE_MIN_PER_CLASS = 50
 
@@ -185,8 +107,20 @@ def choose_mode(n_images:int, n_classes:int) -> tuple:
                      f"in a fraction of the time")
 
 # %% ../nbs/07b_probe.ipynb #c0d984d5
-def fit_probe(files:list, y, vocab:list, dl_of, backbones:list=None, size:int=None, folds:int=PROBE_FOLDS,
-              seed:int=42, C:float=PROBE_C, train_idx=None, cache_dir=None, species=None, show=print) -> tuple:
+def fit_probe(files:list,             # image files
+              y,                      # their class indices, into `vocab`
+              vocab:list,             # class names
+              dl_of,                  # `dl_of(files)`: a data loader of those files' images
+              backbones:list=None,    # candidate backbones (default: the three EfficientNet-Lites)
+              size:int=None,          # input size (default: the largest the backbones take)
+              folds:int=PROBE_FOLDS,  # cross-validation folds
+              seed:int=42,            # the folds' shuffle
+              C:float=PROBE_C,        # the head's inverse penalty
+              train_idx=None,         # the images the folds and the head use (default: every image, `refit`)
+              cache_dir=None,         # feature cache (default: `default_cache_dir()`)
+              species=None,           # each class's species: the CV also scores cat or dog
+              show=print,             # where the line saying what is computed goes
+             ) -> tuple:
     "Choose backbones by CV on `files` (labels `y`, indices into `vocab`) and fit a `FeatureEnsemble`; return it and its record."
     t0, y = time.perf_counter(), np.asarray(y)
     backbones = ifnone(backbones, ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2'])

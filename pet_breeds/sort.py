@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from fastcore.basics import patch
+from fastcore.meta import delegates
 from fastprogress import progress_bar
 from .core import PetBreedsError, shown
 from .files import *
@@ -252,19 +253,15 @@ def check_folders(incoming, out) -> tuple:
     return incoming, out
 
 # %% ../nbs/12_sort.ipynb #53aece89
-def sort_images(model,                   # a loaded model, or a path `load_model` loads
-                incoming,                # the folder to sort
-                out,                     # output folder: OUT/<label>/, OUT/_unsure/, OUT/_rejected/, predictions.csv
-                copy:bool=False,         # copy instead of moving (the inputs stay in `incoming`)
-                min_prob:float=0.5,      # below this top probability an image goes to OUT/_unsure/
-                bs:int=64,               # batch size
-                k:int=3,                 # labels recorded per image
-                progress:bool=False,     # show a progress bar
+@delegates(Sorter, but=['trust_pickle', 'precision', 'incoming'])
+def sort_images(model,                      # a loaded model, or a path `load_model` loads
+                incoming,                   # the folder to sort
+                out,                        # output folder: OUT/<label>/, OUT/_unsure/, OUT/_rejected/, predictions.csv
                 stop:threading.Event=None,  # set it to stop after the current batch
-                tta:bool|None=None       # average with the mirror image (`None`: `runtime.TTA_DEFAULT`)
+                **kwargs                    # the `Sorter`'s options, by name: copy, min_prob, bs, k, progress, tta
                ) -> dict:
     "Sort every file in `incoming` into `out` by predicted label; safe to run again after any interruption."
     incoming, out = check_folders(incoming, out)
-    with Sorter(model, out, copy=copy, min_prob=min_prob, bs=bs, k=k, progress=progress, tta=tta, incoming=incoming) as s:
+    with Sorter(model, out, incoming=incoming, **kwargs) as s:
         rows = s.sort(incoming_files(incoming), stop)
     return {**s.summary(), 'rows': rows}

@@ -12,7 +12,7 @@ from fastai.vision.all import *
 from fastcore.script import call_parse
 from .data import pets_dataloaders, pets_images_path, sample_path, ENV_VAR
 from .archs import get_arch, weights_note
-from .probe import choose_mode, wilson_interval, PROBE_FOLDS
+from .probe_cv import wilson_interval, PROBE_FOLDS
 from . import cut, features, probe   # the built-in modes, which register themselves
 from .atomic import write_atomic
 from .precision import choose_policy
@@ -194,7 +194,7 @@ def train_pets(data:str=None,              # folder of PETS-style images, or 'sa
     why = f"--mode {mode}, as asked"
     if mode == 'auto':
         if not pretrained: mode, why = 'finetune', "--no-pretrained: a random body has no features to probe"
-        else: mode, why = choose_mode(sum(counts.values()), len(counts))
+        else: mode, why = probe.choose_mode(sum(counts.values()), len(counts))
     common, m = dict(data=str(folder), data_source=source, mode_reason=why), get_mode(mode)
     if m.whole_run:   # the mode writes its own model (the probe: a logistic regression the main process fits alone)
         if not is_main(): return {'mode': mode}

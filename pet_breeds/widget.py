@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_widget.ipynb #511eeef5
 from __future__ import annotations
-import argparse, base64, html, io, importlib.util, ipaddress, json, os, sys, tempfile, time, warnings
+import base64, html, io, importlib.util, ipaddress, json, os, sys, tempfile, time, warnings
 from pathlib import Path
 from .core import *
 from PIL import Image
@@ -12,10 +12,9 @@ from fastai.vision.core import PILImage
 import ipywidgets as widgets
 import nbformat
 from fastcore.basics import patch
-from fastcore.script import call_parse, Param
-from .inference import PetModel, load_model, read_meta, fastai_export
+from fastcore.script import call_parse
+from .inference import PetModel, load_model, read_meta, fastai_export, tta_option, trust_pickle_option
 from .atomic import write_atomic
-from .runtime import TTA_HELP, TRUST_PICKLE_HELP
 
 # %% auto #0
 __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'CSS', 'APP_NAME', 'open_upload', 'predict_upload', 'result_html', 'result_widget',
@@ -239,8 +238,8 @@ def app_main(model:str,                   # exported model folder
              ip:str='127.0.0.1',           # address to serve on (0.0.0.0: every interface)
              k:int=3,                      # labels shown per image
              max_mb:float=MAX_BYTES/1e6,   # largest accepted file, in MB
-             tta:Param(TTA_HELP, action=argparse.BooleanOptionalAction)=None,   # the help texts several commands share: `runtime`'s
-             trust_pickle:Param(TRUST_PICKLE_HELP, bool)=False):   # (`runtime`'s)
+             tta:tta_option()=None,                      # the options several commands share: `inference`'s
+             trust_pickle:trust_pickle_option()=False):
     "Serve the upload-and-predict page for an exported model with Voila."
     with command_errors('pet_breeds_app'):
         check_range('port', port, lo=1, hi=65535); check_range('k', k, lo=1); check_range('max_mb', max_mb, above=0, whole=False)

@@ -46,7 +46,8 @@ def near_threshold(src:Path, cache:Path, work:Path, backbone_sets:list) -> dict:
     from PIL import Image
     from pet_breeds.core import breed_label, read_rgb
     from pet_breeds.data import pets_datablock
-    from pet_breeds.probe import BackboneFeatures, probe_features, join_features
+    from pet_breeds.probe import BackboneFeatures, probe_features
+    from pet_breeds.probe_cv import join_features
     from pet_breeds.audit import NEAR
     files = sorted(src.glob('*.jpg'))
     one = list({breed_label(f): f for f in files}.values())
@@ -89,7 +90,8 @@ def compare_methods(src:Path, cache:Path, seeds:int=5) -> dict:
     from pet_breeds.audit import AUDIT_BACKBONES
     from pet_breeds.core import breed_label
     from pet_breeds.data import pets_datablock
-    from pet_breeds.probe import BackboneFeatures, probe_features, join_features, cv_folds, cross_validate
+    from pet_breeds.probe import BackboneFeatures, probe_features
+    from pet_breeds.probe_cv import join_features, cv_folds, cross_validate
     files = sorted(src.glob('*.jpg'))
     branches = [BackboneFeatures(b) for b in AUDIT_BACKBONES]
     size = max(b.size for b in branches)

@@ -85,7 +85,7 @@ def test_load_model_refuses_a_pickle_and_runs_nothing(evil, no_unpickling, where
 def test_every_command_refuses_a_pickle_and_runs_nothing(evil, no_unpickling, tmp_path, capsys):
     "pet_breeds_predict, _sort, _interpret and _app, called in this process with every unpickler disabled."
     from pet_breeds.deploy import predict_main
-    from pet_breeds.watch import sort_main
+    from pet_breeds.sort_cli import sort_main
     from pet_breeds.interpret import interpret_main
     from pet_breeds.widget import app_main
     folder, marker = evil
@@ -206,7 +206,7 @@ def test_predict_command_loads_a_fastai_export_with_the_flag(fastai_learner):
 
 def test_the_other_commands_load_a_fastai_export_with_the_flag(fastai_learner, tmp_path, capsys):
     "pet_breeds_sort, pet_breeds_interpret (on --test: a fastai export records no validation split) and the app's widget."
-    from pet_breeds.watch import sort_main
+    from pet_breeds.sort_cli import sort_main
     from pet_breeds.interpret import interpret_main
     from pet_breeds.widget import PredictWidget
     folder, learn, dls, files = fastai_learner

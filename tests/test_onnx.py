@@ -231,7 +231,7 @@ def test_sorter_sorts_alike_with_either_runtime(onnx_model, photos, tmp_path):
     np.testing.assert_allclose([p for _, p in probs['onnx']], [p for _, p in probs['torch']], atol=2e-4)   # 4 decimals in the CSV
 
 def test_sort_command_runs_the_onnx_model(onnx_model, photos, tmp_path, capsys):
-    from pet_breeds.watch import sort_main
+    from pet_breeds.sort_cli import sort_main
     inc = tmp_path/'in'; inc.mkdir()
     for f in photos[:3]: shutil.copy(f, inc/f.name)
     sort_main(model=str(onnx_model), incoming=str(inc), out=str(tmp_path/'out'), copy=True, onnx=True)

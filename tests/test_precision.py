@@ -103,7 +103,7 @@ def test_the_commands_default_to_auto(tmp_path, monkeypatch, sample_dir):
     "pet_breeds_predict and pet_breeds_sort pass `auto` on unless told otherwise; `--precision fp32` reaches the model."
     from fastcore.script import anno_parser
     from pet_breeds import deploy
-    from pet_breeds.watch import sort_main
+    from pet_breeds.sort_cli import sort_main
     folder, _ = random_folder(tmp_path/'m')
     seen, load = [], deploy.load_predictor
     monkeypatch.setattr(deploy, 'load_predictor', lambda *a: seen.append(a[3]) or load(*a))

@@ -5,7 +5,7 @@ import csv, json, shutil
 from pathlib import Path
 import numpy as np, pytest, torch
 from conftest import run_cli
-from pet_breeds import probe
+from pet_breeds import probe, probe_cv
 from pet_breeds.core import breed_label
 from pet_breeds.data import sample_path
 from pet_breeds.train_cli import train_pets, mode_choices
@@ -54,7 +54,7 @@ def test_cross_validation_reports_an_interval_and_covers_every_image(probe_run):
     assert cv['images'] == 28 and cv['folds'] == 5 and len(cv['fold_accuracy']) == 5
     lo, hi = cv['interval95']
     assert 0 <= lo < cv['accuracy'] < hi <= 1 and hi - lo > 0.1        # 28 images: a wide interval, honestly
-    assert [lo, hi] == pytest.approx(list(probe.wilson_interval(round(cv['accuracy']*28), 28)))
+    assert [lo, hi] == pytest.approx(list(probe_cv.wilson_interval(round(cv['accuracy']*28), 28)))
     assert np.array(m['confusion']['matrix']).sum() == 28             # each image predicted once, out of fold
     assert cv['accuracy'] > 0.6                                        # chance is 1/3: the features carry the breeds
     assert cv['species_accuracy'] >= cv['accuracy']                    # a right breed is a right species

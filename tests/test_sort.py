@@ -10,8 +10,9 @@ from pet_breeds.core import BadImage, PetBreedsError, breed_label, open_image
 from pet_breeds.files import COLUMNS, CSV_NAME, JOURNAL_NAME, LOCK_NAME, PredictionsCSV
 from pet_breeds.inference import load_model
 from pet_breeds.sort import REJECTED, UNSURE, Sorter, sort_images
-from pet_breeds.watch import sort_main, watch_folder
-import pet_breeds.watch as watch_mod
+from pet_breeds.watch import watch_folder
+from pet_breeds.sort_cli import sort_main
+import pet_breeds.sort_cli as sort_cli_mod
 
 OWN = {CSV_NAME, JOURNAL_NAME, LOCK_NAME}  # the sorter's own files in OUT; everything else must be an input
 SORT_EXE = Path(sys.executable).parent/'pet_breeds_sort'
@@ -179,8 +180,7 @@ def test_exit_codes_say_what_happened(tiny_model, sample_dir, tmp_path, monkeypa
     assert e.value.code == 3 and f'cannot read {unreadable.name}: [Errno 13] Permission denied' in capsys.readouterr().err
     monkeypatch.setattr(Path, 'read_bytes', read_bytes)
     assert len(check_exactly_once(readable, tmp_path/'ob')) == len(files) - 1    # the others sorted
-    from pet_breeds import watch
-    monkeypatch.setattr(watch, 'sort_images', lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(sort_cli_mod, 'sort_images', lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(SystemExit) as e: sort_main(model=str(tiny_model[0]), incoming=str(inc), out=str(tmp_path/'oc'))
     assert e.value.code == 4 and 'interrupted; run it again to finish' in capsys.readouterr().err
 
@@ -199,7 +199,7 @@ def test_precision_reaches_the_model(tiny_model, sample_dir, tmp_path, monkeypat
     with Sorter(str(tiny_model[0]), tmp_path/'o1', copy=True, precision='bf16') as s: pass
     assert s.model.policy.dtype == 'bfloat16'
     seen = []
-    monkeypatch.setattr(watch_mod, 'load_model', lambda *a, **kw: seen.append(kw['precision']) or load_model(*a, **kw))
+    monkeypatch.setattr(sort_cli_mod, 'load_model', lambda *a, **kw: seen.append(kw['precision']) or load_model(*a, **kw))
     sort_main(model=str(tiny_model[0]), incoming=str(make_incoming(tmp_path/'in', files)), out=str(tmp_path/'o2'), copy=True,
               precision='bf16')
     assert seen == ['bf16'] and len(list((tmp_path/'o2').rglob('*.jpg'))) == len(files)
@@ -449,7 +449,7 @@ def test_sort_command_names_what_it_refused_escaped_and_exits_partial(sample_dir
     inc, _ = hostile_incoming(sample_dir, tmp_path)
     os.symlink('nowhere.jpg', inc/'x\u202egpj.jpg')
     shutil.copy(sample_dir/'Bengal_20.jpg', inc/'Ben\u202egal_30.jpg')   # ByName labels it 'Ben\u202egal'
-    monkeypatch.setattr(watch_mod, 'load_model', lambda *a, **kw: ByName())
+    monkeypatch.setattr(sort_cli_mod, 'load_model', lambda *a, **kw: ByName())
     with pytest.raises(SystemExit) as e: run_in_thread(lambda: sort_main(model='m', incoming=str(inc), out=str(tmp_path/'out'), copy=True))
     cap = capsys.readouterr()
     assert e.value.code == 3
@@ -489,7 +489,7 @@ def test_a_journal_naming_paths_outside_out_stops_the_run_and_deletes_nothing(sa
     before = {p: p.read_bytes() for p in [*out.rglob('*'), victim, hidden, *inc.iterdir()] if p.is_file() and not p.is_symlink()}
     with pytest.raises(sortmod.BadJournal, match=f'{JOURNAL_NAME}: record 2 .*nothing was deleted'): sort_images(ByName(), inc, out)
     assert {p: p.read_bytes() for p in before if p.exists()} == before
-    monkeypatch.setattr(watch_mod, 'load_model', lambda *a, **kw: ByName())
+    monkeypatch.setattr(sort_cli_mod, 'load_model', lambda *a, **kw: ByName())
     with pytest.raises(SystemExit) as e: sort_main(model='m', incoming=str(inc), out=str(out))
     assert isinstance(e.value.code, str) and '\n' not in e.value.code   # one line, exit status 1
     assert e.value.code.startswith(f'pet_breeds_sort: {out/JOURNAL_NAME}: record 2 names the ')
@@ -511,7 +511,7 @@ def test_a_csv_row_naming_a_path_outside_out_stops_the_run(sample_dir, tmp_path)
 def test_options_out_of_range_exit_2_in_one_line_before_loading(tmp_path, monkeypatch, opt):
     "Issue 21: options out of range exit 2 (`EXIT_USAGE`), as argparse does, before the model is loaded."
     def loaded(*a, **kw): raise AssertionError('the model was loaded')
-    monkeypatch.setattr(watch_mod, 'load_model', loaded)
+    monkeypatch.setattr(sort_cli_mod, 'load_model', loaded)
     args = vars(anno_parser(sort_main).parse_args(['nope', str(tmp_path/'nope'), str(tmp_path/'out'), *opt]))
     for extra in ('pdb', 'xtra'): args.pop(extra, None)
     err = io.StringIO()
@@ -554,7 +554,7 @@ def test_a_name_near_the_length_limit_is_sorted(sample_dir, tmp_path, copy):
 def test_a_csv_or_journal_line_python_cannot_parse_gives_no_traceback(sample_dir, tmp_path, monkeypatch):
     "A CSV field over csv's limit raised csv.Error, a journal line nested 10^5 deep RecursionError: tracebacks, every run."
     inc = make_incoming(tmp_path/'in', [sample_dir/'Bengal_20.jpg'])
-    monkeypatch.setattr(watch_mod, 'load_model', lambda *a, **kw: ByName())
+    monkeypatch.setattr(sort_cli_mod, 'load_model', lambda *a, **kw: ByName())
     (tmp_path/'o1').mkdir(); (tmp_path/'o2').mkdir()
     (tmp_path/'o1'/CSV_NAME).write_text(','.join(COLUMNS) + '\n,a.jpg,,rejected,,,,' + 'x' * 200_000 + ',\n')
     with pytest.raises(SystemExit) as e: sort_main(model='m', incoming=str(inc), out=str(tmp_path/'o1'), copy=True)

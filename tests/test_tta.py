@@ -188,7 +188,7 @@ def test_sorter_records_the_tta_probabilities(lr_models, tmp_path, sample_dir):
 def test_sort_command_passes_tta(lr_models, tmp_path, sample_dir, default):
     "The command line as a user types it: --tta or --no-tta whatever the default, or neither: runtime.TTA_DEFAULT as it is when it runs."
     from pet_breeds.files import PredictionsCSV
-    from pet_breeds.watch import sort_main
+    from pet_breeds.sort_cli import sort_main
     om, folder, files = lr_models[1], lr_models[2], [sample_dir/n for n in PHOTOS]
     want = {tta: {f.name: r['top'][0][1] for f, r in zip(files, om.predict_many(files, tta=tta))} for tta in (True, False)}
     assert max(abs(want[True][n] - want[False][n]) for n in want[True]) > 1e-3
