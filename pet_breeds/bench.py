@@ -115,7 +115,10 @@ def time_valid(learn:Learner,     # the learner whose validation set is timed
     return {'first_img_s': rates[0], 'again_img_s': rates[1], 'kept': getattr(dl, 'hits', 0) > 0}
 
 # %% ../nbs/15_bench.ipynb #4eb30613
-def time_predict(learn:Learner, files, bs:int=32, out=None,
+def time_predict(learn:Learner,   # the learner to export and time
+                 files,           # the photos to predict
+                 bs:int=32,       # batch size of the batched predictor
+                 out=None,        # where to export the model (`None`: a temporary folder)
                  precision:str='auto'):  # the package's prediction policy ('auto': `AUTO['predict']`, bf16 where native)
     "img/s of `learn.predict` per file against the package's batched `PetModel.predict_many` on the same files."
     files = list(files)

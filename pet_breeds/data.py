@@ -65,9 +65,9 @@ def pets_images_path(path=None, download:bool=True) -> Path:
 @dataclass
 class DataReport:
     "What `scan_images` found: readable `images`, `skipped` files with reasons, `converted` images, and the pre-sized `cached` copies."
-    images: list = field(default_factory=list)
-    skipped: list = field(default_factory=list)
-    converted: list = field(default_factory=list)
+    images: list = field(default_factory=list)     # the readable image files, sorted
+    skipped: list = field(default_factory=list)    # `{'file', 'reason'}` for each file left out
+    converted: list = field(default_factory=list)  # `{'file', 'format', 'fixes'}` for each image opened with a fix
     cached: dict = field(default_factory=dict)  # image file -> its pre-sized copy (see `ResizeCache`)
     cache: dict = field(default_factory=dict)   # the cache's folder, hits, misses and seconds; empty without a cache
     def to_dict(self, root=None) -> dict:

@@ -38,10 +38,10 @@ PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 @dataclass
 class Policy:
     "How a model runs: `device`, autocast `dtype` (`None`: fp32), `channels_last`, and the `reason` for the choice."
-    device: str = 'cpu'
-    dtype: str|None = None
-    channels_last: bool = True
-    reason: str = ''
+    device: str = 'cpu'            # PyTorch's device: 'cpu', 'cuda', 'cuda:1'
+    dtype: str|None = None         # autocast's dtype: 'bfloat16', 'float16', or None for fp32
+    channels_last: bool = True     # run convolutions in the channels-last memory layout
+    reason: str = ''               # why this policy was chosen, as printed and recorded
 
     @property
     def device_type(self) -> str: return torch.device(self.device).type

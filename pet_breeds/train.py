@@ -98,10 +98,10 @@ TRAIN_BN = False   # frozen stages: the body's batch norm frozen too (see "Stage
 @dataclass
 class Stage:
     "One `fit_one_cycle`: `epochs`, `lr` (`None`: lr_find's valley), `frozen` (`None`: leave the model as it is), `train_bn`."
-    epochs: int
-    lr: float|slice|None = None
-    frozen: bool|None = None
-    train_bn: bool = TRAIN_BN
+    epochs: int                    # `fit_one_cycle`'s epochs
+    lr: float|slice|None = None    # its rate, a slice for discriminative rates; None: lr_find's valley
+    frozen: bool|None = None       # freeze() or unfreeze() first; None: leave the model as it is
+    train_bn: bool = TRAIN_BN      # in a frozen stage, train the body's batch norm (fastai's default)
 
     def apply_freeze(self, learn:Learner):
         "`freeze()` or `unfreeze()` `learn` as this stage asks, its batch norm trained in frozen layers only if `train_bn`."
@@ -224,14 +224,14 @@ def plot_losses(run:dict, fname=None, figsize=(8, 4.5)):
 @dataclass
 class TrainSpec:
     "What every trainer is given: the architecture, the weights, the schedule, and in `options` the mode's own options."
-    arch: str = 'resnet50'
-    pretrained: bool = True
-    freeze_epochs: int = 3
-    epochs: int = 10
-    lr: float|None = None
-    lr_max: tuple = (1e-5, 1e-3)
+    arch: str = 'resnet50'           # architecture (see `ARCHS`)
+    pretrained: bool = True          # start from ImageNet weights
+    freeze_epochs: int = 3           # stage 1: epochs with the body frozen
+    epochs: int = 10                 # stage 2: epochs with everything trained
+    lr: float|None = None            # stage 1's rate; None: lr_find's valley
+    lr_max: tuple = (1e-5, 1e-3)     # stage 2's discriminative rates, first layers to head
     lr_find_its: int|None = None     # None: `lr_find_iterations`
-    lr_find_fname: object = None
+    lr_find_fname: object = None     # where to save lr_find's plot (None: not saved)
     train_bn: bool|None = None       # None: `stage1_train_bn`
     precision: str = 'auto'          # see `choose_policy`
     show: bool = True                # print lr_find's iterations and the run estimate
@@ -253,9 +253,9 @@ class TrainSpec:
 @dataclass
 class Mode:
     "A registered training mode: its `trainer`, the `options` only it reads (name: default), and what it needs."
-    name: str
-    trainer: Callable
-    options: dict = field(default_factory=dict)
+    name: str                       # what `--mode` calls it
+    trainer: Callable               # `trainer(dls, spec) -> (learn, run)`, or see `whole_run`
+    options: dict = field(default_factory=dict)   # the options only this mode reads: name -> default
     pretrained_only: bool = False   # refuses random weights: a random body's features carry nothing to transfer
     whole_run: bool = False         # `trainer(folder, out, options) -> metrics`, writing its own model (the probe)
 

@@ -57,7 +57,7 @@ MUTATIONS = [
              [("freeze_epochs:int=3,", "freeze_epochs:int=1,"), ("epochs:int=10, ", "epochs:int=1, ")],
              [P+'test_entry_point_defaults_are_the_recipe', P+'test_train_pets_runs_the_whole_recipe'], issue=True),
     Mutation("default epochs 3/10 -> 1/1 (TrainSpec)", 'train.py',
-             [("    freeze_epochs: int = 3\n    epochs: int = 10\n", "    freeze_epochs: int = 1\n    epochs: int = 1\n")],
+             [("    freeze_epochs: int = 3           #", "    freeze_epochs: int = 1           #"), ("    epochs: int = 10                 #", "    epochs: int = 1                 #")],
              [P+'test_entry_point_defaults_are_the_recipe', P+'test_train_finetune_with_the_default_spec'], issue=True),
     Mutation("default epochs 3/10 -> 1/1 (train_two_stage)", 'train.py',
              [("freeze_epochs:int=3,", "freeze_epochs:int=1,"), ("    epochs:int=10,", "    epochs:int=1,")],
