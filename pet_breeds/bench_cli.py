@@ -4,10 +4,11 @@
 
 # %% ../nbs/15c_bench_cli.ipynb #6b9c6072
 from __future__ import annotations
-import tempfile
+import inspect, tempfile
 from json import dumps
 from pathlib import Path
 from fastcore.basics import ifnone
+from fastcore.meta import delegates
 from fastcore.script import call_parse
 from .core import *
 from .archs import get_arch
@@ -22,44 +23,41 @@ __all__ = ['bench_main']
 
 # %% ../nbs/15c_bench_cli.ipynb #0277aef7
 @call_parse
+@delegates(run_bench, but=['folder', 'max_batches', 'compile'])   # --arch, --bs, --size, --item_size, --predict_images, --precision
 def bench_main(data:str=None,          # folder of PETS-style photos to measure on
                synthetic:int=None,     # or: make this many synthetic PETS-sized JPEGs (default 256 when no --data)
-               arch:str='resnet50',    # architecture (see `ARCHS`)
-               bs:int=32,              # batch size
-               size:int=224,           # training image size
-               item_size:int=460,      # per-item resize
                batches:int=8,          # timed batches per phase (the first one is a warm-up)
-               predict_images:int=32,  # images for the prediction comparison
-               precision:str='auto',   # the package's precision (see `choose_policy`)
                no_compile:bool=False,  # skip the compiled forward pass (its compile takes tens of seconds)
                json:str=None,          # also write the figures to this JSON file
                deploy:bool=False,      # instead: each family's file sizes and per-image latency, PyTorch against onnxruntime
                archs:str=None,         # with --deploy: comma-separated architectures (default: one of each family)
                int8:str=None,          # instead: this exported model's model.int8.onnx against its model.onnx, on --data's photos
-              ):
+               **kwargs):
     "Measure the PETS recipe's training and prediction speed: stock fastai against pet_breeds, with the raw ceilings."
+    o = {**{k: p.default for k, p in inspect.signature(run_bench).parameters.items() if k in bench_main.__signature__.parameters},
+         **kwargs}   # `run_bench`'s defaults where a caller in Python leaves its options out
     with command_errors('pet_breeds_bench'):
-        get_arch(arch); choose_policy(precision)
-        for name, v in (('bs', bs), ('size', size), ('item_size', item_size), ('batches', batches), ('predict_images', predict_images)):
-            check_range(name, v, lo=1)
+        get_arch(o['arch']); choose_policy(o['precision'])
+        for name in ('bs', 'size', 'item_size', 'predict_images'): check_range(name, o[name], lo=1)
+        check_range('batches', batches, lo=1)
         if synthetic is not None: check_range('synthetic', synthetic, lo=1)
         if data is not None and synthetic is not None: raise BadOptions("pass --data or --synthetic, not both")
         if deploy and int8: raise BadOptions("pass --deploy or --int8, not both")
         if int8:
             if data is None or not Path(data).is_dir(): raise BadOptions("--int8 MODEL needs --data: a folder of photos held back from training")
-            res = int8_figures(int8, [f for f in sorted(Path(data).iterdir()) if f.suffix.lower() in IMAGE_EXTENSIONS], bs)
+            res = int8_figures(int8, [f for f in sorted(Path(data).iterdir()) if f.suffix.lower() in IMAGE_EXTENSIONS], o['bs'])
             text = format_int8(res)
         elif deploy:
             names = archs.split(',') if archs else DEPLOY_ARCHS
             for a in names: get_arch(a)
-            res = run_deploy(data, names, min(predict_images, 8))
+            res = run_deploy(data, names, min(o['predict_images'], 8))
             text = format_deploy(res)
         else:
             with tempfile.TemporaryDirectory() as tmp:
                 n = ifnone(synthetic, 256)   # at least 8 images a breed, so every breed reaches the training split
                 folder = Path(data) if data is not None else synthetic_pets(Path(tmp)/'images', n, breeds=max(2, min(37, n // 8)))
                 if not folder.is_dir(): raise DataNotFound(f"{folder}: no such folder")
-                res = run_bench(folder, arch, bs, size, item_size, batches, predict_images, precision, compile=not no_compile)
+                res = run_bench(folder, max_batches=batches, compile=not no_compile, **o)
                 text = format_bench(res)
     print(text)
     if json: write_atomic(json, dumps(res, indent=1))
