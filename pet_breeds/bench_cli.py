@@ -15,6 +15,7 @@ from .archs import get_arch
 from .atomic import write_atomic
 from .precision import choose_policy
 from .measure import synthetic_pets
+from .deploy import photo_files
 from .bench import run_bench, format_bench
 from .deploy_bench import DEPLOY_ARCHS, run_deploy, format_deploy, int8_figures, format_int8
 
@@ -45,7 +46,7 @@ def bench_main(data:str=None,          # folder of PETS-style photos to measure 
         if deploy and int8: raise BadOptions("pass --deploy or --int8, not both")
         if int8:
             if data is None or not Path(data).is_dir(): raise BadOptions("--int8 MODEL needs --data: a folder of photos held back from training")
-            res = int8_figures(int8, [f for f in sorted(Path(data).iterdir()) if f.suffix.lower() in IMAGE_EXTENSIONS], o['bs'])
+            res = int8_figures(int8, photo_files(data), o['bs'])
             text = format_int8(res)
         elif deploy:
             names = archs.split(',') if archs else DEPLOY_ARCHS

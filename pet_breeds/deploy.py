@@ -11,7 +11,7 @@ from .runtime import *
 
 # %% auto #0
 __all__ = ['ONNX_OPSET', 'INPUT_NAME', 'OUTPUT_NAME', 'INT8_FILE', 'INT8_MIN_AGREEMENT', 'INT8_CALIBRATION', 'export_onnx',
-           'quantize_onnx', 'export_main', 'load_predictor', 'predict_main']
+           'photo_files', 'quantize_onnx', 'export_main', 'load_predictor', 'predict_main']
 
 # %% ../nbs/14_deploy.ipynb #0bef56ee
 ONNX_OPSET = 17
@@ -63,7 +63,7 @@ INT8_FILE = 'model.int8.onnx'
 INT8_MIN_AGREEMENT = 0.95   # top-1 agreement with model.onnx on photos not calibrated on, or nothing is written (one flip in 20)
 INT8_CALIBRATION = 64       # photos whose activations set the ranges (more changes little: see the README's table)
 
-def _photos(folder, exclude=()) -> list:
+def photo_files(folder, exclude=()) -> list:
     "The image files directly in `folder`, sorted, less the names in `exclude`."
     from pet_breeds.core import IMAGE_EXTENSIONS
     return sorted(f for f in Path(folder).iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS and f.name not in set(exclude))
@@ -92,7 +92,7 @@ def quantize_onnx(model,                  # exported model folder holding model.
     meta = read_model_json(folder)
     if not (folder/ONNX_FILE).exists(): raise BadModel(f"{folder/ONNX_FILE}: missing; write it first: pet_breeds_export {folder} --onnx")
     if not Path(calibrate).is_dir(): raise PetBreedsError(f"{calibrate}: no such folder of training photos to calibrate on")
-    files = _photos(calibrate, exclude=[Path(f).name for f in meta.get('valid_files') or []])
+    files = photo_files(calibrate, exclude=[Path(f).name for f in meta.get('valid_files') or []])
     order = np.random.default_rng(seed).permutation(len(files))
     pre = Preprocess(meta.get('preprocess') or preprocess_spec(meta))
     k = min(n, len(files) // 2)   # a small folder: half calibrates, half checks
