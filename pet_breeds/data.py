@@ -11,6 +11,7 @@ from pathlib import Path
 from .core import *
 from .atomic import replacing
 from .kept_batches import KeptBatchesDL
+from .augment import fuse_affine_crop
 from fastcore.parallel import parallel
 from fastcore.script import call_parse
 from fastai.vision.all import *
@@ -24,8 +25,7 @@ __all__ = ['ENV_VAR', 'CACHE_ENV_VAR', 'RESIZE_CACHE_VERSION', 'pets_cache_dir',
 # %% ../nbs/01_data.ipynb #d58071ff
 ENV_VAR = 'PET_BREEDS_DATA'
 
-def _images_dir(p:Path) -> Path:
-    return p/'images' if (p/'images').is_dir() else p
+def _images_dir(p:Path) -> Path: return p/'images' if (p/'images').is_dir() else p
 
 # %% ../nbs/01_data.ipynb #f39747a9
 def pets_cache_dir() -> Path:
@@ -170,8 +170,8 @@ def scan_images(path, n_workers:int=None, cache:ResizeCache=None, progress:bool=
 
 # %% ../nbs/01_data.ipynb #34907784
 def pets_transforms(item_size:int=460, size:int=224, min_scale:float=0.75):
-    "The recipe's `(item_tfms, batch_tfms)`: resize big on the CPU, augment and crop on the batch."
-    return [Resize(item_size)], aug_transforms(size=size, min_scale=min_scale)
+    "The recipe's `(item_tfms, batch_tfms)`: resize big on the CPU, augment and crop on the batch in one resampling (`fuse_affine_crop`)."
+    return [Resize(item_size)], fuse_affine_crop(aug_transforms(size=size, min_scale=min_scale))
 
 # %% ../nbs/01_data.ipynb #622cac4c
 class LoadImage(Transform):

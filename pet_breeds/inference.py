@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import save_file, load_file
 from fastai.vision.all import *
 import pet_breeds
+from .augment import unfused
 from .data import pets_transforms, norm_stats, normalize_tfms
 from .learner import build_model
 from .atomic import write_atomic, replacing
@@ -141,10 +142,10 @@ def fastai_export(path, trust_pickle:bool=False) -> Path|None:
 # %% ../nbs/05_inference.ipynb #5f22b175
 def learner_meta(learn:Learner, source=None) -> dict:
     "What `PetModel` needs of a fastai `Learner` trained with this package's recipe: its vocab and the sizes of its `Resize` and `aug_transforms` crop; `PetBreedsError` naming `source` for another input pipeline."
-    dls, names = learn.dls, lambda tfms: sorted(type(t).__name__ for t in tfms)
+    dls, names = learn.dls, lambda tfms: sorted(type(t).__name__ for t in unfused(tfms))   # fastai's two, fused or not (an older export)
     vocab = list(map(str, dls.vocab))
     resize = [t for t in dls.after_item if isinstance(t, Resize)]
-    crop = [t for t in dls.after_batch if isinstance(t, RandomResizedCropGPU)]
+    crop = [t for t in unfused(dls.after_batch) if isinstance(t, RandomResizedCropGPU)]
     other = PetBreedsError(f"{ifnone(source, 'the learner')}: its input pipeline ({', '.join(names(dls.after_item) + names(dls.after_batch))}) "
                            f"is not this package's recipe (a square, cropping Resize, then aug_transforms(size, min_scale)), the only one PetModel rebuilds")
     if len(resize) != 1 or len(crop) != 1: raise other

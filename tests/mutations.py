@@ -490,6 +490,25 @@ MUTATIONS = [
     Mutation("int8 top-1 judged against the first photo's breed", 'deploy_bench.py',
              [("ims, y = [open_image(f) for f in files], [breed_label(Path(f).name) for f in files]", "ims, y = [open_image(f) for f in files], [breed_label(Path(files[0]).name) for f in files]")],
              ['nbs/15b_deploy_bench.ipynb']),
+    # --- the one-pass warp and crop (00e_augment) ---------------------------------------------------------
+    Mutation("the crop's rows and columns swapped", 'augment.py',
+             [("(ch, cw), (top, left) = crop.cp_size, crop.tl", "(ch, cw), (left, top) = crop.cp_size, crop.tl")],
+             ['nbs/00e_augment.ipynb']),
+    Mutation("the affine map applied before the crop", 'augment.py',
+             [("mat = torch.cat([a.mat, _init_mat(x)[:, 2:]], dim=1) @ _crop_mat(x, self.crop)", "mat = _crop_mat(x, self.crop) @ torch.cat([a.mat, _init_mat(x)[:, 2:]], dim=1)")],
+             ['nbs/00e_augment.ipynb']),
+    Mutation("the warp left out of the one pass", 'augment.py',
+             [("warp = None if not a.coord_fs or a.split_idx else", "warp = None if True else")],
+             ['nbs/00e_augment.ipynb']),
+    Mutation("training crops the whole image (the crop drawn in validation mode)", 'augment.py',
+             [("        self.crop.before_call(b, split_idx)", "        self.crop.before_call(b, 1)")],
+             ['nbs/00e_augment.ipynb']),
+    Mutation("the recipe resamples twice again (no fusing)", 'data.py',
+             [("fuse_affine_crop(aug_transforms(size=size, min_scale=min_scale))", "list(aug_transforms(size=size, min_scale=min_scale))")],
+             ['nbs/01_data.ipynb', P+'test_transforms_are_resize_460_and_default_aug_transforms_224']),
+    Mutation("learner_meta reads only the fused pipeline (older exports refused)", 'inference.py',
+             [("sorted(type(t).__name__ for t in unfused(tfms))", "sorted(type(t).__name__ for t in tfms)")],
+             ['tests/test_model_files.py::test_an_export_with_fastais_two_resampling_transforms_loads_and_predicts_like_its_learner']),
 ]
 
 # --- running ------------------------------------------------------------------------------------------

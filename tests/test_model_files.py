@@ -195,6 +195,23 @@ def test_a_genuine_fastai_export_loads_with_the_flag_and_predicts_like_the_learn
     rows = pm.predict_many([*files[:2], b'not an image'], k=1, tta=False)
     assert [r['top'][0][0] for r in rows[:2]] == [pm.vocab[int(i)] for i in expected[:2].argmax(1)] and 'error' in rows[2]
 
+def test_an_export_with_fastais_two_resampling_transforms_loads_and_predicts_like_its_learner(tmp_path):
+    "Exports made before `fuse_affine_crop` hold fastai's own `Flip` and `RandomResizedCropGPU`: accepted, and the one pass predicts as they did."
+    from fastai.vision.all import IntToFloatTensor, aug_transforms
+    from pet_breeds.data import pets_dataloaders
+    from pet_breeds.learner import pets_learner
+    images = make_synthetic_pets(tmp_path/'images', n=6, size=40)
+    dls = pets_dataloaders(images, bs=8, item_size=48, size=32, num_workers=0, cache=False)
+    dls.loaders = [dl.new(after_batch=[IntToFloatTensor(), *aug_transforms(size=32, min_scale=0.75)]) for dl in dls.loaders]
+    assert sorted(type(t).__name__ for t in dls.after_batch) == ['Brightness', 'Flip', 'IntToFloatTensor', 'RandomResizedCropGPU']
+    learn = pets_learner(dls, 'resnet18', pretrained=False)
+    learn.export(tmp_path/'export.pkl')
+    with pytest.warns(UnpicklingWarning): pm = load_model(tmp_path/'export.pkl', device='cpu', trust_pickle=True, precision='fp32')
+    assert [type(t).__name__ for t in pm.after_batch] == ['IntToFloatTensor', 'AffineCropGPU', 'Brightness']
+    files = sorted(images.iterdir())[::5]
+    expected, _ = learn.get_preds(dl=dls.test_dl(files))
+    torch.testing.assert_close(pm.probs([open_image(f) for f in files], tta=False), expected, atol=1e-5, rtol=0)
+
 def test_predict_command_loads_a_fastai_export_with_the_flag(fastai_learner):
     folder, learn, dls, files = fastai_learner
     r = run_cli('pet_breeds_predict', folder, files[0], '--trust_pickle', '--json', '--k', '2', '--no-tta', '--precision', 'fp32', proc=True)   # the warning as a user sees it

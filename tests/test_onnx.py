@@ -148,9 +148,11 @@ FAMILIES = [  # (arch, mode, size, item_size, extra): every family of learner.AR
     ('resnet18', 'features', 48, 64, {}),
 ]
 
-# Inception's random network amplifies float32 rounding (see random_model): on the photos of PHOTOS the two runtimes
-# differ by up to 1.7e-4 (measured); a wrong preprocessing step differs by 1e-2 and more
-ATOL = {'inception_v3': 3e-4}
+# Inception's random network amplifies float32 rounding (see random_model): given the very same input batch, the two
+# runtimes differ by 1.8e-4 (seed 0) to 2e-3 (seed 1) on the photos of PHOTOS (measured), so 3e-4 held by the seed's luck;
+# end to end at seed 0 they differ by 6.1e-4 (1.7e-4 before the one-pass warp and crop moved the inputs by 4e-6);
+# a wrong preprocessing step differs by 1e-2 and more
+ATOL = {'inception_v3': 1e-3}
 
 @pytest.mark.parametrize('arch,mode,size,item_size,extra', FAMILIES, ids=[f'{a}-{m}' for a, m, *_ in FAMILIES])
 def test_every_family_agrees_on_real_photos(tmp_path, photos, arch, mode, size, item_size, extra):

@@ -18,6 +18,7 @@ from pet_breeds import train_cli as cli, runtime
 from pet_breeds.probe import choose_mode
 from pet_breeds.train_cli import train_pets
 from pet_breeds.data import pets_dataloaders, pets_datablock, pets_transforms, scan_images
+from pet_breeds.augment import AffineCropGPU, unfused
 from pet_breeds.learner import pets_learner
 from pet_breeds.train import TrainSpec, Stage, train_two_stage, train_finetune, lr_find_iterations, TRAIN_BN
 from pet_breeds.inference import read_meta, load_model
@@ -131,7 +132,7 @@ def test_validation_split_is_random_splitter_02_seed_42(folder):
 def _aug_parts(after_batch) -> dict:
     "What fastai merged `aug_transforms` into: affine matrices by function, coordinate and lighting functions by class."
     parts = {}
-    for t in after_batch:
+    for t in unfused(after_batch):   # fastai's own transforms, inside the one-pass resampling
         if isinstance(t, AffineCoordTfm):
             for f in t.aff_fs or []: parts[f.func.__name__] = dict(f.keywords)
             for f in t.coord_fs or []: parts[type(f).__name__] = {'magnitude': float(f.magnitude), 'p': f.p}
@@ -151,6 +152,8 @@ def _assert_recipe_transforms(dls, size=224, item_size=460):
     assert parts['_WarpCoord'] == {'magnitude': pytest.approx(0.2), 'p': 0.75}
     assert parts['_BrightnessLogit'] == parts['_ContrastLogit'] == {'max_lighting': pytest.approx(0.2), 'p': 0.75}
     assert parts['crop'] == {'size': (size, size), 'min_scale': 0.75, 'ratio': (1, 1)}
+    fused = [t for t in dls.after_batch if isinstance(t, AffineCropGPU)]   # and the warp and crop resample once
+    assert len(fused) == 1 and not [t for t in dls.after_batch if isinstance(t, (AffineCoordTfm, RandomResizedCropGPU))]
 
 def test_transforms_are_resize_460_and_default_aug_transforms_224(folder):
     dls = pets_dataloaders(folder, bs=8, num_workers=0, cache=False)
