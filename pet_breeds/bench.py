@@ -5,6 +5,7 @@
 # %% ../nbs/15_bench.ipynb #099d961f
 from __future__ import annotations
 import tempfile
+from dataclasses import replace
 from copy import deepcopy
 from pathlib import Path
 import numpy as np
@@ -53,7 +54,8 @@ def time_epoch(learn:Learner,          # the learner to time
     meter = Throughput(max_batches, device)
     cbs = [meter, *stage.callbacks(), *([FastPath(policy)] if policy else [])]
     with PeakMemory(device) as mem, learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3, cbs=cbs)
-    return {'train_img_s': meter.img_per_s('train'), 'valid_img_s': meter.img_per_s('valid'),
+    firsts = [s for s in map(meter.first_batch_s, ('train', 'valid')) if s is not None]
+    return {'train_img_s': meter.img_per_s('train'), 'valid_img_s': meter.img_per_s('valid'), 'first_batches_s': sum(firsts),
             'peak_mb': round(mem.mb), 'gpu_peak_mb': mem.gpu_mb and round(mem.gpu_mb)}
 
 # %% ../nbs/15_bench.ipynb #51b6b6ec
@@ -158,7 +160,7 @@ def run_bench(folder,                 # folder of PETS-named photos
               max_batches:int=8,      # timed batches per phase (the first one is a warm-up)
               predict_images:int=32,  # images for the prediction comparison
               precision:str='auto',   # the package's precision (see `choose_policy`)
-              compile:bool=True       # also time the compiled forward pass (the ceiling's compiled half)
+              compile:bool=True       # also time the compiled forward pass (the ceiling's compiled half) and compiled epochs (`--compile`)
              ) -> dict:
     "Stock against package training and validation img/s, the raw ceilings, prediction and memory, with ratios."
     folder, policy = Path(folder), choose_policy(precision)
@@ -171,13 +173,21 @@ def run_bench(folder,                 # folder of PETS-named photos
     res['package_frozen_train_bn'] = time_epoch(pkg, frozen=True, train_bn=True, policy=policy, max_batches=max_batches)
     res['package_unfrozen'] = time_epoch(pkg, frozen=False, policy=policy, max_batches=max_batches)
     res['package_valid'] = time_valid(pkg, policy, max_batches)
+    if compile:   # the same epochs as `pet_breeds_train --compile` runs them; their first batches compile
+        cp = replace(policy, compile=True)
+        res['package_frozen_compiled'] = time_epoch(pkg, frozen=True, train_bn=False, policy=cp, max_batches=max_batches)
+        res['package_unfrozen_compiled'] = time_epoch(pkg, frozen=False, policy=cp, max_batches=max_batches)
     res['ceiling_unfrozen'] = ceiling_step(pkg.model, bs, size, len(pkg.dls.vocab), policy)
     fc = res['forward_ceiling'] = forward_ceiling(pkg.model, bs, size, policy, compile)
     files = pkg.dls.valid_ds.items[:predict_images] or pkg.dls.train_ds.items[:predict_images]
     res['predict'] = time_predict(pkg, files, bs, precision=precision)
     ips = lambda k: res[k]['train_img_s']
-    project = lambda who: project_recipe_minutes(ips(f'{who}_frozen'), ips(f'{who}_unfrozen'), res[f'{who}_valid']['first_img_s'],
-                                                 64, valid_again_img_s=res[f'{who}_valid']['again_img_s'])
+    project = lambda who, how='': project_recipe_minutes(ips(f'{who}_frozen{how}'), ips(f'{who}_unfrozen{how}'), res[f'{who}_valid']['first_img_s'],
+                                                         64, valid_again_img_s=res[f'{who}_valid']['again_img_s'])
+    minutes = {'stock': project('stock'), 'package': project('package')}
+    if compile:   # the compiled epochs' rates, the plain validation rates, and the compiles once each
+        compiles = res['package_frozen_compiled']['first_batches_s'] + res['package_unfrozen_compiled']['first_batches_s']
+        minutes['package_compiled'] = project('package', '_compiled') + compiles / 60
     return {**res, 'train_speedup_frozen': ips('package_frozen') / ips('stock_frozen'),
             'train_speedup_unfrozen': ips('package_unfrozen') / ips('stock_unfrozen'),
             'ceiling_ratio_unfrozen': ips('package_unfrozen') / ips('ceiling_unfrozen'),
@@ -186,7 +196,7 @@ def run_bench(folder,                 # folder of PETS-named photos
             'forward_ceiling_img_s': fc['best_img_s'],
             'predict_ceiling_ratio': res['predict']['batched_img_s'] / fc['best_img_s'],
             'valid_ceiling_ratio': res['package_valid']['again_img_s'] / fc['plain_img_s'],
-            'projected_recipe_minutes': {'stock': project('stock'), 'package': project('package')},
+            'projected_recipe_minutes': minutes,
             'settings': dict(arch=arch, bs=bs, size=size, item_size=item_size, max_batches=max_batches, compile=compile,
                              images=len(pkg.dls.train_ds) + len(pkg.dls.valid_ds), folder=str(folder)),
             'policy': policy.to_dict(), 'machine': machine_info()}
@@ -206,6 +216,10 @@ def format_bench(res:dict) -> str:
         x, y = res[a], res[b]
         lines.append(f"{name:<28}{f(x['train_img_s']):>10} ({x['peak_mb']:>5}){f(y['train_img_s']):>10} ({y['peak_mb']:>5})"
                      f"{y['train_img_s'] / x['train_img_s']:>7.1f}x")
+        if b + '_compiled' in res:
+            z = res[b + '_compiled']
+            lines.append(f"{'  compiled (--compile)':<28}{'':>18}{f(z['train_img_s']):>10} ({z['peak_mb']:>5})"
+                         f"{z['train_img_s'] / x['train_img_s']:>7.1f}x, first batches {z['first_batches_s']:.0f} s")
     c, fb, pr, fc = res['ceiling_unfrozen'], res['package_frozen_train_bn'], res['predict'], res['forward_ceiling']
     sv, pv = res['stock_valid'], res['package_valid']
     lines += [f"{'  ceiling, raw PyTorch step':<28}{'':>18}{f(c['train_img_s']):>10} ({c['peak_mb']:>5})"
@@ -220,5 +234,7 @@ def format_bench(res:dict) -> str:
               f"{f(pr['batched_img_s']):>10} ({pr['batched_peak_mb']:>5}){res['predict_speedup']:>7.1f}x, "
               f"{res['predict_ceiling_ratio']:.0%} of the best forward",
               f"{'full recipe on PETS':<28}{format_duration(60 * res['projected_recipe_minutes']['stock']):>18}"
-              f"{format_duration(60 * res['projected_recipe_minutes']['package']):>18}"]
+              f"{format_duration(60 * res['projected_recipe_minutes']['package']):>18}"
+              + (f" (compiled: {format_duration(60 * res['projected_recipe_minutes']['package_compiled'])})"
+                 if 'package_compiled' in res['projected_recipe_minutes'] else '')]
     return '\n'.join(lines)

@@ -46,6 +46,10 @@ class Throughput(Callback):
         if len(t) < 2: return None
         if len(t) >= 4: t = t[1:]
         return sum(n for _, n in t[1:]) / (t[-1][0] - t[0][0])
+    def first_batch_s(self, phase:str) -> float|None:
+        "Seconds of `phase`'s first batch, which the rate leaves out: where a compiled fit compiles."
+        t = self.ticks[phase]
+        return t[1][0] - t[0][0] if len(t) >= 2 else None
 
 # %% ../nbs/14b_measure.ipynb #002c8aac
 _STATUS = Path('/proc/self/status')

@@ -37,11 +37,12 @@ PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 
 @dataclass
 class Policy:
-    "How a model runs: `device`, autocast `dtype` (`None`: fp32), `channels_last`, and the `reason` for the choice."
+    "How a model runs: `device`, autocast `dtype` (`None`: fp32), `channels_last`, the `reason` for the choice, and whether training is compiled."
     device: str = 'cpu'            # PyTorch's device: 'cpu', 'cuda', 'cuda:1'
     dtype: str|None = None         # autocast's dtype: 'bfloat16', 'float16', or None for fp32
     channels_last: bool = True     # run convolutions in the channels-last memory layout
     reason: str = ''               # why this policy was chosen, as printed and recorded
+    compile: bool = False          # train and validate through `torch.compile` (see `FastPath`); prediction decides alone (`compile_choice`)
 
     @property
     def device_type(self) -> str: return torch.device(self.device).type
@@ -80,7 +81,7 @@ def choose_policy(precision:str='auto', # 'auto', 'fp32', 'bf16' or 'fp16'
 
 # %% ../nbs/02c_precision.ipynb #9c6c809e
 class FastPath(MixedPrecision):
-    "Train as `policy` says: autocast on its device and dtype (a `GradScaler` only for fp16) and `channels_last` weights and batches."
+    "Train as `policy` says: autocast on its device and dtype (a `GradScaler` only for fp16), `channels_last` weights and batches, `torch.compile` if asked."
     def __init__(self, policy:Policy): super().__init__(); self.policy = policy
     def before_fit(self):
         p = self.policy
@@ -88,13 +89,17 @@ class FastPath(MixedPrecision):
         self.autocast = p.autocast()
         self.learn.scaler = torch.amp.GradScaler(p.device_type, enabled=p.dtype == 'float16')
         self.scales = L()
+        if p.compile: self.learn.model.compile(dynamic=False)   # in place: the same parameters, state_dict, freezing and splitter
     def before_batch(self):
         if self.policy.channels_last:
             self.learn.xb = tuple(x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x for x in self.xb)
+        if self.policy.compile:   # plain tensors: a fastai subclass (TensorImage) breaks the compiled graph's tracing
+            self.learn.xb = tuple(x.as_subclass(torch.Tensor) if isinstance(x, torch.Tensor) else x for x in self.xb)
         super().before_batch()
     def after_fit(self):
         super().after_fit()
         self.learn.model.to(memory_format=torch.contiguous_format)
+        if self.policy.compile: self.learn.model._compiled_call_impl = None   # undo `nn.Module.compile`: export and interpretation run the module as written
 
 # %% ../nbs/02c_precision.ipynb #5f138360
 COMPILE_OPTIONS = {'freezing': True}   # inductor's options: weights as constants (prediction only), prepacked on a CPU

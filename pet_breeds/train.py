@@ -5,7 +5,7 @@
 # %% ../nbs/03_train.ipynb #b3553b2e
 from __future__ import annotations
 import math, time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable
 import matplotlib.pyplot as plt
 from .core import *
@@ -47,8 +47,7 @@ class RunLog(Callback):
 def save_figure(fig, fname=None):
     "Save `fig` to `fname` atomically and close it (a written plot is not shown again); without `fname`, return it."
     if fname is None: return fig
-    fname = Path(fname)
-    with replacing(fname) as tmp: fig.savefig(tmp, format=fname.suffix[1:] or 'png', dpi=100, bbox_inches='tight')
+    with replacing(Path(fname)) as tmp: fig.savefig(tmp, format=Path(fname).suffix[1:] or 'png', dpi=100, bbox_inches='tight')
     plt.close(fig)
     return fig
 
@@ -147,7 +146,7 @@ def fit_stages(learn:Learner,          # the learner to train
     t0, log, suggestions, stages = time.perf_counter(), RunLog(), None, list(stages)
     policy, show = ifnone(policy, choose_policy(device=learn.dls.device)), show and is_main()
     fast, its, before, start = FastPath(policy), 0, 0., (1, 0)
-    if show: print(f"precision: {policy.name}{', channels_last' if policy.channels_last else ''} on {policy.device} ({policy.reason})")
+    if show: print(f"precision: {policy.name}{', channels_last' if policy.channels_last else ''}{', compiled' if policy.compile else ''} on {policy.device} ({policy.reason})")
     saved = read_checkpoint(checkpoints) if resume and checkpoints is not None else None
     if resume and saved is None: raise BadCheckpoint(f"{checkpoints}: no checkpoint to resume from")
     if saved:
@@ -234,6 +233,7 @@ class TrainSpec:
     lr_find_fname: object = None     # where to save lr_find's plot (None: not saved)
     train_bn: bool|None = None       # None: `stage1_train_bn`
     precision: str = 'auto'          # see `choose_policy`
+    compile: bool = False            # train and validate through `torch.compile` (see `FastPath`)
     show: bool = True                # print lr_find's iterations and the run estimate
     checkpoints: object = None       # folder for a checkpoint after every epoch
     resume: bool = False             # continue from the latest checkpoint in `checkpoints`
@@ -246,7 +246,7 @@ class TrainSpec:
 
     def fit(self, learn:Learner, stages) -> dict:
         "Run `stages` through the training core with this spec's lr_find, precision and output options."
-        policy = choose_policy(self.precision, learn.dls.device)
+        policy = replace(choose_policy(self.precision, learn.dls.device), compile=self.compile)
         return fit_stages(learn, stages, self.lr_find_fname, self.lr_find_its, policy, self.show, self.checkpoints, self.resume)
 
 # %% ../nbs/03_train.ipynb #9e8d4127

@@ -98,8 +98,7 @@ def check_same_images(out, dls):
     "Stop a resume whose images differ from those the run began with."
     saved = json.loads((Path(out)/'checkpoints'/'run.json').read_text())['images']
     if saved != _images_fingerprint(dls):
-        raise BadCheckpoint(f"{dls.path}: the images changed since the run in {out} began; resuming would mix two "
-                            f"datasets. Start a new run instead (another --out).")
+        raise BadCheckpoint(f"{dls.path}: the images changed since the run in {out} began; resuming would mix two datasets. Start a new run instead (another --out).")
 
 # %% ../nbs/09_train_cli.ipynb #d7d195e1
 RUN_LAYOUT = (('metrics.json', 'loss.png', 'confusion.png', 'lr_find.png', 'predictions.csv', '.write-test-*'),
@@ -143,7 +142,7 @@ def class_counts(folder, label:str='breed') -> Counter:
 
 # %% ../nbs/09_train_cli.ipynb #5e5247c8
 SETTINGS = ('arch', 'pretrained', 'freeze_epochs', 'epochs', 'lr', 'lr_max', 'bs', 'size', 'item_size', 'min_scale', 'label',
-            'seed', 'valid_pct', 'mode', 'precision', 'train_bn')   # recorded in metrics.json, with the mode's own options
+            'seed', 'valid_pct', 'mode', 'precision', 'compile', 'train_bn')   # recorded in metrics.json, with the mode's own options
 
 def train_pets(data:str=None,              # folder of PETS-style images, or 'sample' (default: $PET_BREEDS_DATA, fastai's cache, a download, else the bundled sample)
                out:str='runs/pets',        # output folder
@@ -164,6 +163,7 @@ def train_pets(data:str=None,              # folder of PETS-style images, or 'sa
                num_workers:int=None,       # data loader workers (default: one fewer than the CPU cores, at most 8)
                lr_find_its:int=None,       # lr_find iterations (default: fastai's 100, fewer on a small folder)
                precision:str='auto',       # auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32, bf16 or fp16
+               compile:bool=False,         # train through torch.compile: each new graph compiles first (about a minute on a CPU), then steps run faster
                train_bn:bool=False,        # stage 1: train the frozen body's batch norm too (fastai's default; always from scratch)
                cut_layer:str=None,         # cut: the layer to cut the pretrained body at (default: the article's block1_pool)
                cache_dir:str=None,         # features and probe: where to cache features (default: features in $PET_BREEDS_CACHE or ~/.cache/pet_breeds)
