@@ -509,6 +509,19 @@ MUTATIONS = [
     Mutation("learner_meta reads only the fused pipeline (older exports refused)", 'inference.py',
              [("sorted(type(t).__name__ for t in unfused(tfms))", "sorted(type(t).__name__ for t in tfms)")],
              ['tests/test_model_files.py::test_an_export_with_fastais_two_resampling_transforms_loads_and_predicts_like_its_learner']),
+    # --- training through torch.compile (--compile) --------------------------------------------------------
+    Mutation("--compile never compiles", 'precision.py',
+             [("        if p.compile: self.learn.model.compile(dynamic=False)", "        pass")],
+             ['nbs/02c_precision.ipynb', P+'test_the_compile_option_reaches_every_fit_and_the_record']),
+    Mutation("the compiled model stays compiled after fit (exports run it)", 'precision.py',
+             [("        if self.policy.compile: self.learn.model._compiled_call_impl = None", "        pass")],
+             ['nbs/02c_precision.ipynb']),
+    Mutation("TrainSpec drops its compile option", 'train.py',
+             [("compile=self.compile)", "compile=False)")],
+             [P+'test_the_compile_option_reaches_every_fit_and_the_record']),
+    Mutation("the first batch's seconds measured to the last batch", 'measure.py',
+             [("return t[1][0] - t[0][0] if len(t) >= 2 else None", "return t[-1][0] - t[0][0] if len(t) >= 2 else None")],
+             ['nbs/14b_measure.ipynb']),
 ]
 
 # --- running ------------------------------------------------------------------------------------------

@@ -191,6 +191,19 @@ def test_pretrained_stage1_freezes_batch_norm_too(small_dls, spies):
     assert not any(s1['convs_trainable'])
     assert s2['peak_lrs'] == pytest.approx(STAGE2, rel=1e-6)
 
+def test_the_compile_option_reaches_every_fit_and_the_record(folder, tmp_path, spies, monkeypatch):
+    "`--compile` (train_pets) compiles the model in place for each fit through `FastPath`; off by default. Inductor itself is run in 02c."
+    compiles = []
+    monkeypatch.setattr(nn.Module, 'compile', lambda self, *a, **kw: compiles.append((type(self).__name__, kw)))   # the wiring, not the compiler
+    assert _defaults(train_pets)['compile'] is False and TrainSpec().compile is False
+    m = train_pets(folder, tmp_path/'off', arch='resnet18', mode='finetune', pretrained=False, size=32, item_size=48, bs=16,
+                   freeze_epochs=1, epochs=1, num_workers=0)
+    assert compiles == [] and m['policy']['compile'] is False and m['settings']['compile'] is False
+    m = train_pets(folder, tmp_path/'on', arch='resnet18', mode='finetune', pretrained=False, size=32, item_size=48, bs=16,
+                   freeze_epochs=1, epochs=1, num_workers=0, compile=True)
+    assert compiles == [('Sequential', {'dynamic': False})] * 2   # stage 1 and stage 2 (lr_find is stubbed here)
+    assert m['policy']['compile'] is True and m['settings']['compile'] is True
+
 def test_train_pets_runs_the_whole_recipe(folder, tmp_path, spies, monkeypatch):
     """`pet_breeds_train`'s function with only the architecture made small: the data it builds (split, Resize(460),
     aug_transforms at the arch's 224) and the two stages it fits."""
