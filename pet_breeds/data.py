@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from .core import *
+from .layout import Layout, BadLayout, detect_layout
 from .atomic import replacing
 from .kept_batches import KeptBatchesDL
 from .augment import fuse_affine_crop
@@ -17,7 +18,7 @@ from fastcore.script import call_parse
 from fastai.vision.all import *
 
 # %% auto #0
-__all__ = ['ENV_VAR', 'CACHE_ENV_VAR', 'RESIZE_CACHE_VERSION', 'pets_cache_dir', 'pets_images_path', 'DataReport',
+__all__ = ['ENV_VAR', 'CACHE_ENV_VAR', 'RESIZE_CACHE_VERSION', 'pets_cache_dir', 'pets_images_path', 'find_layout', 'DataReport',
            'pet_breeds_cache_dir', 'resize_short', 'ResizeCache', 'scan_images', 'pets_transforms', 'LoadImage',
            'pets_datablock', 'fit_workers', 'pets_dataloaders', 'norm_stats', 'normalize_tfms', 'sample_path',
            'copy_sample', 'sample_main']
@@ -60,6 +61,16 @@ def pets_images_path(path=None, download:bool=True) -> Path:
         except Exception as e: problem = f"untar_data(URLs.PETS) failed: {type(e).__name__}: {e}"
     else: problem = "PETS is not in fastai's cache and download=False."
     raise _not_found(problem)
+
+# %% ../nbs/01_data.ipynb #20acd573
+def find_layout(path=None,         # the data folder (`None`: see `pets_images_path`)
+                labels=None,       # a CSV of `file,label` rows (file names relative to `path`, else to the CSV's folder)
+                label:str='breed', # PETS file names: 'breed' or 'species'
+               ) -> Layout:
+    "The `Layout` of the photos at `path` (PETS found as `pets_images_path` finds it), or of the CSV `labels`."
+    if labels is None: return detect_layout(pets_images_path(path), label=label)
+    root = Path(labels).expanduser().parent if path is None else Path(path).expanduser()
+    return detect_layout(root, labels, label)
 
 # %% ../nbs/01_data.ipynb #24f5165a
 @dataclass
@@ -147,10 +158,15 @@ def _check_file(fn:Path, cache:ResizeCache=None):
     if origin['format'] == 'JPEG' and origin['mode'] == 'RGB' and not origin['fixes']: return 'ok', origin, copy, hit
     return 'converted', origin, copy, hit
 
-def scan_images(path, n_workers:int=None, cache:ResizeCache=None, progress:bool=False) -> DataReport:
-    "Open every file under `path` once with `open_image` (filling `cache`, if given); sort readable images from the rest."
+def scan_images(path,                     # the folder to scan (every file under it, unless `files` is given)
+                n_workers:int=None,       # threads (default: one per core)
+                cache:ResizeCache=None,   # where to keep pre-sized copies, if anywhere
+                progress:bool=False,      # show a progress bar
+                files:list=None,          # the files to scan instead of every file under `path` (a `Layout`'s)
+               ) -> DataReport:
+    "Open every file under `path` (or the `files` given) once with `open_image`, filling `cache`; sort readable images from the rest."
     t0 = time.perf_counter()
-    files = sorted(get_files(path, recurse=True))
+    files = sorted(ifnone(files, get_files(path, recurse=True)))
     checks = parallel(partial(_check_file, cache=cache), files, n_workers=ifnone(n_workers, defaults.cpus),
                       threadpool=True, progress=progress)
     rep = DataReport()
@@ -197,14 +213,15 @@ def pets_datablock(label:str='breed',          # what to predict: 'breed' or 'sp
                    get_items=get_image_files,   # how to list the items (`None`: pass them to `dataloaders`)
                    vocab=None,                  # a fixed label order (`None`: the sorted labels found)
                    splitter=None,               # a fastai splitter instead of the random split
-                   loader=None                  # what opens an item (`None`: `LoadImage`, i.e. `open_image`)
+                   loader=None,                 # what opens an item (`None`: `LoadImage`, i.e. `open_image`)
+                   get_y=None                   # the label function (`None`: PETS file names, by `label`; see `Layout.get_y`)
                   ) -> DataBlock:
     "The PETS recipe's PETS `DataBlock`, labelling by `'breed'` or `'species'` (a fixed `vocab`, `splitter` and image `loader` optional)."
     item_tfms, batch_tfms = pets_transforms(item_size, size, min_scale)
     images = TransformBlock(type_tfms=ifnone(loader, LoadImage()), batch_tfms=IntToFloatTensor)  # ImageBlock, opened by open_image
     return DataBlock(blocks=(images, CategoryBlock(vocab=vocab)), get_items=get_items,
                      splitter=ifnone(splitter, RandomSplitter(valid_pct=valid_pct, seed=seed)),
-                     get_y=labeller(label), item_tfms=item_tfms, batch_tfms=batch_tfms)
+                     get_y=ifnone(get_y, labeller(label)), item_tfms=item_tfms, batch_tfms=batch_tfms)
 
 # %% ../nbs/01_data.ipynb #0aa918ca
 def fit_workers(cpus:int=None) -> int:
@@ -216,6 +233,14 @@ def fit_workers(cpus:int=None) -> int:
 def _resize_cache(cache, item_size) -> ResizeCache|None:
     if isinstance(cache, ResizeCache) or not cache: return cache or None
     return ResizeCache(item_size, root=None if cache is True else cache)
+
+def _check_training_classes(layout:Layout, images:list, train:list):
+    "`BadLayout` naming the first class that has readable photos but none in the training split."
+    missing = sorted({layout.labels[f] for f in images} - {layout.labels[f] for f in train})
+    if missing:
+        n = sum(layout.labels[f] == missing[0] for f in images)
+        raise BadLayout(f"{shown(layout.root)}: {shown(missing[0])!r} has no photo in the training split ({n} readable, "
+                        f"all held out for validation); a class needs photos to learn from: add some")
 
 def pets_dataloaders(path=None,                # the images folder (`None`: see `pets_images_path`)
                      label:str='breed',        # what to predict: 'breed' or 'species'
@@ -230,21 +255,26 @@ def pets_dataloaders(path=None,                # the images folder (`None`: see 
                      cache:bool|str|Path|ResizeCache=True,  # resized copies: True (the default folder), a folder, a `ResizeCache`, or False
                      progress:bool=False,      # show a progress bar while scanning the images
                      valid_kept_mb:float=2048, # keep the validation batches after the first pass, up to this many MiB (0: decode every epoch)
+                     layout:Layout=None,       # the photos and their labels (`None`: `find_layout(path, label=label)`)
                      **kwargs                  # passed on to `DataBlock.dataloaders`
                     ) -> DataLoaders:
-    "`DataLoaders` for the PETS images at `path` (see `pets_images_path`), with the scan report as `dls.report`."
-    folder = pets_images_path(path)
+    "`DataLoaders` for the photos at `path` in any layout (see `find_layout`), with the scan report as `dls.report`."
+    layout = ifnone(layout, find_layout(path, label=label))
+    folder = layout.root
     cache = _resize_cache(cache, item_size)
-    report = scan_images(folder, cache=cache, progress=progress)
+    report = scan_images(folder, cache=cache, progress=progress, files=layout.files)
     if not report.images: raise DataNotFound(f"{folder}: no readable images found")
-    splitter = RandomSplitter(valid_pct=valid_pct, seed=seed)
+    splitter = layout.splitter(valid_pct, seed)
     train = [report.images[i] for i in splitter(report.images)[0]]
+    _check_training_classes(layout, report.images, train)
     loader = LoadImage({f: report.cached[f] for f in train if f in report.cached})
-    db = pets_datablock(label, valid_pct, seed, item_size, size, min_scale, get_items=None, splitter=splitter, loader=loader)
+    db = pets_datablock(layout.label, valid_pct, seed, item_size, size, min_scale, get_items=None, splitter=splitter,
+                        loader=loader, get_y=layout.get_y())
     dls = db.dataloaders(report.images, bs=bs, path=folder, num_workers=ifnone(num_workers, fit_workers()),
                          device=device, **kwargs)
     dls.loaders[1] = dls.valid.new(cls=KeptBatchesDL, max_mb=valid_kept_mb)   # validation decodes once (see `KeptBatchesDL`)
-    dls.report, dls.recipe = report, dict(label=label, valid_pct=valid_pct, seed=seed, item_size=item_size, size=size, min_scale=min_scale)
+    dls.report, dls.layout = report, layout
+    dls.recipe = dict(label=label, valid_pct=valid_pct, seed=seed, item_size=item_size, size=size, min_scale=min_scale)
     return dls
 
 # %% ../nbs/01_data.ipynb #843b262f

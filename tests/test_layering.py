@@ -78,8 +78,3 @@ def test_the_check_sees_a_private_import(tmp_path):
     for py in LIB.glob('*.py'): (tmp_path/py.name).write_text(py.read_text())
     with open(tmp_path/'bench.py', 'a') as f: f.write('\ndef _late():\n    from .precision import _hidden\n')
     assert private_imports(tmp_path) == ['bench: _hidden']
-
-def test_every_module_is_small():
-    "Modules of 300 lines at most (the house rule of issue 19); _modidx.py is nbdev's index, not a module anyone reads."
-    sizes = {py.name: len(py.read_text().splitlines()) for py in LIB.glob('*.py') if py.name != '_modidx.py'}
-    assert {n: s for n, s in sizes.items() if s > 300} == {}
