@@ -263,10 +263,15 @@ def pets_dataloaders(path=None,                # the images folder (`None`: see 
     folder = layout.root
     cache = _resize_cache(cache, item_size)
     report = scan_images(folder, cache=cache, progress=progress, files=layout.files)
+    report.skipped = sorted(report.skipped + [{'file': str(f), 'reason': r} for f, r in layout.skipped.items()],
+                            key=lambda o: o['file'])
     if not report.images: raise DataNotFound(f"{folder}: no readable images found")
     splitter = layout.splitter(valid_pct, seed)
     train = [report.images[i] for i in splitter(report.images)[0]]
     _check_training_classes(layout, report.images, train)
+    if len(train) < bs:   # fastai drops the last partial batch: with fewer photos than a batch, nothing would train
+        warnings.warn(f"{len(train)} training photos, fewer than a batch of {bs}: batches of {len(train)}")
+        bs = len(train)
     loader = LoadImage({f: report.cached[f] for f in train if f in report.cached})
     db = pets_datablock(layout.label, valid_pct, seed, item_size, size, min_scale, get_items=None, splitter=splitter,
                         loader=loader, get_y=layout.get_y())

@@ -12,7 +12,7 @@ import numpy as np
 import torch, torch.nn.functional as F
 from torch import nn
 from fastai.vision.all import *
-from .archs import get_arch, arch_stats, arch_body, offline_backbones, weights_note
+from .archs import get_arch, arch_stats, arch_body, offline_backbones, weights_note, weights_here
 from .learner import register_builder
 from .precision import predict_batches, choose_policy
 from .distrib import weights_digest
@@ -96,9 +96,15 @@ class _Concat(Module):
 # %% ../nbs/07b_probe.ipynb #5dc72ebd
 FINETUNE_MIN_PER_CLASS = 50
 
-def choose_mode(n_images:int, n_classes:int) -> tuple:
-    "`('finetune' or 'probe', why)` for a folder of `n_images` in `n_classes` classes."
+def choose_mode(n_images:int,            # photos in the folder
+                n_classes:int,           # classes among them
+                finetune_arch:str=None,  # the network fine-tuning would start from (`None`: not checked)
+               ) -> tuple:
+    "`('finetune' or 'probe', why)` for `n_images` in `n_classes` classes, with the weights at hand."
     per = n_images / max(n_classes, 1)
+    if per >= FINETUNE_MIN_PER_CLASS and finetune_arch is not None and not weights_here(finetune_arch):
+        return 'probe', (f"{per:.0f} images per class would fine-tune {finetune_arch}, but its ImageNet weights are not "
+                         f"on this machine: the probe, on the backbones whose weights are here, is the best model at hand")
     if per >= FINETUNE_MIN_PER_CLASS:
         return 'finetune', (f"{per:.0f} images per class (>= {FINETUNE_MIN_PER_CLASS}): enough to fine-tune the whole "
                             f"network (the PETS recipe)")
@@ -174,14 +180,15 @@ def train_probe(folder,                 # images named as PETS names them
                 num_workers:int=None,   # data loader workers
                 cache_dir=None,         # feature cache (default: `default_cache_dir()`)
                 size:int=None,          # input size (default: the largest the backbones take)
+                layout=None,            # the photos and their labels (`None`: `find_layout(folder, label=label)`)
                ) -> dict:
     "The probe recipe on `folder`: features, backbones chosen by CV, head fitted, exported to `out`; returns the record."
     t0, out = time.perf_counter(), Path(out)
     backbones = [get_arch(arch).name] if arch else offline_backbones()
     size = ifnone(size, max(get_arch(b).size for b in backbones))
     dls = pets_dataloaders(folder, label=label, bs=bs, valid_pct=valid_pct, seed=seed, item_size=size, size=size,
-                           cache=False, num_workers=num_workers)
-    files, lab = list(dls.report.images), labeller(label)
+                           cache=False, num_workers=num_workers, layout=layout)
+    files, lab = list(dls.report.images), dls.layout.labels.__getitem__
     labels = [lab(f) for f in files]
     vocab = sorted(set(labels))
     held = pick_holdout(labels, holdout, seed)
@@ -189,7 +196,8 @@ def train_probe(folder,                 # images named as PETS names them
     fit_files, y = [files[i] for i in fit], [vocab.index(labels[i]) for i in fit]
     valid_set = set(map(Path, dls.valid_ds.items))
     train_idx = None if refit else [j for j, f in enumerate(fit_files) if Path(f) not in valid_set]
-    species = [species_label(f'{v}_1.jpg') for v in vocab] if label == 'breed' else None
+    pets_breeds = dls.layout.kind == 'pets' and label == 'breed'   # only PETS names say cat or dog
+    species = [species_label(f'{v}_1.jpg') for v in vocab] if pets_breeds else None
     model, rec = fit_probe(fit_files, y, vocab, lambda fs: dls.test_dl(fs, bs=bs), backbones, size, folds, seed,
                            train_idx=train_idx, cache_dir=cache_dir, species=species)
     unseen = [files[i] for i in held] + ([] if refit else [f for j, f in enumerate(fit_files) if j not in set(train_idx)])
@@ -225,7 +233,7 @@ def run_probe(folder, out, opts:dict) -> dict:
     holdout = ifnone(opts.get('holdout'), 8 if Path(folder) == sample_path() else 0)   # the sample shows predictions on unseen photos
     run = train_probe(folder, out, opts.get('arch'), opts['label'], opts['bs'], opts['seed'], opts['valid_pct'],
                       folds=opts['folds'], refit=opts['refit'], holdout=holdout, num_workers=opts.get('num_workers'),
-                      cache_dir=opts.get('cache_dir'), size=opts.get('size'))
+                      cache_dir=opts.get('cache_dir'), size=opts.get('size'), layout=opts.get('layout'))
     dls = run.pop('dls')
     settings = dict(mode='probe', backbones=run['backbones'], size=run['size'], C=run['C'], folds=opts['folds'],
                     refit=opts['refit'], holdout=holdout, label=opts['label'], seed=opts['seed'],

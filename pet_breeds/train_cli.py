@@ -10,8 +10,8 @@ from pathlib import Path
 from .core import *
 from fastai.vision.all import *
 from fastcore.script import call_parse
-from .data import pets_dataloaders, pets_images_path, sample_path, ENV_VAR
-from .archs import get_arch, weights_note
+from .data import pets_dataloaders, pets_images_path, sample_path, find_layout, scan_images, ENV_VAR
+from .archs import get_arch, weights_note, weights_here
 from .probe_cv import wilson_interval, PROBE_FOLDS
 from . import cut, features, probe   # the built-in modes, which register themselves
 from .atomic import write_atomic
@@ -26,7 +26,7 @@ from .distrib import (init_distributed, leave_distributed, is_distributed, is_ma
 
 # %% auto #0
 __all__ = ['OPTION_RANGES', 'RUN_LAYOUT', 'SETTINGS', 'FULL_RECIPE', 'mode_choices', 'check_options', 'check_writable',
-           'save_run_options', 'saved_run_options', 'check_same_images', 'check_out', 'find_images', 'class_counts',
+           'save_run_options', 'saved_run_options', 'check_same_images', 'check_out', 'find_images', 'score_test',
            'train_pets', 'write_run', 'run_summary', 'main']
 
 # %% ../nbs/09_train_cli.ipynb #8361b987
@@ -123,22 +123,33 @@ def check_out(out,                   # the run's output folder
     if not (resuming or overwrite) and (o/'checkpoints'/'latest.json').is_file(): raise BadOptions(f"{shown(out)}: holds an interrupted run; continue it with --resume {shown(out)}, or add --overwrite to start again there")
 
 # %% ../nbs/09_train_cli.ipynb #b301f343
-def find_images(data=None) -> tuple:
-    "`(folder, where it came from)`: `data`, else PETS (see `pets_images_path`), else the bundled sample."
-    if str(data) == 'sample': return sample_path(), 'the bundled sample (pets-37x10, downsized), as asked'
-    if data is not None or os.environ.get(ENV_VAR): return pets_images_path(data), 'the folder you named'
-    try: return pets_images_path(None), 'PETS (the Oxford-IIIT Pet images)'
+def find_images(data=None,          # a folder in any layout, 'sample', or `None` (PETS, else the bundled sample)
+                labels=None,        # a CSV of `file,label` rows (overrides the folder's layout)
+                label:str='breed',  # PETS names: 'breed' or 'species'
+               ) -> tuple:
+    "`(layout, where it came from)`: `data`'s `Layout`, else PETS (see `pets_images_path`), else the bundled sample."
+    if str(data) == 'sample':
+        return find_layout(sample_path(), label=label), 'the bundled sample (pets-37x10, downsized), as asked'
+    if labels is not None: return find_layout(data, labels, label), 'the CSV you named'
+    if data is not None or os.environ.get(ENV_VAR): return find_layout(data, label=label), 'the folder you named'
+    try: folder, source = pets_images_path(None), 'PETS (the Oxford-IIIT Pet images)'
     except DataNotFound as e:
         why = str(e).splitlines()[0]
-        return sample_path(), f"the bundled sample (pets-37x10, downsized): PETS is not here ({why})"
+        folder, source = sample_path(), f"the bundled sample (pets-37x10, downsized): PETS is not here ({why})"
+    return find_layout(folder, label=label), source
 
-def class_counts(folder, label:str='breed') -> Counter:
-    "Images per class in `folder`, from the file names alone (nothing is decoded)."
-    lab, counts = labeller(label), Counter()
-    for f in get_image_files(folder):
-        try: counts[lab(f)] += 1
-        except BadImage: pass          # named outside the pattern: the scan reports it
-    return counts
+# %% ../nbs/09_train_cli.ipynb #6abb164a
+def score_test(model_dir,   # the exported model
+               layout,      # the run's `Layout`; its `test` photos are scored
+               bs:int=64,   # batch size
+              ) -> dict|None:
+    "The exported model's accuracy on `layout`'s `test/` photos, in fp32; `None` when it has none."
+    if not layout.test: return None
+    files = sorted(layout.test)
+    preds = load_model(model_dir, precision='fp32').predict_many(files, k=1, bs=bs)
+    right = [r['top'][0][0] == layout.test[f] for f, r in zip(files, preds) if r.get('top')]
+    return {'folder': layout.folders['test'], 'images': len(right), 'unreadable': len(files) - len(right),
+            'correct': int(sum(right)), 'accuracy': float(np.mean(right)) if right else None}
 
 # %% ../nbs/09_train_cli.ipynb #5e5247c8
 SETTINGS = ('arch', 'pretrained', 'freeze_epochs', 'epochs', 'lr', 'lr_max', 'bs', 'size', 'item_size', 'min_scale', 'label',
@@ -146,6 +157,7 @@ SETTINGS = ('arch', 'pretrained', 'freeze_epochs', 'epochs', 'lr', 'lr_max', 'bs
 
 def train_pets(data:str=None,              # folder of PETS-style images, or 'sample' (default: $PET_BREEDS_DATA, fastai's cache, a download, else the bundled sample)
                out:str='runs/pets',        # output folder
+               labels:str=None,            # a CSV of file,label rows, as fastai's from_csv reads it (overrides the folder's layout)
                arch:str=None,              # architecture, by name (see `ARCHS`; default: resnet50, or for the probe the backbones it chooses from)
                pretrained:bool=True,       # start from ImageNet weights (--no-pretrained: random weights, the architecture only)
                mode:str='auto',            # auto (by images per class) or a registered mode: finetune (two stages), probe (frozen backbones + logistic regression), features, cut
@@ -185,21 +197,27 @@ def train_pets(data:str=None,              # folder of PETS-style images, or 'sa
     if mode != 'auto': get_mode(mode).check(pretrained)
     choose_policy(precision)
     init_distributed()   # before the loaders: on GPUs each process takes its own device
-    folder, source = find_images(data)
-    check_out(out, folder, overwrite, _resuming)
-    check_writable(out)
-    counts = class_counts(folder, label)
+    layout, source = find_images(data, labels, label)
+    folder = layout.root
+    if is_main(): print(layout.summary(), flush=True)
+    counts = layout.counts
     if len(counts) == 1:   # fastai would fail in lr_find with a ZeroDivisionError; nothing can be learnt from one class
         raise BadOptions(f"{shown(folder)}: every image is of one {label} ({shown(next(iter(counts)))}); a classifier needs two or more: add images of another, or choose another --label")
+    check_out(out, folder, overwrite, _resuming)
+    check_writable(out)
     why = f"--mode {mode}, as asked"
     if mode == 'auto':
         if not pretrained: mode, why = 'finetune', "--no-pretrained: a random body has no features to probe"
-        else: mode, why = probe.choose_mode(sum(counts.values()), len(counts))
-    common, m = dict(data=str(folder), data_source=source, mode_reason=why), get_mode(mode)
+        else: mode, why = probe.choose_mode(sum(counts.values()), len(counts), ifnone(arch, 'resnet50'))
+        if mode == 'probe' and arch is not None and not weights_here(arch):
+            args['arch'] = None   # the probe chooses among the backbones whose weights are here
+    common = dict(data=str(folder), data_source=source, mode_reason=why, layout=layout.to_dict(),
+                  layout_summary=layout.summary())
+    m = get_mode(mode)
     if m.whole_run:   # the mode writes its own model (the probe: a logistic regression the main process fits alone)
         if not is_main(): return {'mode': mode}
-        metrics = {**common, **m.trainer(folder, out, {**args, **m.spec_options(args)}),
-                   'total_seconds': round(time.perf_counter() - t0, 3)}
+        metrics = {**common, **m.trainer(folder, out, {**args, **m.spec_options(args), 'layout': layout}),
+                   'test': score_test(out/'model', layout, bs), 'total_seconds': round(time.perf_counter() - t0, 3)}
         write_atomic(out/'metrics.json', json.dumps(metrics, indent=1))
         for n in (('loss.png', 'lr_find.png', *(() if metrics['unseen']['predictions'] else ('predictions.csv',))) if mode == 'probe' else ()): (out/n).unlink(missing_ok=True)   # an earlier run's
         return metrics
@@ -211,7 +229,7 @@ def train_pets(data:str=None,              # folder of PETS-style images, or 'sa
     settings = {k: _plain(v) for k, v in {**{k: args[k] for k in SETTINGS}, **spec.options}.items()}
     set_seed(seed, reproducible=True)
     dls = pets_dataloaders(folder, label=label, bs=bs, valid_pct=valid_pct, seed=seed, item_size=item_size,
-                           size=size, min_scale=min_scale, num_workers=num_workers)
+                           size=size, min_scale=min_scale, num_workers=num_workers, layout=layout)
     out.mkdir(parents=True, exist_ok=True)
     spec.checkpoints, spec.resume = out/'checkpoints', _resuming
     if not _resuming and is_main(): remove_owned(out/'checkpoints', CHECKPOINT_LAYOUT); save_run_options(out, args, dls)   # a fresh run: an earlier run's checkpoints are not this one's
@@ -235,13 +253,14 @@ def write_run(learn,      # the trained learner
     plot_losses(run, out/'loss.png')
     interp = PetInterpretation.from_learner(learn)
     plot_confusion(interp, out/'confusion.png', title=f'Confusion matrix ({label}, validation)')
-    common = {k: info[k] for k in ('data', 'data_source', 'mode_reason')}
+    common = {k: info[k] for k in ('data', 'data_source', 'mode_reason', 'layout', 'layout_summary')}
     metrics = {**common, 'mode': mode, 'weights': weights_note([arch]) if info['pretrained'] else 'none: random weights, as asked',
                'epochs': run['epochs'], 'lr_find': run['lr_find'], 'lr_find_its': run['lr_find_its'], 'lr': run['lr'],
                'stages': run['stages'], 'policy': run['policy'], 'estimated_seconds': run['estimated_seconds'],
                'data_report': dls.report.to_dict(dls.path), 'vocab': list(map(str, dls.vocab)),
                'train_seconds': run['total_seconds'], 'total_seconds': round(time.perf_counter() - t0, 3),
                'confusion': {'labels': list(map(str, interp.vocab)), 'matrix': interp.confusion_matrix().tolist()},
+               'test': score_test(out/'model', dls.layout, dls.bs),
                'settings': settings, 'batch_losses': run['batch_losses'],
                **({'feature_cache': run['feature_cache']} if 'feature_cache' in run else {}),
                **({'distributed': {'processes': len(digests), 'backend': backend(), 'weights_sha256': digests}}
@@ -260,6 +279,7 @@ def run_summary(m:dict, out) -> str:
     "What a run used, chose and measured, for the terminal."
     rep = m['data_report']
     lines = [f"data: {m['data']}: {m['data_source']}; {rep['images']} images ({len(rep['skipped'])} skipped)",
+             m['layout_summary'],
              f"mode: {m['mode']}: {m['mode_reason']}", m['weights']]
     if m['mode'] == 'probe':
         cv = m['cv']; lo, hi = cv['interval95']
@@ -281,6 +301,11 @@ def run_summary(m:dict, out) -> str:
             lo, hi = wilson_interval(round((1 - err) * n), n)
             span = f" (accuracy 95% interval {lo:.3f}-{hi:.3f})"
         lines.append(f"trained {m['settings']['arch']}: error_rate {err:.4f} on {n} validation images{span}")
+    if m.get('test'):
+        t = m['test']
+        lo, hi = wilson_interval(t['correct'], t['images'])
+        lines.append(f"test: accuracy {t['accuracy']:.4f} on the {t['images']} photos of {t['folder']}/ "
+                     f"(95% interval {lo:.3f}-{hi:.3f}), by the exported model")
     lines.append(f"wrote {out} in {m['total_seconds']:.0f}s")
     if not (m['mode'] == 'finetune' and m['data_source'].startswith('PETS')): lines.append(FULL_RECIPE)
     return '\n'.join(lines)
