@@ -230,6 +230,9 @@ def train_pets(data:str=None,              # folder of PETS-style images, or 'sa
     set_seed(seed, reproducible=True)
     dls = pets_dataloaders(folder, label=label, bs=bs, valid_pct=valid_pct, seed=seed, item_size=item_size,
                            size=size, min_scale=min_scale, num_workers=num_workers, layout=layout)
+    if not len(dls.valid_ds):   # fastai's metrics fail on an empty validation set, after the whole first epoch
+        raise BadOptions(f"{shown(folder)}: no validation photos ({len(dls.train_ds)} photos at --valid_pct {valid_pct} "
+                         f"leave none); add photos, raise --valid_pct, or use --mode probe (it cross-validates)")
     out.mkdir(parents=True, exist_ok=True)
     spec.checkpoints, spec.resume = out/'checkpoints', _resuming
     if not _resuming and is_main(): remove_owned(out/'checkpoints', CHECKPOINT_LAYOUT); save_run_options(out, args, dls)   # a fresh run: an earlier run's checkpoints are not this one's

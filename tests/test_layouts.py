@@ -118,3 +118,37 @@ def test_auto_probes_when_the_fine_tuning_weights_are_missing(monkeypatch):
     monkeypatch.setattr(probe, 'weights_here', lambda arch: True)
     assert probe.choose_mode(3000, 2, 'resnet50')[0] == 'finetune'
     assert probe.choose_mode(300, 20, 'resnet50')[0] == 'probe'   # few photos a class: the probe, weights or not
+
+TINY_MODES = {'probe': ['--arch', 'efficientnet_lite0', '--size', '64'],
+              'finetune': ['--arch', 'resnet18', '--no-pretrained', '--size', '32', '--item_size', '48', '--lr', '1e-3'],
+              'features': ['--arch', 'efficientnet_lite0', '--size', '64', '--lr', '1e-3'],
+              'cut': ['--arch', 'efficientnet_lite0', '--cut_layer', 'blocks.3', '--size', '64', '--lr', '1e-3']}
+
+@pytest.mark.parametrize('mode', list(TINY_MODES))
+def test_a_handful_of_photos_gives_a_result_or_one_line(mode, tmp_path):
+    "Two photos a class: the probe cross-validates them; the modes that need a validation split say it is empty."
+    data = tmp_path/'DATA'
+    _photos(data/'cats', 'Bengal', 2)
+    _photos(data/'dogs', 'american_bulldog', 2)
+    r = run_cli('pet_breeds_train', '--data', data, '--out', tmp_path/'out', '--mode', mode, '--epochs', '1',
+                '--freeze_epochs', '1', '--num_workers', '0', *TINY_MODES[mode])
+    if mode == 'probe':
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert json.loads((tmp_path/'out'/'metrics.json').read_text())['cv']['images'] == 4
+    else:
+        assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
+            f"pet_breeds_train: {data}: no validation photos (4 photos at --valid_pct 0.2 leave none); add photos, "
+            f"raise --valid_pct, or use --mode probe (it cross-validates)"), r.stderr[-3000:]
+        assert not (tmp_path/'out'/'model').exists()
+
+def test_fewer_photos_than_a_batch_still_train(tmp_path):
+    "Eight training photos and --bs 64: one batch of eight (fastai would drop the partial batch and train on nothing)."
+    data = tmp_path/'DATA'
+    _photos(data/'cats', 'Bengal', 5)
+    _photos(data/'dogs', 'american_bulldog', 5)
+    r = run_cli('pet_breeds_train', '--data', data, '--out', tmp_path/'out', '--mode', 'finetune', '--arch', 'resnet18',
+                '--no-pretrained', '--freeze_epochs', '1', '--epochs', '0', '--lr', '1e-3', '--size', '32',
+                '--item_size', '48', '--num_workers', '0')
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((tmp_path/'out'/'metrics.json').read_text())
+    assert len(m['batch_losses']) >= 1 and sum(map(sum, m['confusion']['matrix'])) == 2, m['batch_losses']

@@ -45,8 +45,11 @@ def test_auto_picks_finetune_on_pets_sized_data_or_without_pretrained_weights(sm
     monkeypatch.setattr(cli, 'get_mode', spy)
     with pytest.raises(RuntimeError, match='stop here'): train_pets(small, tmp_path/'a', pretrained=False)
     monkeypatch.setattr(probe, 'FINETUNE_MIN_PER_CLASS', 10)       # 10 per class now counts as "enough to fine-tune"
+    monkeypatch.setattr(probe, 'weights_here', lambda arch: True)   # as where ResNet50's weights were downloaded
     with pytest.raises(RuntimeError, match='stop here'): train_pets(small, tmp_path/'b')
-    assert seen == ['finetune', 'finetune']
+    monkeypatch.setattr(probe, 'weights_here', lambda arch: False)  # offline: the probe is the best model at hand
+    with pytest.raises(RuntimeError, match='stop here'): train_pets(small, tmp_path/'c')
+    assert seen == ['finetune', 'finetune', 'probe']
 
 def test_cross_validation_reports_an_interval_and_covers_every_image(probe_run):
     out, m = probe_run
