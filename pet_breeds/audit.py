@@ -16,15 +16,16 @@ from fastcore.script import call_parse
 from fastai.data.transforms import get_files
 from .atomic import write_atomic
 from .archs import get_arch
-from .data import pets_datablock, pets_images_path, sample_path
+from .data import pets_datablock, pets_images_path, sample_path, find_layout
+from .layout import Layout, is_ignored
 from .features import file_digest
 from .probe import BackboneFeatures, probe_features
 from .probe_cv import join_features, cv_folds, cross_validate, PROBE_FOLDS
 from .runtime import read_model_json
 
 # %% auto #0
-__all__ = ['QUALITY', 'NEAR', 'AUDIT_BACKBONES', 'image_quality', 'rank_label_issues', 'find_duplicates', 'validation_files',
-           'suspects_sheet', 'audit', 'audit_summary', 'audit_main']
+__all__ = ['QUALITY', 'NEAR', 'AUDIT_BACKBONES', 'LEAKS', 'image_quality', 'rank_label_issues', 'find_duplicates',
+           'validation_files', 'suspects_sheet', 'audit_layout', 'audit', 'audit_summary', 'audit_main']
 
 # %% ../nbs/07c_audit.ipynb #9296d90f
 QUALITY = {'tiny': 64, 'extreme_aspect': 3.0, 'near_constant': 8.0, 'dark': 12.0, 'bright': 243.0}
@@ -112,6 +113,20 @@ def suspects_sheet(rows:list, fname, n:int=16, cols:int=4) -> Path:
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=72)
     return write_atomic(fname, buf.getvalue())
 
+# %% ../nbs/07c_audit.ipynb #4f6a8d21
+def audit_layout(data,          # the photos' folder (or its parent, holding `images/`)
+                 labels=None,   # a CSV of `file,label` rows (file names relative to `data`): the CSV layout
+                ) -> Layout:
+    "The `Layout` the audit reads `data` in: `find_layout`'s, but a flat folder is PETS names, fitting or not."
+    if labels is None:
+        root = pets_images_path(data)
+        entries = [p for p in sorted(root.iterdir()) if not is_ignored(p.name)]
+        if not any(p.is_dir() for p in entries):
+            # `detect_layout` refuses a name outside <breed>_<n>; the audit names it skipped (`_sort_files`) instead
+            images = [p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS and BREED_RE.search(p.name)]
+            return Layout('pets', root, {p: breed_label(p) for p in images})
+    return find_layout(data, labels)
+
 # %% ../nbs/07c_audit.ipynb #b73591de
 AUDIT_BACKBONES = ['efficientnet_lite0', 'efficientnet_lite2']
 
@@ -122,15 +137,29 @@ def _check_writable(out:Path):
         write_atomic(t, b'ok'); t.unlink()
     except OSError as e: raise PetBreedsError(f"{shown(out)}: cannot write the report there ({getattr(e, 'strerror', None) or e})") from None
 
-def _sort_files(data:Path) -> tuple:
-    "`(photos to audit, {file: why skipped}, {file: image_quality})` of every file under `data`."
-    files, skipped = sorted(get_files(data, recurse=True)), {}
+# %% ../nbs/07c_audit.ipynb #a7d1c3e2
+def _audit_files(lay:Layout) -> list:
+    "The files the audit looks at, sorted: all under `lay.root` but ignored names (a CSV: its photos, unlisted images)."
+    files = get_files(lay.root, recurse=True)
+    files = [f for f in files if not any(is_ignored(s) for s in f.relative_to(lay.root).parts)]   # `_removed/`: cleaned
+    if lay.kind == 'csv':   # the CSV itself, notes beside the photos: no photo to report
+        files = [*lay.labels, *(f for f in files if f.suffix.lower() in IMAGE_EXTENSIONS)]
+    return sorted(set(files))
+
+# %% ../nbs/07c_audit.ipynb #c5b0e9f4
+def _sort_files(lay:Layout, given:dict) -> tuple:
+    "`(photos to audit, {file: why skipped}, {file: image_quality})` of `lay`'s files; `given`: photo -> its class."
+    files, skipped = _audit_files(lay), {}
     imgs = [f for f in files if f.suffix.lower() in IMAGE_EXTENSIONS]
     skipped.update({f: f"not an image file (extension {f.suffix or 'none'})" for f in files if f.suffix.lower() not in IMAGE_EXTENSIONS})
     quality = dict(zip(imgs, parallel(image_quality, imgs, n_workers=min(4, os.cpu_count() or 1), threadpool=True)))
     skipped.update({f: f"unreadable: {q['reason']}" for f, q in quality.items() if 'unreadable' in q['flags']})
     ok = [f for f in imgs if f not in skipped]
-    skipped.update({f: "name is not <breed>_<number>: no label to check" for f in ok if not BREED_RE.search(f.name)})
+    if lay.kind == 'pets':   # the other layouts label a photo by its folder or its row, whatever its name
+        why = "name is not <breed>_<number>: no label to check"
+        skipped.update({f: why for f in ok if not BREED_RE.search(f.name)})
+    unlisted = f"not listed in {Path(lay.csv).name}" if lay.kind == 'csv' else 'no label in the layout'
+    skipped.update({f: f"{unlisted}: no label to check" for f in ok if f not in skipped and f not in given})
     photos = [f for f in ok if f not in skipped]
     return photos, skipped, quality
 
@@ -141,7 +170,15 @@ def _csv(fname, cols:list, rows:list) -> Path:
     w.writeheader(); w.writerows(rows)
     return write_atomic(fname, buf.getvalue())
 
-def audit(data,                       # folder of photos named `<breed>_<n>.jpg` (or its parent, holding `images/`)
+# %% ../nbs/07c_audit.ipynb #e83b6d10
+def _layout_record(lay:Layout) -> dict:
+    "What `summary.json` keeps of the layout: `Layout.to_dict`, its one-line summary, and the CSV's absolute path."
+    d = {**lay.to_dict(), 'summary': lay.summary()}
+    if lay.csv is not None: d['csv'] = str(Path(lay.csv).resolve())   # the cleaner reads the same CSV from anywhere
+    return d
+
+# %% ../nbs/07c_audit.ipynb #5d2f9a71
+def audit(data,                       # the photos' folder, any layout (`audit_layout`), or its parent holding `images/`
           out,                        # report folder: created; its files are replaced
           model=None,                 # a run or model folder trained on `data`: duplicates across its split are leaks
           backbones:list=None,        # feature backbones (default `AUDIT_BACKBONES`)
@@ -151,32 +188,42 @@ def audit(data,                       # folder of photos named `<breed>_<n>.jpg`
           bs:int=32,                  # batch size of the feature extraction
           seed:int=42,                # the folds' shuffle
           cache_dir=None,             # feature cache (default: `features.default_cache_dir()`)
+          labels=None,                # a CSV of `file,label` rows (file names relative to `data`): the CSV layout
          ) -> dict:
     "Audit the photos of `data` and write `label_issues.csv`, `duplicates.csv`, `quality.csv`, `suspects.png` and `summary.json` into `out`; return the summary."
     t0 = time.perf_counter()
-    check_range('folds', folds, lo=2, hi=50); check_range('near', near, lo=0, hi=1, whole=False)
-    check_range('top', top, lo=0, hi=100); check_range('bs', bs, lo=1, hi=4096)
+    check_range('folds', folds, lo=2, hi=50)
+    check_range('near', near, lo=0, hi=1, whole=False)
+    check_range('top', top, lo=0, hi=100)
+    check_range('bs', bs, lo=1, hi=4096)
     if not Path(data).is_dir(): raise DataNotFound(f"{shown(data)}: the photos' folder does not exist or is not a folder")
-    data, out = pets_images_path(data), Path(out)   # DATA/images when there is one, as for training
+    lay, out = audit_layout(data, labels), Path(out)
+    data = lay.root   # DATA/images when there is one, as for training
     if out.resolve().is_relative_to(data.resolve()):
         raise BadOptions(f"{shown(out)}: the report folder is inside the photos' folder {shown(data)}; put it elsewhere")
     _check_writable(out)
-    valid = validation_files(model, data) if model is not None else None
-    photos, skipped, quality = _sort_files(data)
-    per = Counter(breed_label(f) for f in photos)
-    skipped.update({f: f"the only photo of {breed_label(f)}: cross-validation needs 2" for f in photos if per[breed_label(f)] < 2})
+    # test/ too: a wrong label there skews the test score, and a copy of a training photo there flatters it (a leak)
+    given = {**lay.labels, **lay.test}
+    held = (lay.valid or set()) | set(lay.test)   # what the folder or CSV holds out of training
+    valid = validation_files(model, data) if model is not None else held or None
+    photos, skipped, quality = _sort_files(lay, given)
+    noun, nouns = ('breed', 'breeds') if lay.kind == 'pets' else ('class', 'classes')
+    per = Counter(given[f] for f in photos)
+    skipped.update({f: f"the only photo of {given[f]}: cross-validation needs 2" for f in photos if per[given[f]] < 2})
     vocab = sorted(b for b, n in per.items() if n >= 2)
     if len(vocab) < 2:
         found = ', '.join(f'{shown(b)} ({n})' for b, n in sorted(per.items())) or 'none'
-        raise PetBreedsError(f"{shown(data)}: the label check needs 2 breeds with 2 photos each; photos per breed: {found}")
+        raise PetBreedsError(f"{shown(data)}: the label check needs 2 {nouns} with 2 photos each; "
+                             f"photos per {noun}: {found}")
     backbones = [get_arch(b).name for b in ifnone(backbones, AUDIT_BACKBONES)]
     branches = [BackboneFeatures(b) for b in backbones]
     size = max(b.size for b in branches)
-    db = pets_datablock(item_size=size, size=size, get_items=None, splitter=lambda o: (list(range(len(o))), []))
+    db = pets_datablock(item_size=size, size=size, get_items=None, splitter=lambda o: (list(range(len(o))), []),
+                        get_y=lambda o: given[Path(o)])   # a function: fastai cannot wrap a builtin method
     dls = db.dataloaders(photos, bs=bs, num_workers=0)
     X = join_features(probe_features(branches, lambda fs: dls.test_dl(fs, bs=bs), photos, size, cache_dir), backbones)
-    checked = [i for i, f in enumerate(photos) if per[breed_label(f)] >= 2]
-    rows, cv = rank_label_issues(X[checked], [vocab.index(breed_label(photos[i])) for i in checked], vocab, folds, seed)
+    checked = [i for i, f in enumerate(photos) if per[given[f]] >= 2]
+    rows, cv = rank_label_issues(X[checked], [vocab.index(given[photos[i]]) for i in checked], vocab, folds, seed)
     for r in rows: r['file'] = photos[checked[r.pop('index')]]
     dups = find_duplicates(photos, [file_digest(f) for f in photos], X, near, valid)
     rel = lambda f: str(Path(f).relative_to(data))
@@ -186,10 +233,12 @@ def audit(data,                       # folder of photos named `<breed>_<n>.jpg`
     _csv(out/'duplicates.csv', ['file', 'duplicate_of', 'kind'], [{**d, 'file': rel(d['file']), 'duplicate_of': rel(d['duplicate_of'])} for d in dups])
     _csv(out/'quality.csv', ['file', 'flags', 'detail'], flags)
     suspects_sheet(rows, out/'suspects.png', top)
-    res = {'data': str(data), 'out': str(out), 'photos': len(photos), 'checked': len(checked), 'breeds': len(vocab),
-           'backbones': backbones, 'size': size, 'folds': cv['folds'], 'cv_accuracy': cv['accuracy'], 'interval95': cv['interval95'],
-           'flagged': sum(r['flagged'] for r in rows), 'duplicates': dict(Counter(d['kind'] for d in dups)),
+    res = {'data': str(data), 'out': str(out), 'layout': _layout_record(lay), 'photos': len(photos),
+           'checked': len(checked), 'classes': len(vocab), 'backbones': backbones, 'size': size, 'folds': cv['folds'],
+           'cv_accuracy': cv['accuracy'], 'interval95': cv['interval95'], 'flagged': sum(r['flagged'] for r in rows),
+           'duplicates': dict(Counter(d['kind'] for d in dups)),
            'quality': dict(Counter(f for q in quality.values() for f in q['flags'])), 'leak_check': valid is not None,
+           'leak_split': None if valid is None else 'model' if model is not None else 'layout',
            'flagged_images': {rel(f): q['flags'] for f, q in quality.items() if q['flags'] and f not in skipped},
            'skipped': {rel(f): why for f, why in sorted(skipped.items())}, 'top': [{**r, 'file': rel(r['file'])} for r in rows[:10]],
            'seconds': round(time.perf_counter() - t0, 1)}
@@ -197,25 +246,32 @@ def audit(data,                       # folder of photos named `<breed>_<n>.jpg`
     return res
 
 # %% ../nbs/07c_audit.ipynb #ac918b36
+LEAKS = {'model': '', 'layout': " (leaks: across the data's own split)", None: ' (no --model: leaks not checked)'}
+
 def audit_summary(res:dict, n:int=10) -> str:
     "What `audit` found, for a terminal: counts, the `n` most suspect photos, `n` images with quality flags and `2n` skipped files."
     dup = ', '.join(f"{res['duplicates'].get(k, 0)} {k}" for k in ('exact', 'near', 'leak'))
-    lines = [f"{res['checked']} photos of {res['breeds']} breeds checked with {' + '.join(res['backbones'])} features: "
+    noun, nouns = ('breed', 'breeds') if res['layout']['kind'] == 'pets' else ('class', 'classes')
+    lines = [res['layout']['summary'],
+             f"{res['checked']} photos of {res['classes']} {nouns} checked with {' + '.join(res['backbones'])} "
+             f"features: "
              f"{res['folds']}-fold cross-validated accuracy {res['cv_accuracy']:.3f} "
              f"(95% {res['interval95'][0]:.3f}-{res['interval95'][1]:.3f})",
              f"label issues flagged by cleanlab: {res['flagged']} (label_issues.csv ranks all {res['checked']})",
-             f"duplicates: {dup}" + ('' if res['leak_check'] else ' (no --model: leaks not checked)'),
+             f"duplicates: {dup}" + LEAKS[res['leak_split']],
              'quality flags: ' + (', '.join(f'{v} {k}' for k, v in sorted(res['quality'].items())) or 'none'),
-             f"skipped: {len(res['skipped'])}", f"most suspect (score: the probability of the given breed):"]
+             f"skipped: {len(res['skipped'])}", f"most suspect (score: the probability of the given {noun}):"]
     lines += [f"  {r['score']:.3f}  {shown(r['file'])}: {shown(r['given'])} -> {shown(r['suggested'])}" for r in res['top'][:n]]
     lines += [f"quality {shown(f)}: {' '.join(flags)}" for f, flags in list(res['flagged_images'].items())[:n]]
     lines += [f"skipped {shown(f)}: {shown(why)}" for f, why in list(res['skipped'].items())[:2*n]]
     if len(res['skipped']) > 2*n: lines.append(f"... and {len(res['skipped']) - 2*n} more skipped (summary.json lists them all)")
     return '\n'.join(lines + [f"report in {shown(res['out'])} ({res['seconds']} s)"])
 
+# %% ../nbs/07c_audit.ipynb #7b3e5a90
 @call_parse
-def audit_main(data:str,              # folder of photos named <breed>_<n>.jpg, or 'sample' (the bundled sample)
+def audit_main(data:str,              # the photos' folder (PETS names, a folder per class, split folders), or 'sample'
                out:str='audit',       # report folder (created)
+               labels:str=None,       # a CSV of file,label rows (file names relative to DATA), as in training
                model:str=None,        # a run or model folder trained on DATA: report duplicates across its split as leaks
                backbones:str=None,    # comma-separated feature backbones (default: efficientnet_lite0,efficientnet_lite2)
                folds:int=PROBE_FOLDS, # cross-validation folds
@@ -225,5 +281,7 @@ def audit_main(data:str,              # folder of photos named <breed>_<n>.jpg, 
                seed:int=42):          # the folds' shuffle
     "Find what is wrong with a folder of photos: ranked label issues, duplicates and leaks, quality flags; nothing is moved."
     with command_errors('pet_breeds_audit', OSError):
-        res = audit(sample_path() if data == 'sample' else data, out, model, backbones.split(',') if backbones else None, folds, near, top, bs, seed)
+        bb = backbones.split(',') if backbones else None
+        path = sample_path() if data == 'sample' else data
+        res = audit(path, out, model, bb, folds, near, top, bs, seed, labels=labels)
     print(audit_summary(res))

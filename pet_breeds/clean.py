@@ -4,19 +4,21 @@
 
 # %% ../nbs/11b_clean.ipynb #75c23df0
 from __future__ import annotations
-import base64, csv, html, io, json, os, re, sys, tempfile, uuid
+import base64, csv, html, io, json, os, re, shutil, sys, tempfile, uuid
 from pathlib import Path
 import ipywidgets as widgets
 from fastcore.basics import patch
 from fastcore.script import call_parse, anno_parser
 from .core import *
-from .atomic import write_atomic
+from .atomic import write_atomic, replacing
 from .files import BadJournal, Journal, transfer, free_name, file_sha256, same_content, unlink_missing_ok, inside, lock_folder
+from .files import fsync_dir
 
 # %% auto #0
-__all__ = ['REMOVED', 'DECISIONS', 'JOURNAL', 'LOCK', 'ACTIONS', 'CLEAN_CSS', 'BadReport', 'photo_path', 'read_suspects',
-           'data_breeds', 'load_decisions', 'save_decisions', 'CleanJournal', 'relabel_name', 'plan_moves',
-           'apply_decisions', 'pending_moves', 'undo_moves', 'thumb_uri', 'Cleaner']
+__all__ = ['REMOVED', 'DECISIONS', 'JOURNAL', 'LOCK', 'ACTIONS', 'SUMMARY', 'KINDS', 'CLEAN_CSS', 'BadReport', 'photo_path',
+           'read_suspects', 'report_layout', 'data_layout', 'data_breeds', 'load_decisions', 'save_decisions',
+           'CleanJournal', 'csv_records', 'LabelsCSV', 'relabel_name', 'relabel_dest', 'plan_moves', 'apply_decisions',
+           'pending_moves', 'undo_moves', 'thumb_uri', 'Cleaner']
 
 # %% ../nbs/11b_clean.ipynb #7fa54960
 REMOVED, DECISIONS, JOURNAL, LOCK = '_removed', 'decisions.json', 'clean.journal', '.pet_breeds_clean.lock'
@@ -53,11 +55,45 @@ def read_suspects(data:Path,   # the photos' folder the audit ran on
         except (KeyError, TypeError, ValueError): raise BadReport(f"{shown(f)}: row {n} is not the audit's (file, given, suggested, score, flagged)") from None
     return res
 
+# %% ../nbs/11b_clean.ipynb #3c9e71a4
+SUMMARY = 'summary.json'
+KINDS = ('pets', 'folders', 'split', 'csv')   # `layout.LAYOUTS`' keys (checked below), without importing fastai
+
+def report_layout(report:Path  # the audit's report folder
+                 ) -> dict:
+    "The layout the audit recorded in `report/summary.json`, `{'kind', 'csv', ...}`; PETS names for an older report."
+    f = Path(report)/SUMMARY
+    if not f.is_file(): return {'kind': 'pets'}   # older audits read PETS names only, and recorded no layout
+    try: s = json.loads(f.read_bytes())
+    except (ValueError, RecursionError) as e: raise BadReport(f"{shown(f)}: not the audit's summary ({e})") from None
+    lay = s.get('layout', {'kind': 'pets'}) if isinstance(s, dict) else None
+    ok = isinstance(lay, dict) and lay.get('kind') in KINDS
+    if ok and lay['kind'] == 'csv': ok = isinstance(lay.get('csv'), str) and os.path.isabs(lay['csv'])
+    if not ok: raise BadReport(f"{shown(f)}: its layout is not one the audit records; run pet_breeds_audit again")
+    return lay
+
+# %% ../nbs/11b_clean.ipynb #6b2d08f5
+def data_layout(data:Path,    # the photos' folder the audit ran on
+                report:Path,  # the audit's report folder
+               ):
+    "`data`'s `layout.Layout`, read as the audit of `report` read it; `None` for PETS names (relabelled by renaming)."
+    rec = report_layout(report)
+    if rec['kind'] == 'pets': return None
+    from pet_breeds.layout import LAYOUTS, detect_layout   # here: the undo and PETS names need no fastai
+    lay = detect_layout(data, rec.get('csv'))
+    if lay.kind != rec['kind']:
+        raise BadReport(f"{shown(data)}: the audit read {LAYOUTS[rec['kind']]}, and the folder now holds "
+                        f"{LAYOUTS[lay.kind]}; run pet_breeds_audit on it again; nothing was moved")
+    return lay
+
 # %% ../nbs/11b_clean.ipynb #763fd2c1
-def data_breeds(data:Path) -> list:
-    "Every breed that names a photo of `data` (`<breed>_<n>.<ext>`, sub-folders too, not `_removed/`), sorted case-insensitively."
+def data_breeds(data:Path,    # the photos' folder
+                layout=None,  # its `layout.Layout` (`None`: PETS names)
+               ) -> list:
+    "The classes a relabel may choose, sorted case-insensitively: the layout's, or (PETS) every breed naming a photo."
+    if layout is not None: return sorted(layout.classes, key=lambda b: (b.lower(), b))
     found = set()
-    for root, dirs, files in os.walk(data):
+    for root, dirs, files in os.walk(data):   # PETS names: sub-folders too, not `_removed/`
         dirs[:] = [d for d in dirs if d != REMOVED and not d.startswith('.')]
         found |= {breed_label(f) for f in files if BREED_RE.search(f)}
     return sorted(found, key=lambda b: (b.lower(), b))
@@ -89,15 +125,90 @@ class CleanJournal(Journal):
             except (ValueError, RecursionError):
                 if n == len(lines): continue   # no newline after it: the line a kill cut short
                 r = None
-            if not (isinstance(r, dict) and (r.get('op') == 'undone' or _is_move(r))):
+            if not (isinstance(r, dict) and (r.get('op') == 'undone' or _is_move(r) or _is_row(r))):
                 raise BadJournal(f"{shown(self.path)}: line {n} is not a record of the cleaner; nothing was moved")
             recs.append(r)
         return recs
 
+# %% ../nbs/11b_clean.ipynb #0d4e8b3a
+def _in_data(r:dict, k:str) -> bool:
+    "Whether `r[k]` names an entry inside `r['data']`: relative, no `..`, every link on the way inside."
+    rel = r[k]
+    return isinstance(rel, str) and not os.path.isabs(rel) and '..' not in Path(rel).parts and inside(rel, r['data'])
+
 def _is_move(r:dict) -> bool:
-    "A move record: its `DATA`, its two names inside `DATA`, and the photo's sha256."
+    "A move record: its `DATA`, its two names inside `DATA` (and the folder it made), and the photo's sha256."
     keys = r.get('op') == 'move' and all(isinstance(r.get(k), str) for k in ('id', 'data', 'src', 'dest', 'sha256'))
-    return keys and os.path.isabs(r['data']) and all(not os.path.isabs(r[k]) and '..' not in Path(r[k]).parts and inside(r[k], r['data']) for k in ('src', 'dest'))
+    names = ('src', 'dest', 'made') if 'made' in r else ('src', 'dest')
+    return keys and os.path.isabs(r['data']) and all(_in_data(r, k) for k in names)
+
+# %% ../nbs/11b_clean.ipynb #8a61f2c7
+def _is_row(r:dict) -> bool:
+    "A row record: its `DATA`, its CSV (an absolute `.csv`), the photo in `DATA`, the row's text before and after."
+    keys = (r.get('op') == 'row' and all(isinstance(r.get(k), str) for k in ('id', 'data', 'csv', 'file', 'old'))
+            and all(isinstance(r.get(k), (str, type(None))) for k in ('new', 'label'))
+            and isinstance(r.get('index'), int))
+    return (keys and os.path.isabs(r['data']) and os.path.isabs(r['csv']) and r['csv'].lower().endswith('.csv')
+            and _in_data(r, 'file'))
+
+# %% ../nbs/11b_clean.ipynb #2e7f5c18
+def csv_records(text:str) -> list:
+    "`[(raw, fields)]`: each record of the CSV `text` with the exact text it takes (a quoted field may span lines)."
+    lines, taken, res = io.StringIO(text, newline=''), [], []
+    def feed():   # csv.reader pulls a line only when its record needs one: `taken` is the record's text
+        for line in lines:
+            taken.append(line)
+            yield line
+    for fields in csv.reader(feed()):
+        res.append((''.join(taken), fields))
+        taken.clear()
+    return res
+
+# %% ../nbs/11b_clean.ipynb #91b6d3e0
+class LabelsCSV:
+    "A CSV of labels as its records' exact text: a photo's row found, changed, dropped or put back; rewritten whole."
+    def __init__(self, path):   # the CSV file
+        self.path = Path(path)
+        try: self.records = csv_records(self.path.read_bytes().decode('utf-8'))
+        except (OSError, UnicodeDecodeError, csv.Error) as e:
+            why = getattr(e, 'strerror', None) or e
+            raise BadReport(f"{shown(self.path)}: cannot read it ({why}); nothing was moved") from None
+        self.head = next((n for n, (_, f) in enumerate(self.records) if f), None)   # DictReader's: the first not blank
+        head = [] if self.head is None else self.records[self.head][1]
+        self.cols = [c.removeprefix('\ufeff') for c in head]   # a BOM, which read_labels_csv's utf-8-sig drops
+        if 'file' not in self.cols or 'label' not in self.cols:
+            raise BadReport(f"{shown(self.path)}: no file and label columns; nothing was moved")
+
+    def find(self, file:str):
+        "The index of the record naming the photo `file` (relative to the data folder); `None` if no row does."
+        i = self.cols.index('file')
+        named = lambda f: len(f) > i and f[i].strip() and Path(f[i].strip()) == Path(file)
+        return next((n for n, (_, f) in enumerate(self.records) if n > self.head and named(f)), None)
+
+    def row(self, file:str):
+        "The text of the row of `file`; `None` if no row names it."
+        n = self.find(file)
+        return None if n is None else self.records[n][0]
+
+    def relabelled(self, file:str, label:str) -> str:
+        "The text of `file`'s row with the label `label`, ending as the row did."
+        raw, fields = self.records[self.find(file)]
+        fields = list(fields)
+        fields[self.cols.index('label')] = label
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator=next((e for e in ('\r\n', '\n', '\r') if raw.endswith(e)), '')).writerow(fields)
+        return buf.getvalue()
+
+    def change(self, file:str, raw, index:int=None):
+        "Make `file`'s row the text `raw` (`None`: drop it), or put it back as record `index` if none names it; save."
+        n = self.find(file)
+        if n is None: self.records.insert(min(index, len(self.records)), csv_records(raw)[0])
+        elif raw is None: del self.records[n]
+        else: self.records[n] = csv_records(raw)[0]
+        with replacing(self.path) as tmp:
+            Path(tmp).write_bytes(''.join(r for r, _ in self.records).encode('utf-8'))
+            shutil.copymode(self.path, tmp)
+        fsync_dir(self.path.parent)
 
 # %% ../nbs/11b_clean.ipynb #99ed12c6
 def relabel_name(src:Path,    # the photo to relabel
@@ -111,53 +222,118 @@ def relabel_name(src:Path,    # the photo to relabel
     while os.path.lexists(dest := src.parent/f'{breed}_{n}{src.suffix}') or dest in taken: n += 1
     return dest
 
+# %% ../nbs/11b_clean.ipynb #5a0c7e92
+def relabel_dest(src:Path,     # the photo to relabel
+                 label:str,    # its new class
+                 layout=None,  # the data's `layout.Layout` (`None`: PETS names)
+                 taken=(),     # names already given to other photos of the same apply
+                ) -> Path:
+    "Where a relabel puts `src`: `relabel_name` (PETS); the `label` folder beside its own (name kept); a CSV: itself."
+    if layout is None: return relabel_name(src, label, taken)
+    if layout.kind == 'csv': return src   # its row changes, not its name
+    return free_name(src.parent.parent/label, src.name, taken)   # train/cats/x.jpg -> train/dogs/x.jpg
+
+# %% ../nbs/11b_clean.ipynb #b4f81d6c
+def _check_relabel(data:Path, src:Path, label, classes:list, layout, where:str):
+    "`BadReport` naming `where` unless `label` can be `src`'s new class: a folder name, a class of the layout, another."
+    if layout is not None:   # a folder or a CSV's class names a folder (the sorter's); PETS names rename the photo
+        from pet_breeds.layout import BadLayout, check_class_name
+        try: check_class_name(label if isinstance(label, str) else '', where)
+        except BadLayout as e: raise BadReport(f"{e}; nothing was moved") from None
+    if label not in classes:
+        noun = 'breed' if layout is None else 'class'
+        raise BadReport(f"{where}: {shown(repr(label))} is no {noun} of {shown(data)} ({shown(', '.join(classes))}); "
+                        f"nothing was moved")
+    if layout is None: return
+    own = layout.labels.get(src, layout.test.get(src))
+    if own is None: raise BadReport(f"{where}: not a photo of the layout (no label to change); nothing was moved")
+    if own == label:
+        raise BadReport(f"{where}: the photo is {shown(label)} already: keep it, or choose another; nothing was moved")
+
 # %% ../nbs/11b_clean.ipynb #84cd3e9b
 def plan_moves(data:Path,       # the photos' folder
-               decisions:dict    # `{file: {'action', 'label'}}`, files relative to `data`
+               decisions:dict,  # `{file: {'action', 'label'}}`, files relative to `data`
+               layout=None,     # the data's `layout.Layout` (`None`: PETS names)
               ) -> list:
-    "`[(src, dest)]` for every decision that is not keep, each checked: a photo inside `data`, a breed of `data`."
-    plan, taken, breeds, where = [], set(), data_breeds(data), f"{DECISIONS}: the decision for"
+    "`[(src, dest, label)]` for each decision but keep, checked: `label` the new class (`None`: removed), `dest` its path."
+    plan, taken, classes, where = [], set(), data_breeds(data, layout), f"{DECISIONS}: the decision for"
     for rel, d in sorted(decisions.items()):
         if d['action'] == 'keep': continue
-        src = photo_path(data, rel, where)
-        if src in {s for s, _ in plan}: raise BadReport(f"{where} {shown(rel)}: the photo has another decision too; nothing was moved")
-        if not src.is_file(): raise BadReport(f"{where} {shown(rel)}: the photo is no longer in {shown(data)}; nothing was moved")
-        if d['action'] == 'relabel' and d['label'] not in breeds:
-            raise BadReport(f"{where} {shown(rel)}: {shown(repr(d['label']))} is no breed of {shown(data)}; nothing was moved")
-        dest = relabel_name(src, d['label'], taken) if d['action'] == 'relabel' else free_name(data/REMOVED, src.name, taken)
-        taken.add(dest); plan.append((src, dest))
+        src, said = photo_path(data, rel, where), f"{where} {shown(rel)}"
+        if src in {s for s, _, _ in plan}:
+            raise BadReport(f"{said}: the photo has another decision too; nothing was moved")
+        if not src.is_file(): raise BadReport(f"{said}: the photo is no longer in {shown(data)}; nothing was moved")
+        label = d['label'] if d['action'] == 'relabel' else None
+        if d['action'] == 'relabel': _check_relabel(data, src, label, classes, layout, said)
+        if d['action'] == 'relabel': dest = relabel_dest(src, label, layout, taken)
+        else: dest = free_name(data/REMOVED, src.name, taken)
+        taken.add(dest)
+        plan.append((src, dest, label))
     return plan
 
 # %% ../nbs/11b_clean.ipynb #1024b9fd
-def apply_decisions(data:Path,     # the photos' folder
-                    report:Path,   # the report folder: its journal records each move
-                    decisions:dict # `{file: {'action', 'label'}}`, files relative to `data`
+def apply_decisions(data:Path,      # the photos' folder
+                    report:Path,    # the report folder: its journal records each step
+                    decisions:dict  # `{file: {'action', 'label'}}`, files relative to `data`
                    ) -> list:
-    "Carry out `decisions` with `files.transfer`, each move journaled first; returns the moves `[(src, dest)]`."
+    "Carry out `decisions` in the layout the audit read, each step journaled first: `[(src, dest)]` (a CSV relabel: src)."
     data, j = Path(data).resolve(), CleanJournal(Path(report)/JOURNAL)
     with _lock(report):
-        plan = plan_moves(data, decisions)
-        if any(d.parent == data/REMOVED for _, d in plan): (data/REMOVED).mkdir(exist_ok=True)
-        for src, dest in plan:
-            j.append({'op': 'move', 'id': uuid.uuid4().hex, 'data': str(data), 'src': str(src.relative_to(data)),
-                      'dest': str(dest.relative_to(data)), 'sha256': file_sha256(src)})
-            transfer(src, dest, _tmp(dest))
-    return plan
+        layout = data_layout(data, report)
+        plan = plan_moves(data, decisions, layout)
+        if any(d.parent == data/REMOVED for _, d, _ in plan): (data/REMOVED).mkdir(exist_ok=True)
+        for src, dest, label in plan:
+            # the row first: a row naming a photo that is gone would make the CSV no layout
+            if layout is not None and layout.kind == 'csv': _change_row(j, data, layout.csv, src, label)
+            if dest != src: _move_photo(j, data, src, dest)
+            if layout is not None and layout.kind in ('folders', 'split'): _drop_if_empty(src.parent)
+    return [(s, d) for s, d, _ in plan]
 
 def _lock(report): return lock_folder(report, LOCK, "another cleaner is applying or undoing this report's decisions; try again when it is done")
 
 def _tmp(dest:Path) -> Path: return dest.with_name(f'.{dest.name}.pet_breeds_clean.tmp')   # used only across filesystems
 
+# %% ../nbs/11b_clean.ipynb #c2e95a07
+def _move_photo(j:CleanJournal, data:Path, src:Path, dest:Path):
+    "Journal the move of `src` to `dest`, then make it; a class folder the part lacks is made, and named for the undo."
+    made = None if dest.parent.is_dir() else dest.parent   # valid/ without a dogs/ folder
+    j.append({'op': 'move', 'id': uuid.uuid4().hex, 'data': str(data), 'src': str(src.relative_to(data)),
+              'dest': str(dest.relative_to(data)), 'sha256': file_sha256(src),
+              **({'made': str(made.relative_to(data))} if made else {})})
+    if made is not None:
+        made.mkdir()
+        fsync_dir(made.parent)
+    transfer(src, dest, _tmp(dest))
+
+# %% ../nbs/11b_clean.ipynb #7d38b1f4
+def _change_row(j:CleanJournal, data:Path, csv_file:Path, src:Path, label):
+    "Journal the change of `src`'s row in `csv_file` (its label `label`; `None`: dropped), then rewrite the CSV."
+    t, rel = LabelsCSV(csv_file), str(src.relative_to(data))
+    n = t.find(rel)
+    if n is None: return   # a photo the CSV does not list: no row to change
+    new = None if label is None else t.relabelled(rel, label)
+    j.append({'op': 'row', 'id': uuid.uuid4().hex, 'data': str(data), 'csv': str(csv_file), 'file': rel, 'index': n,
+              'old': t.records[n][0], 'new': new, 'label': label})
+    t.change(rel, new)
+
+# %% ../nbs/11b_clean.ipynb #e6a4c0b9
+def _drop_if_empty(folder:Path):
+    "Remove the class folder a move left empty (an empty class folder is no layout); the undo makes it again."
+    try: folder.rmdir()
+    except OSError: return   # photos (or anything else) still in it
+    fsync_dir(folder.parent)
+
 # %% ../nbs/11b_clean.ipynb #3d50d735
 def pending_moves(report:Path) -> list:
-    "The moves of `report`'s journal not undone yet, in the order they were made."
+    "The steps of `report`'s journal not undone yet (moves, and a CSV's rows), in the order they were made."
     recs = CleanJournal(Path(report)/JOURNAL).records()
     undone = {r['id'] for r in recs if r['op'] == 'undone'}
-    return [r for r in recs if r['op'] == 'move' and r['id'] not in undone]
+    return [r for r in recs if r['op'] in ('move', 'row') and r['id'] not in undone]
 
 # %% ../nbs/11b_clean.ipynb #938a6735
 def _undo_step(r:dict, state:dict) -> str:
     "'back' if the photo is at the move's new name and its old name is free, 'never moved' if still at the old one; else `BadReport`. `state`: `{path: sha256 or None}`, the undos planned before."
+    if r['op'] == 'row': return _undo_row_step(r, state)
     data = Path(r['data']); src, dest = data/r['src'], data/r['dest']
     taken = lambda p: state[p] is not None if p in state else os.path.lexists(p)
     holds = lambda p: state[p] == r['sha256'] if p in state else taken(p) and not os.path.islink(p) and same_content(p, r['sha256'])
@@ -166,16 +342,48 @@ def _undo_step(r:dict, state:dict) -> str:
     if holds(dest): raise BadReport(f"{shown(src)}: another file has this name now, so {shown(dest)} cannot go back to it; nothing was moved")
     raise BadReport(f"{shown(dest)}: missing (or changed), so it cannot go back to {shown(src)}; nothing was moved")
 
+# %% ../nbs/11b_clean.ipynb #f0c3a5d8
+def _undo_row_step(r:dict, state:dict) -> str:
+    "'back' if the photo's CSV row is the cleaner's (none if dropped), 'never done' if still the old; else `BadReport`."
+    key = (r['csv'], r['file'])   # `state` as `_undo_step`'s: the row's text, once the undos planned before are done
+    if key not in state: state[key] = LabelsCSV(r['csv']).row(r['file'])
+    if state[key] == r['new']:
+        state[key] = r['old']
+        return 'back'
+    if state[key] == r['old']: return 'never done'
+    csv_file, file = shown(r['csv']), shown(r['file'])
+    if r['new'] is None:
+        raise BadReport(f"{csv_file}: a row names {file} again, so its dropped row cannot go back; nothing was moved")
+    raise BadReport(f"{csv_file}: the row of {file} changed since the cleaner wrote it, so it cannot go back to its "
+                    f"old label; nothing was moved")
+
+# %% ../nbs/11b_clean.ipynb #1b7e9d42
+def _undo_move(r:dict, step:str):
+    "Put the photo of the move `r` back (`step` 'back'), or clear what a kill left; a folder it made goes if empty."
+    data = Path(r['data'])
+    src, dest = data/r['src'], data/r['dest']
+    if step == 'back':
+        if not src.parent.is_dir():   # the class folder the move emptied (`_drop_if_empty`)
+            src.parent.mkdir(parents=True)
+            fsync_dir(src.parent.parent)
+        transfer(dest, src, _tmp(src))
+    elif os.path.lexists(dest) and os.path.samefile(src, dest):
+        unlink_missing_ok(data/r['dest'])  # a link a kill left
+    if r.get('made'):
+        try: (data/r['made']).rmdir()
+        except OSError: return   # another photo is in it: kept
+        fsync_dir((data/r['made']).parent)
+
+# %% ../nbs/11b_clean.ipynb #6c5a2f13
 def undo_moves(report:Path) -> list:
-    "Put every pending move of `report`'s journal back, last first, and journal each; returns the moves undone."
+    "Put every pending step of `report`'s journal back, last first, and journal each; returns the steps undone."
     with _lock(report):
         todo, state = pending_moves(report)[::-1], {}
         steps = [_undo_step(r, state) for r in todo]   # every one checked, in order, before any file moves
         j = CleanJournal(Path(report)/JOURNAL)
         for r, step in zip(todo, steps):
-            data = Path(r['data'])
-            if step == 'back': transfer(data/r['dest'], data/r['src'], _tmp(data/r['src']))
-            elif os.path.lexists(data/r['dest']) and os.path.samefile(data/r['src'], data/r['dest']): unlink_missing_ok(data/r['dest'])  # a link a kill left
+            if r['op'] == 'move': _undo_move(r, step)
+            elif step == 'back': LabelsCSV(r['csv']).change(r['file'], r['old'], r['index'])
             j.append({'op': 'undone', 'id': r['id']})
     return todo
 
@@ -206,7 +414,8 @@ class Cleaner(widgets.VBox):
         self.data, self.report, self.per_page, self.page = Path(data).resolve(), Path(report).resolve(), per_page, 0
         if not self.data.is_dir(): raise DataNotFound(f"{shown(data)}: the photos' folder does not exist or is not a folder")
         self.rows, self.decisions = read_suspects(self.data, self.report), load_decisions(self.report)
-        self.breeds, self._thumbs = data_breeds(self.data), {}
+        self.data_layout = data_layout(self.data, self.report)   # not `layout`: that is the widget's style
+        self.classes, self._thumbs = data_breeds(self.data, self.data_layout), {}
         given = sorted({r['given'] for r in self.rows}, key=str.lower)
         self.filter = widgets.Dropdown(options=[('all', 'all'), ('flagged', 'flagged'), ('decided', 'decided')] +
                                        [(f'given: {b}', b) for b in given], description='show',
@@ -218,7 +427,9 @@ class Cleaner(widgets.VBox):
         self.prev.on_click(lambda _: self.show(self.page - 1)); self.next.on_click(lambda _: self.show(self.page + 1))
         self.apply_button.on_click(lambda _: self.apply())
         for w, c in [(self.list, 'pb-suspects'), (self.status, 'pb-status'), (self.page_label, 'pb-page')]: w.add_class(c)
-        head = widgets.HTML(f'{CLEAN_CSS}<h3>Clean {html.escape(shown(self.data))}</h3><div>{len(self.rows)} photos ranked in '
+        read = f'<div>{html.escape(shown(self.data_layout.summary()))}</div>' if self.data_layout is not None else ''
+        head = widgets.HTML(f'{CLEAN_CSS}<h3>Clean {html.escape(shown(self.data))}</h3>{read}'
+                            f'<div>{len(self.rows)} photos ranked in '
                             f'{html.escape(shown(self.report))}, {sum(r["flagged"] for r in self.rows)} flagged; decisions are saved as you click.</div>')
         super().__init__([head, widgets.HBox([self.filter, self.prev, self.page_label, self.next]), self.list,
                           widgets.HBox([self.apply_button, self.status])], **kwargs)
@@ -240,7 +451,10 @@ def show(self:Cleaner, page:int):
     self.page = min(max(page, 0), pages - 1)
     self.page_label.value = f'page {self.page + 1}/{pages} ({len(rows)} photos)'
     self.prev.disabled, self.next.disabled = self.page == 0, self.page == pages - 1
-    moved = {m['src']: m['dest'] for m in pending_moves(self.report)}
+    done = pending_moves(self.report)
+    relabelled = [m for m in done if m['op'] == 'row' and m['label'] is not None]   # in a CSV: the photo stays
+    moved = {m['file']: f"{m['label']} ({Path(m['csv']).name})" for m in relabelled}
+    moved.update({m['src']: m['dest'] for m in done if m['op'] == 'move'})
     for c in self.list.children: c.close()
     self.list.children = [self.row(r, moved.get(r['file'])) for r in rows[self.page * self.per_page:(self.page + 1) * self.per_page]]
     n = sum(d['action'] != 'keep' for d in self.decisions.values())
@@ -249,7 +463,7 @@ def show(self:Cleaner, page:int):
 # %% ../nbs/11b_clean.ipynb #964b8daa
 @patch
 def row(self:Cleaner, r:dict, moved=None) -> widgets.HBox:
-    "One suspect: thumbnail, names, score, and (unless the journal moved it to `moved`) the actions and breed menu."
+    "One suspect: thumbnail, names, score, and (unless the journal moved it to `moved`) the actions and class menu."
     f, e = r['file'], lambda s: html.escape(shown(s))
     if f not in self._thumbs: self._thumbs[f] = thumb_uri(self.data/f)
     info = widgets.HTML(f'<div class="pb-card"><img class="pb-thumb" src="{self._thumbs[f]}" alt="{e(f)}"><div><b>{e(f)}</b><br>given {e(r["given"])}'
@@ -257,7 +471,7 @@ def row(self:Cleaner, r:dict, moved=None) -> widgets.HBox:
     if moved is not None: parts = [info, widgets.HTML(f'applied: now <b>{e(moved)}</b>')]
     else:
         d = self.decisions.get(f, {'action': 'keep', 'label': None})
-        opts = [r['suggested']] * (r['suggested'] in self.breeds) + [b for b in self.breeds if b != r['suggested']]
+        opts = [r['suggested']] * (r['suggested'] in self.classes) + [b for b in self.classes if b != r['suggested']]
         act = widgets.ToggleButtons(options=ACTIONS, value=d['action'], style={'button_width': '5.5em'})
         menu = widgets.Dropdown(options=opts, value=d['label'] if d['label'] in opts else (opts or [None])[0], layout={'width': '14em'})
         act.observe(lambda _: self.decide(f, act.value, menu.value), names='value')
@@ -280,10 +494,15 @@ def apply(self:Cleaner) -> list:
     "Apply the decisions (`apply_decisions`), forget the ones carried out, and show the result."
     try: moves = apply_decisions(self.data, self.report, self.decisions)
     except PetBreedsError as e:
-        self.status.value = f'<span class="pb-flag">{html.escape(str(e))}</span>'; return []
+        self.status.value = f'<span class="pb-flag">{html.escape(str(e))}</span>'
+        return []
     done = {str(s.relative_to(self.data)) for s, _ in moves}
     self.decisions = {f: d for f, d in self.decisions.items() if f not in done}
     save_decisions(self.report, self.decisions)
-    self.status.value = html.escape(f'moved {len(moves)} photo{"s"[:len(moves) != 1]}; to put them back: pet_breeds_audit --undo {shown(self.report)}')
+    n = sum(s != d for s, d in moves)
+    said = [f'moved {n} photo{"s"[:n != 1]}'] if n or len(moves) == n else []
+    if len(moves) > n: said.append(f'relabelled {len(moves) - n} in {Path(self.data_layout.csv).name}')
+    undo = f'pet_breeds_audit --undo {shown(self.report)}'
+    self.status.value = html.escape(f'{", ".join(said)}; to put them back: {undo}')
     self.show(self.page)
     return moves

@@ -8,7 +8,7 @@ import sys, tempfile
 from pathlib import Path
 from fastcore.script import call_parse, anno_parser
 from .core import *
-from .clean import Cleaner, undo_moves
+from .clean import Cleaner, undo_moves, report_layout
 
 # %% auto #0
 __all__ = ['run_cli', 'undo_main', 'audit_or_undo_main', 'clean_main', 'app_or_clean_main']
@@ -25,12 +25,20 @@ def _has(opt:str, argv) -> bool: return any(a == opt or a.startswith(opt + '=') 
 # %% ../nbs/11c_clean_cli.ipynb #a56e33c8
 @call_parse
 def undo_main(undo:str=None):   # the report folder whose clean.journal lists the cleaner's moves
-    "Put back every photo the cleaner moved, as its journal records."
+    "Put back every photo the cleaner moved (and every CSV row it changed), as its journal records."
     with command_errors('pet_breeds_audit', OSError):
         if not Path(undo).is_dir(): raise DataNotFound(f"{shown(undo)}: no such report folder")
-        moves = undo_moves(undo)
-    print(f"pet_breeds_audit: put back {len(moves)} photo{'s'[:len(moves) != 1]}" if moves else
-          f"pet_breeds_audit: nothing to undo in {shown(undo)} (every move of its journal is undone)")
+        steps = undo_moves(undo)
+    nothing = f"pet_breeds_audit: nothing to undo in {shown(undo)} (every move of its journal is undone)"
+    print(_undone(steps) if steps else nothing)
+
+def _undone(steps:list) -> str:
+    "What the undo of `steps` (the journal's records) put back: the photos, and the rows of a CSV."
+    n = len({(r['data'], r['src'] if r['op'] == 'move' else r['file']) for r in steps})   # a CSV removal: a move, a row
+    rows = [r for r in steps if r['op'] == 'row']
+    csvs = ', '.join(sorted({shown(Path(r['csv']).name) for r in rows}))
+    said = f" ({len(rows)} row{'s'[:len(rows) != 1]} of {csvs})" if rows else ''
+    return f"pet_breeds_audit: put back {n} photo{'s'[:n != 1]}{said}"
 
 def audit_or_undo_main():
     "`pet_breeds_audit`: `--undo REPORT` puts the cleaner's moves back; anything else is the audit."
@@ -52,7 +60,9 @@ def clean_main(clean:str=None,         # the photos' folder the audit ran on
     with command_errors('pet_breeds_app', OSError):
         check_range('port', port, lo=1, hi=65535)
         if not Path(clean).is_dir(): raise DataNotFound(f"{shown(clean)}: the photos' folder does not exist or is not a folder")
-        c = Cleaner(pets_images_path(clean), report); widget.check_app_runtime()
+        # as the audit read DATA: a CSV names its photos relative to DATA itself; the others may be in DATA/images
+        c = Cleaner(Path(clean) if report_layout(report)['kind'] == 'csv' else pets_images_path(clean), report)
+        widget.check_app_runtime()
     src = f"# written by pet_breeds_app --clean\nfrom pet_breeds.clean import Cleaner\nCleaner({str(c.data)!r}, {str(c.report)!r})"
     nb = widget.app_folder(src, tempfile.mkdtemp(prefix='pet_breeds_clean_'), remote=not widget.is_loopback(ip))
     widget.serve_app(nb, f'the cleaner of {c.data}', port, no_browser, ip)

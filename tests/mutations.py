@@ -363,9 +363,9 @@ MUTATIONS = [
              [("'kind': 'leak' if leak(i, j) else k}", "'kind': k}")],
              ['tests/test_audit.py::test_a_duplicate_across_a_runs_split_is_a_leak']),
     Mutation("the only photo of a breed is cross-validated", 'audit.py',
-             [("for f in photos if per[breed_label(f)] < 2})", "for f in photos if per[breed_label(f)] < 1})"),
+             [("for f in photos if per[given[f]] < 2})", "for f in photos if per[given[f]] < 1})"),
               ("vocab = sorted(b for b, n in per.items() if n >= 2)", "vocab = sorted(b for b, n in per.items() if n >= 1)"),
-              ("checked = [i for i, f in enumerate(photos) if per[breed_label(f)] >= 2]", "checked = list(range(len(photos)))")],
+              ("checked = [i for i, f in enumerate(photos) if per[given[f]] >= 2]", "checked = list(range(len(photos)))")],
              ['tests/test_audit.py::test_a_breed_with_one_photo_is_a_named_skip']),
     Mutation("the report folder is not checked before the work", 'audit.py',
              [("    _check_writable(out)\n", "")],
@@ -390,13 +390,13 @@ MUTATIONS = [
              [("and not os.path.islink(data/rel): return data/rel", ": return data/rel")],
              ['tests/test_clean.py::test_a_report_naming_a_file_outside_data_is_refused']),
     Mutation("a relabel may name any breed (a path)", 'clean.py',
-             [("if d['action'] == 'relabel' and d['label'] not in breeds:", "if False:")],
+             [("    if label not in classes:\n", "    if False:\n")],
              ['tests/test_clean.py::test_a_report_naming_a_file_outside_data_is_refused']),
     Mutation("a removed photo stays in its folder", 'clean.py',
-             [("else free_name(data/REMOVED, src.name, taken)", "else free_name(src.parent, src.name, taken)")],
+             [("else: dest = free_name(data/REMOVED, src.name, taken)", "else: dest = free_name(src.parent, src.name, taken)")],
              ['tests/test_clean.py::test_apply_moves_the_decided_photos_and_only_them']),
     Mutation("a move is not journaled", 'clean.py',
-             [("        j.append({'op': 'move', 'id': uuid.uuid4().hex,", "        (lambda r: None)({'op': 'move', 'id': uuid.uuid4().hex,")],
+             [("    j.append({'op': 'move', 'id': uuid.uuid4().hex,", "    (lambda r: None)({'op': 'move', 'id': uuid.uuid4().hex,")],
              ['tests/test_clean.py::test_undo_restores_every_file_byte_for_byte_once']),
     Mutation("a click is not saved", 'clean.py',
              [("else None}\n    save_decisions(self.report, self.decisions)", "else None}")],
@@ -522,6 +522,37 @@ MUTATIONS = [
     Mutation("the first batch's seconds measured to the last batch", 'measure.py',
              [("return t[1][0] - t[0][0] if len(t) >= 2 else None", "return t[-1][0] - t[0][0] if len(t) >= 2 else None")],
              ['nbs/14b_measure.ipynb']),
+]
+
+# --- issue 29: the audit and the cleaner follow the layout (folders, split folders, a CSV) ------------------------------
+L = 'tests/test_clean_layouts.py::'
+A = L + 'test_the_audit_reads_the_layout_and_names_classes'
+R = L + 'test_a_relabel_follows_the_layout_and_the_undo_puts_it_back'
+X = L + 'test_a_relabel_to_no_class_or_no_folder_name_is_refused'
+MUTATIONS += [
+    Mutation("the audit leaves test/ out", 'audit.py', [("given = {**lay.labels, **lay.test}", "given = dict(lay.labels)")], [A+'[split]']),
+    Mutation("no leak check from the layout's split", 'audit.py', [("if model is not None else held or None", "if model is not None else None")], [A+'[split]']),
+    Mutation("the summary says breeds for every layout", 'audit.py', [("noun, nouns = ('breed', 'breeds') if res['layout']['kind'] == 'pets' else ('class', 'classes')", "noun, nouns = ('breed', 'breeds')")], [A+'[folders]']),
+    Mutation("a CSV's unlisted image is not skipped", 'audit.py', [("skipped.update({f: f\"{unlisted}: no label to check\" for f in ok if f not in skipped and f not in given})", "pass")], [A+'[csv]']),
+    Mutation("summary.json records no layout", 'audit.py', [("'layout': _layout_record(lay), ", "")], [A+'[folders]']),
+    Mutation("labels from the file names (PETS) in every layout", 'audit.py', [("given = {**lay.labels, **lay.test}", "given = {f: breed_label(f) for f in {**lay.labels, **lay.test}}")], [A+'[folders]']),
+    Mutation("a folder layout's relabel renames as PETS", 'clean.py', [("    if layout is None: return relabel_name(src, label, taken)", "    if layout is None or layout.kind != 'csv': return relabel_name(src, label, taken)")], [R+'[folders]']),
+    Mutation("a split relabel leaves the photo's part", 'clean.py', [("free_name(src.parent.parent/label, src.name, taken)", "free_name(layout.root/label, src.name, taken)")], [R+'[split]']),
+    Mutation("a CSV relabel rewrites no row", 'clean.py', [("if layout is not None and layout.kind == 'csv': _change_row(", "if False: _change_row(")], [R+'[csv]']),
+    Mutation("a CSV removal keeps the row", 'clean.py', [("if layout is not None and layout.kind == 'csv': _change_row(", "if layout is not None and layout.kind == 'csv' and label is not None: _change_row(")], [L+'test_a_csv_removal_drops_the_row_and_the_undo_puts_both_back']),
+    Mutation("a row change is not journaled", 'clean.py', [("j.append({'op': 'row',", "(lambda r: None)({'op': 'row',")], [R+'[csv]']),
+    Mutation("the undo leaves the folder the move made", 'clean.py', [("    if r.get('made'):", "    if False:")], [R+'[split]']),
+    Mutation("an emptied class folder stays", 'clean.py', [("_drop_if_empty(src.parent)", "None")], [R+'[split]']),
+    Mutation("the undo does not make the emptied folder again", 'clean.py', [("        if not src.parent.is_dir():   # the class folder", "        if False:   # the class folder")], [R+'[split]']),
+    Mutation("the relabel menu parses file names in every layout", 'clean.py', [("    if layout is not None: return sorted(layout.classes, key=lambda b: (b.lower(), b))\n", "")], [R+'[folders]']),
+    Mutation("a class name that is no folder name is not checked", 'clean.py', [("        try: check_class_name(label if isinstance(label, str) else '', where)\n        except BadLayout as e:", "        try: pass\n        except BadLayout as e:")], [X+'[folders]']),
+    Mutation("a relabel to the photo's own class is not refused", 'clean.py', [("    if own == label:\n", "    if False:\n")], [X+'[folders]']),
+    Mutation("the undo does not check the CSV row", 'clean.py', [("    if state[key] == r['new']:", "    if True:")], [L+'test_a_csv_row_changed_by_hand_stops_the_undo']),
+    Mutation("the report's layout is ignored (PETS always)", 'clean.py', [("    if rec['kind'] == 'pets': return None", "    if True: return None")], [R+'[folders]', L+'test_a_report_of_another_layout_is_refused']),
+    Mutation("the relabelled row ends in \\n, whatever the CSV's", 'clean.py', [("csv.writer(buf, lineterminator=next((e for e in ('\\r\\n', '\\n', '\\r') if raw.endswith(e)), ''))", "csv.writer(buf, lineterminator='\\n')")], [R+'[csv]']),
+    Mutation("a dropped row goes back at the end", 'clean.py', [("self.records.insert(min(index, len(self.records)), csv_records(raw)[0])", "self.records.append(csv_records(raw)[0])")], [L+'test_a_csv_removal_drops_the_row_and_the_undo_puts_both_back']),
+    Mutation("a layout of another kind is not refused", 'clean.py', [("    if lay.kind != rec['kind']:", "    if False:")], [L+'test_a_report_of_another_layout_is_refused']),
+    Mutation("--clean DATA of a CSV goes to DATA/images", 'clean_cli.py', [("Path(clean) if report_layout(report)['kind'] == 'csv' else pets_images_path(clean)", "pets_images_path(clean)")], [L+'test_the_cleaner_page_reads_a_csv_from_data_itself']),
 ]
 
 # --- running ------------------------------------------------------------------------------------------
