@@ -4,14 +4,15 @@
 
 # %% ../nbs/14_deploy.ipynb #da949291
 from __future__ import annotations
-import argparse, hashlib, json, os, sys
+import argparse, csv, glob, hashlib, io, itertools, json, os, sys
 from pathlib import Path
-from .core import PetBreedsError, command_errors, check_range
+from .core import PetBreedsError, BadOptions, DataNotFound, IMAGE_EXTENSIONS, command_errors, check_range, shown
 from .runtime import *
 
 # %% auto #0
-__all__ = ['ONNX_OPSET', 'INPUT_NAME', 'OUTPUT_NAME', 'INT8_FILE', 'INT8_MIN_AGREEMENT', 'INT8_CALIBRATION', 'export_onnx',
-           'photo_files', 'quantize_onnx', 'export_main', 'load_predictor', 'predict_main']
+__all__ = ['ONNX_OPSET', 'INPUT_NAME', 'OUTPUT_NAME', 'INT8_FILE', 'INT8_MIN_AGREEMENT', 'INT8_CALIBRATION', 'GLOB_CHARS',
+           'SKIPPED_FOLDERS', 'export_onnx', 'photo_files', 'quantize_onnx', 'export_main', 'load_predictor',
+           'expand_images', 'write_csv', 'predict_main']
 
 # %% ../nbs/14_deploy.ipynb #0bef56ee
 ONNX_OPSET = 17
@@ -155,14 +156,91 @@ def load_predictor(path, onnx:bool=False, trust_pickle:bool=False, precision:str
     from pet_breeds.inference import load_model
     return load_model(path, trust_pickle=trust_pickle, precision=precision)
 
+# %% ../nbs/14_deploy.ipynb #54e4fb0e
+GLOB_CHARS = '*?['   # a name holding one of these, and naming no file, is a glob pattern
+SKIPPED_FOLDERS = ('__MACOSX', '_removed', '_rejected')   # macOS archives' forks; clean's and sort's set-aside photos
+
+def _skipped(parts) -> bool:
+    "Whether path `parts` below a folder or pattern the user named hold a hidden name or one of `SKIPPED_FOLDERS`."
+    return any(part.startswith('.') or part in SKIPPED_FOLDERS for part in parts)
+
+def _is_image(name) -> bool: return Path(name).suffix.lower() in IMAGE_EXTENSIONS
+
+def _unreadable(e:OSError):
+    "`os.walk`'s `onerror`: a folder that cannot be listed stops the command, rather than leaving its photos out unsaid."
+    raise PetBreedsError(f"{shown(e.filename)}: cannot read this folder ({e.strerror})")
+
+def _folder_images(folder:str) -> list:
+    "The image files under `folder`, at any depth, less the skipped names; each path begins with `folder` as given."
+    found = []
+    for root, subfolders, names in os.walk(folder, onerror=_unreadable):   # links to folders are not followed
+        subfolders[:] = [d for d in subfolders if not _skipped([d])]
+        found += [os.path.join(root, name) for name in names if not _skipped([name]) and _is_image(name)]
+    return found
+
+def _pattern_images(pattern:str) -> tuple:
+    "`(matches, images)`: how many paths the glob `pattern` matches, and its image files (a folder's, for a folder)."
+    matches = glob.glob(pattern, recursive=True)
+    fixed = len(list(itertools.takewhile(lambda part: not any(c in part for c in GLOB_CHARS), Path(pattern).parts)))
+    found = []
+    for m in matches:
+        if _skipped(Path(m).parts[fixed:]): continue   # judged below the pattern's fixed folders only
+        if os.path.isdir(m): found += _folder_images(m)
+        elif _is_image(m): found.append(m)
+    return len(matches), found
+
+# %% ../nbs/14_deploy.ipynb #9cfe8b69
+def expand_images(args, # image files, folders and glob patterns, as the command line names them
+                 ) -> list:
+    "The files `args` name, in order: a file as given, a folder's or pattern's image files sorted; else `DataNotFound`."
+    exts = ', '.join(IMAGE_EXTENSIONS)
+    files = []
+    for arg in map(os.fspath, args):
+        if any(c in arg for c in GLOB_CHARS) and not os.path.lexists(arg):
+            matches, found = _pattern_images(arg)
+            if not matches: raise DataNotFound(f"{shown(arg)}: matches no files")
+            if not found: raise DataNotFound(f"{shown(arg)}: matches no image files ({exts})")
+        elif os.path.isdir(arg):
+            found = _folder_images(arg)
+            if not found: raise DataNotFound(f"{shown(arg)}: no image files ({exts}) in this folder or its sub-folders")
+        else:
+            files.append(arg)   # predicted as given: a missing or unreadable file is an error line of the results
+            continue
+        unique = dict(zip(map(os.path.normpath, found), found))   # a `**` pattern matches a folder and the files in it
+        files += sorted(unique.values(), key=lambda f: Path(f).parts)
+    return files
+
+# %% ../nbs/14_deploy.ipynb #179f2edf
+def write_csv(results, # `predict_many`'s dicts: `{'file', 'top'}`, or `{'file', 'error'}` for a photo not read
+              path,    # the CSV file: replaced whole, or left as it was
+              k:int,   # ranks with columns: `label`, `probability`, then `label_2`, `probability_2`, ... to `label_k`
+             ) -> Path:
+    "Write `results` to `path` atomically, one row per photo: `file`, the top `k` labels and probabilities, and `error`."
+    from pet_breeds.atomic import write_atomic   # torch-free, imported when used as the exporter's imports are
+    ranks = [''] + [f'_{i}' for i in range(2, k + 1)]
+    buf = io.StringIO()
+    table = csv.writer(buf, lineterminator='\n')
+    table.writerow(['file', *(f'{column}{rank}' for rank in ranks for column in ('label', 'probability')), 'error'])
+    for r in results:
+        cells = [cell for label, prob in r.get('top', [])[:k] for cell in (label, f'{prob:.4f}')]
+        table.writerow([r['file'], *cells, *[''] * (2 * k - len(cells)), r.get('error', '')])
+    return write_atomic(path, buf.getvalue().encode('utf-8', 'surrogateescape'))   # file names need not be UTF-8
+
+def _check_csv(path):
+    "`BadOptions` unless `path` can name the CSV to write: a file (new or not) in a folder that exists."
+    if os.path.isdir(path): raise BadOptions(f"--csv {shown(path)}: a folder; name the file to write")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))): raise BadOptions(f"--csv {shown(path)}: no such folder")
+
 # %% ../nbs/14_deploy.ipynb #ec1edc8f
 def predict_main(argv=None):
     "Print the top-k breeds for each image."
     p = argparse.ArgumentParser(prog='pet_breeds_predict', description="Print the top-k breeds for each image.")
     p.add_argument('model', help='exported model folder, or its model.onnx (run by onnxruntime, no PyTorch needed)')
-    p.add_argument('images', nargs='+', help='image files')
+    p.add_argument('images', nargs='+', help="image files, folders (their images, at any depth), glob patterns")
     p.add_argument('--k', type=int, default=3, help='how many labels per image')
     p.add_argument('--json', action='store_true', help='one JSON object per line')
+    p.add_argument('--csv', metavar='FILE', help='also write the results to FILE, one row per image: file, label, '
+                                                 'probability, label_2, probability_2, ... to --k, error (if not read)')
     p.add_argument('--bs', type=int, default=64, help='batch size')
     p.add_argument('--onnx', action='store_true', help="run the folder's model.onnx with onnxruntime even where PyTorch is installed")
     p.add_argument('--tta', action=argparse.BooleanOptionalAction, default=None, help=TTA_HELP)
@@ -171,9 +249,16 @@ def predict_main(argv=None):
     a = p.parse_args(argv)
     with command_errors('pet_breeds_predict'):
         check_range('k', a.k, lo=1); check_range('bs', a.bs, lo=1)   # before the model loads: exit 2, as argparse's errors
+        if a.csv: _check_csv(a.csv)
+        a.images = expand_images(a.images)   # before the model loads too: a name that gives no image costs no load
         pm = load_predictor(a.model, a.onnx, a.trust_pickle, a.precision)
     kw = {}
     if hasattr(pm, 'compile_choice'):   # PyTorch: torch.compile for a large folder, where it pays (on stderr: stdout is the results)
         kw['compile'], why = pm.compile_choice(len(a.images))
         print(f"pet_breeds_predict: {why}", file=sys.stderr, flush=True)
-    if not print_results(pm.predict_many(a.images, k=a.k, bs=a.bs, tta=a.tta, **kw), a.json): sys.exit(EXIT_PARTIAL)
+    results = pm.predict_many(a.images, k=a.k, bs=a.bs, tta=a.tta, **kw)
+    all_read = print_results(results, a.json)
+    if a.csv:
+        with command_errors('pet_breeds_predict'): table = write_csv(results, a.csv, min(a.k, len(pm.vocab)))
+        print(f"pet_breeds_predict: wrote {shown(table)} ({len(results)} rows)", file=sys.stderr, flush=True)
+    if not all_read: sys.exit(EXIT_PARTIAL)
