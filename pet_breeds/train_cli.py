@@ -155,7 +155,7 @@ def score_test(model_dir,   # the exported model
 SETTINGS = ('arch', 'pretrained', 'freeze_epochs', 'epochs', 'lr', 'lr_max', 'bs', 'size', 'item_size', 'min_scale', 'label',
             'seed', 'valid_pct', 'mode', 'precision', 'compile', 'train_bn')   # recorded in metrics.json, with the mode's own options
 
-def train_pets(data:str=None,              # folder of PETS-style images, or 'sample' (default: $PET_BREEDS_DATA, fastai's cache, a download, else the bundled sample)
+def train_pets(data:str=None,              # folder of photos in any layout (see `find_images`), or 'sample' (default: $PET_BREEDS_DATA, fastai's cache, a download, else the bundled sample)
                out:str='runs/pets',        # output folder
                labels:str=None,            # a CSV of file,label rows, as fastai's from_csv reads it (overrides the folder's layout)
                arch:str=None,              # architecture, by name (see `ARCHS`; default: resnet50, or for the probe the backbones it chooses from)
