@@ -15,11 +15,11 @@ warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', cate
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'BREED_RE', 'CAT_BREEDS', 'DOG_BREEDS', 'BREEDS', 'LABELLERS', 'IMAGE_FORMATS', 'MAX_IMAGE_BYTES',
-           'MAX_IMAGE_PIXELS', 'PetBreedsError', 'DataNotFound', 'WeightsNotFound', 'BadImage', 'UnknownChoice',
-           'BadOptions', 'OutOfRange', 'check_choice', 'is_whole', 'is_finite_number', 'Range', 'check_range',
-           'UsageExit', 'command_errors', 'breed_label', 'species_label', 'labeller', 'human_size', 'shown',
-           'read_image_bytes', 'read_rgb', 'open_image', 'image_origin']
+__all__ = ['IMAGE_EXTENSIONS', 'BREED_RE', 'CAT_BREEDS', 'DOG_BREEDS', 'BREEDS', 'LABELLERS', 'WINDOWS_RESERVED', 'IMAGE_FORMATS',
+           'MAX_IMAGE_BYTES', 'MAX_IMAGE_PIXELS', 'PetBreedsError', 'DataNotFound', 'WeightsNotFound', 'BadImage',
+           'UnknownChoice', 'BadOptions', 'OutOfRange', 'check_choice', 'is_whole', 'is_finite_number', 'Range',
+           'check_range', 'UsageExit', 'command_errors', 'breed_label', 'species_label', 'labeller', 'human_size',
+           'shown', 'label_problem', 'read_image_bytes', 'read_rgb', 'open_image', 'image_origin']
 
 # %% ../nbs/00_core.ipynb #ec4d98c8
 class PetBreedsError(Exception):
@@ -164,6 +164,22 @@ def shown(s) -> str:
         if c == ' ' or unicodedata.category(c)[0] not in 'CZ': return c
         return f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}" if ord(c) < 65536 else f"\\U{ord(c):08x}"
     return ''.join(map(esc, str(s)))
+
+# %% ../nbs/00_core.ipynb #86e6b69a
+WINDOWS_RESERVED = {'CON', 'PRN', 'AUX', 'NUL', *(f'{d}{i}' for d in ('COM', 'LPT') for i in range(1, 10))}
+
+def label_problem(label) -> str|None:
+    "Why `label` cannot be a folder name on every OS (the sorter makes one per label), or `None` if it can."
+    if not isinstance(label, str) or not label: return 'not a non-empty text'
+    if label in ('.', '..'): return 'a relative folder name'
+    if any(c in '/\\:*?"<>|' for c in label): return 'a path separator or a character Windows forbids in names'
+    if any(unicodedata.category(c) in ('Cc', 'Cf', 'Zl', 'Zp') for c in label): return 'a control or formatting character'
+    if label[0] in '._': return "a leading '.' or '_' (the sorter's own names)"
+    if label != label.strip(' ') or label.endswith('.'): return 'a leading or trailing space, or a trailing dot'
+    if label.split('.')[0].upper() in WINDOWS_RESERVED: return 'a name Windows reserves'
+    if label.casefold() == 'predictions.csv': return "the sorter's log file (files.CSV_NAME)"
+    if len(label.encode()) > 255: return 'longer than 255 bytes'
+    return None
 
 # %% ../nbs/00_core.ipynb #c9f37667
 IMAGE_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP', 'WEBP', 'TIFF')  # what PIL may parse (JPEG includes phones' multi-picture MPO)

@@ -259,7 +259,7 @@ def pets_dataloaders(path=None,                # the images folder (`None`: see 
                      **kwargs                  # passed on to `DataBlock.dataloaders`
                     ) -> DataLoaders:
     "`DataLoaders` for the photos at `path` in any layout (see `find_layout`), with the scan report as `dls.report`."
-    layout = ifnone(layout, find_layout(path, label=label))
+    if layout is None: layout = find_layout(path, label=label)   # not `ifnone`: it would look for PETS first
     folder = layout.root
     cache = _resize_cache(cache, item_size)
     report = scan_images(folder, cache=cache, progress=progress, files=layout.files)

@@ -5,20 +5,22 @@
 # %% ../nbs/06_interpret.ipynb #5b5c2c72
 from __future__ import annotations
 import json
+from collections import Counter
 from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from .core import *
 from fastai.vision.all import *
 from fastcore.script import call_parse
-from .data import pets_datablock, pets_images_path, scan_images, normalize_tfms
+from .data import find_layout, pets_datablock, scan_images, normalize_tfms
+from .layout import Layout, BadLayout, LabelTable, TEST_NAME
 from .inference import load_model, PetModel, trust_pickle_option
 from .precision import FastPath, choose_policy
 from .train import plot_losses, save_figure
 
 # %% auto #0
 __all__ = ['per_class_scores', 'most_confused_pairs', 'PetInterpretation', 'confusion_layout', 'plot_confusion',
-           'plot_top_losses_grid', 'interpret_model', 'write_report', 'plot_run', 'interpret_main']
+           'plot_top_losses_grid', 'labels_to_score', 'interpret_model', 'write_report', 'plot_run', 'interpret_main']
 
 # %% ../nbs/06_interpret.ipynb #2d3ee108
 def per_class_scores(cm, vocab) -> pd.DataFrame:
@@ -111,28 +113,63 @@ def plot_top_losses_grid(interp:ClassificationInterpretation, k:int=9, fname=Non
     return save_figure(plt.gcf(), fname)
 
 # %% ../nbs/06_interpret.ipynb #b733681f
-def _eval_files(meta:dict, data=None, test=None) -> list:
-    if test is not None:
-        folder = Path(test)
-        if not folder.is_dir(): raise DataNotFound(f"--test folder not found: {folder}")
-        files = scan_images(folder).images
-        if not files: raise DataNotFound(f"{folder}: no readable images")
-        return files
+def _read_layout(path, labels, label:str) -> Layout:
+    "`find_layout(path, labels)`, PETS names read as the model's `label` ('species' applies to PETS names only)."
+    lay = find_layout(path, labels)
+    return find_layout(path, labels, label) if lay.kind == 'pets' and label != 'breed' else lay
+
+# %% ../nbs/06_interpret.ipynb #cf1c13fc
+def _check_known(photos:dict, vocab, where) -> dict:
+    "`photos` (photo -> label) if the model knows every label; else `BadLayout` naming the first it does not."
+    counts = Counter(photos.values())
+    unknown = sorted(set(counts) - set(vocab))
+    if unknown:
+        n = counts[unknown[0]]
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ''
+        raise BadLayout(f"{shown(where)}: class {shown(unknown[0])!r}{more} ({n} photo{'s'[:n != 1]}) is not one "
+                        f"of the model's {len(vocab)} classes, so it cannot be scored: leave those photos out, or "
+                        f"score a model trained on it")
+    return photos
+
+# %% ../nbs/06_interpret.ipynb #490516f9
+def _test_photos(meta:dict, test, labels=None) -> dict:
+    "photo -> label of the readable photos to score in `test`: of split folders `test/`'s, of any other layout all."
+    if not Path(test).expanduser().is_dir(): raise DataNotFound(f"--test {shown(test)}: no such folder")
+    lay = _read_layout(test, labels, meta['label'])
+    if lay.kind == 'split' and not lay.test:
+        raise BadLayout(f"{shown(lay.root)}: split folders without a {TEST_NAME}/ folder; --test scores "
+                        f"{TEST_NAME}/ (the others are what the model learned from and was tuned on): to score the "
+                        f"validation split, pass the folder as --data")
+    photos = lay.test if lay.kind == 'split' else lay.labels
+    readable = scan_images(lay.root, files=list(photos)).images
+    if not readable: raise DataNotFound(f"{shown(lay.root)}: no readable images")
+    return _check_known({f: photos[f] for f in readable}, meta['vocab'], lay.root)
+
+# %% ../nbs/06_interpret.ipynb #6062400e
+def _valid_photos(meta:dict, data=None, labels=None) -> dict:
+    "photo -> label of the validation photos `model.json` lists, looked up in `data` and labelled by its layout."
     if not meta.get('valid_files'):
-        raise DataNotFound("the model records no validation images (a fastai export records none); pass --test DIR, a folder of PETS-named images")
-    folder = pets_images_path(data)
-    files = [folder/f for f in meta['valid_files']]
-    missing = [f for f in files if not f.exists()]
+        raise DataNotFound("the model records no validation images (a fastai export records none); pass --test DIR, "
+                           "a folder of labelled photos in any layout")
+    lay = _read_layout(data, labels, meta['label'])
+    files = [lay.root/f for f in meta['valid_files']]
+    missing = [n for n, f in zip(meta['valid_files'], files) if f not in lay.labels]   # gone, or another layout's
     if missing:
-        raise DataNotFound(f"{folder}: {len(missing)} of the model's {len(files)} validation images are missing "
-                           f"(first: {missing[0].name}); pass the folder the model was trained on, or --test DIR")
-    return files
+        raise DataNotFound(f"{shown(lay.root)}: {len(missing)} of the model's {len(files)} validation images are "
+                           f"missing (first: {shown(missing[0])}); pass the folder the model was trained on, "
+                           f"or --test DIR")
+    return _check_known({f: lay.labels[f] for f in files}, meta['vocab'], lay.root)
 
-def _check_labels(files, label:str, vocab) -> None:
-    lab = labeller(label)
-    unknown = sorted({lab(f) for f in files} - set(vocab))
-    if unknown: raise PetBreedsError(f"labels not in the model's vocab: {', '.join(unknown[:5])}; is this the right model?")
+# %% ../nbs/06_interpret.ipynb #30983657
+def labels_to_score(meta:dict,    # the model's `model.json`: its `vocab`, `label` and `valid_files`
+                    data=None,    # the folder it was trained on, in any layout (`None`: the PETS lookup)
+                    test=None,    # or a folder of labelled photos to score instead, in any layout
+                    labels=None,  # a CSV of `file,label` rows for the folder read (`test` if given, else `data`)
+                   ) -> dict:
+    "photo -> label to score: `test`'s photos (of split folders, `test/`'s), else the model's validation photos."
+    return _test_photos(meta, test, labels) if test is not None else _valid_photos(meta, data, labels)
 
+# %% ../nbs/06_interpret.ipynb #8f5a0939
 def _all_in_both(items):
     "Every item in the validation set (fastai needs a non-empty training set to set up, so it gets them too)."
     idx = L(range(len(items)))
@@ -140,20 +177,20 @@ def _all_in_both(items):
 
 # %% ../nbs/06_interpret.ipynb #5b4dcdd6
 def interpret_model(model,                 # an exported model folder (or fastai export), or a `PetModel`
-                    data=None,             # the images folder it was trained on (`None`: the PETS lookup)
-                    test=None,             # a folder of PETS-named images to evaluate instead of the validation split
+                    data=None,             # the folder it was trained on, in any layout (`None`: the PETS lookup)
+                    test=None,             # a folder of labelled photos (any layout) to score instead
                     bs:int=64,             # batch size
                     trust_pickle:bool=False,  # allow unpickling a fastai export (it can run any code it holds)
-                    precision:str='auto'   # the interpret pass's policy: 'auto' (`AUTO['interpret']`), 'fp32' or 'bf16'
+                    precision:str='auto',  # the interpret pass's policy: 'auto' (`AUTO['interpret']`), 'fp32' or 'bf16'
+                    labels=None,           # a CSV of `file,label` rows for the folder read (`test`, else `data`)
                    ) -> PetInterpretation:
     "A `PetInterpretation` of an exported model (path or `PetModel`) on its validation split, or on `test`; a fastai export only with `trust_pickle`."
     pm = model if isinstance(model, PetModel) else load_model(model, trust_pickle=trust_pickle)
     meta = pm.meta
-    files = _eval_files(meta, data, test)
-    _check_labels(files, meta['label'], pm.vocab)
+    photos = labels_to_score(meta, data, test, labels)
     db = pets_datablock(meta['label'], item_size=meta['item_size'], size=meta['size'], min_scale=meta['min_scale'],
-                        get_items=None, vocab=pm.vocab, splitter=_all_in_both)
-    dls = db.dataloaders(files, bs=bs, num_workers=0, device=pm.device)
+                        get_items=None, vocab=pm.vocab, splitter=_all_in_both, get_y=LabelTable(photos))
+    dls = db.dataloaders(list(photos), bs=bs, num_workers=0, device=pm.device)
     dls.add_tfms(normalize_tfms(meta.get('normalize')), 'after_batch')
     learn = Learner(dls, pm.model, loss_func=CrossEntropyLossFlat(), metrics=[error_rate, accuracy])
     return PetInterpretation.from_learner(learn, dl=dls.valid, precision=precision)
@@ -183,16 +220,18 @@ def plot_run(run, fname=None):
 # %% ../nbs/06_interpret.ipynb #cd885d1f
 @call_parse
 def interpret_main(model:str,             # exported model folder
-                   data:str=None,         # the images folder the model was trained on (default: PETS lookup)
+                   data:str=None,         # the folder the model was trained on, in any layout (default: PETS lookup)
                    out:str='interpret',   # output folder
-                   test:str=None,         # evaluate this folder of PETS-named images instead of the validation split
+                   test:str=None,         # score this folder of labelled photos instead (any layout; split: test/)
                    k:int=9,               # top losses to show
                    bs:int=64,             # batch size
                    trust_pickle:trust_pickle_option()=False,   # the option several commands share: `inference`'s
-                   precision:str='auto'):    # 'auto' (the machine's choice, 02c_precision's `AUTO`), 'fp32' or 'bf16'; fp32 gives the same figures on every machine
+                   precision:str='auto',  # 'auto' (the machine's choice, 02c_precision's `AUTO`), 'fp32' or 'bf16'; fp32 gives the same figures on every machine
+                   labels:str=None):      # a CSV of file,label rows for the folder read (--test, else --data)
     "Confusion matrix, most confused pairs, top losses and per-class scores of an exported model."
     with command_errors('pet_breeds_interpret'):
-        check_range('k', k, lo=1, hi=100); check_range('bs', bs, lo=1)   # k: one plot of k images
-        rep = write_report(interpret_model(model, data, test, bs, trust_pickle, precision), out, k)
+        check_range('k', k, lo=1, hi=100)   # k: one plot of k images
+        check_range('bs', bs, lo=1)
+        rep = write_report(interpret_model(model, data, test, bs, trust_pickle, precision, labels), out, k)
     print(f"{rep['images']} images, error rate {rep['error_rate']:.4f}; wrote {out}/confusion.png, top_losses.png, "
           f"most_confused.csv, per_class.csv")

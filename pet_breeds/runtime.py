@@ -8,16 +8,15 @@ import json, math, unicodedata
 from pathlib import Path
 import numpy as np
 from PIL import Image
-from .core import PetBreedsError, BadImage, read_rgb, shown
+from .core import PetBreedsError, BadImage, read_rgb, shown, label_problem
 from .model_json import meta_problem
 
 # %% auto #0
-__all__ = ['FORMAT', 'FORMAT_VERSION', 'MODEL_JSON', 'WEIGHTS_FILE', 'ONNX_FILE', 'WINDOWS_RESERVED', 'EXIT_OK', 'EXIT_FAILED',
-           'EXIT_USAGE', 'EXIT_PARTIAL', 'EXIT_STOPPED', 'TTA_HELP', 'TRUST_PICKLE_HELP', 'PRECISION_HELP',
-           'TTA_DEFAULT', 'TTA_VIEWS', 'BadModel', 'model_folder', 'label_problem', 'read_model_json',
-           'torch_available', 'model_kind', 'preprocess_spec', 'crop_resize', 'area_matrix', 'bilinear_matrix',
-           'resize_matrix', 'Preprocess', 'topk_in_batches', 'format_top', 'print_results', 'use_tta', 'tta_batch',
-           'tta_mean', 'OnnxModel']
+__all__ = ['FORMAT', 'FORMAT_VERSION', 'MODEL_JSON', 'WEIGHTS_FILE', 'ONNX_FILE', 'EXIT_OK', 'EXIT_FAILED', 'EXIT_USAGE',
+           'EXIT_PARTIAL', 'EXIT_STOPPED', 'TTA_HELP', 'TRUST_PICKLE_HELP', 'PRECISION_HELP', 'TTA_DEFAULT',
+           'TTA_VIEWS', 'BadModel', 'model_folder', 'read_model_json', 'torch_available', 'model_kind',
+           'preprocess_spec', 'crop_resize', 'area_matrix', 'bilinear_matrix', 'resize_matrix', 'Preprocess',
+           'topk_in_batches', 'format_top', 'print_results', 'use_tta', 'tta_batch', 'tta_mean', 'OnnxModel']
 
 # %% ../nbs/04b_runtime.ipynb #0ab32cd0
 class BadModel(PetBreedsError):
@@ -33,22 +32,6 @@ def model_folder(path) -> Path:
     "The exported model folder `path` names: itself, or the folder of a file in it."
     path = Path(path)
     return path if path.is_dir() else path.parent
-
-# %% ../nbs/04b_runtime.ipynb #86e6b69a
-WINDOWS_RESERVED = {'CON', 'PRN', 'AUX', 'NUL', *(f'{d}{i}' for d in ('COM', 'LPT') for i in range(1, 10))}
-
-def label_problem(label) -> str|None:
-    "Why `label` cannot be a folder name on every OS (the sorter makes one per label), or `None` if it can."
-    if not isinstance(label, str) or not label: return 'not a non-empty text'
-    if label in ('.', '..'): return 'a relative folder name'
-    if any(c in '/\\:*?"<>|' for c in label): return 'a path separator or a character Windows forbids in names'
-    if any(unicodedata.category(c) in ('Cc', 'Cf', 'Zl', 'Zp') for c in label): return 'a control or formatting character'
-    if label[0] in '._': return "a leading '.' or '_' (the sorter's own names)"
-    if label != label.strip(' ') or label.endswith('.'): return 'a leading or trailing space, or a trailing dot'
-    if label.split('.')[0].upper() in WINDOWS_RESERVED: return 'a name Windows reserves'
-    if label.casefold() == 'predictions.csv': return "the sorter's log file (files.CSV_NAME)"
-    if len(label.encode()) > 255: return 'longer than 255 bytes'
-    return None
 
 # %% ../nbs/04b_runtime.ipynb #6dbb80ee
 def read_model_json(path) -> dict:

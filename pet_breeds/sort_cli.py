@@ -10,7 +10,7 @@ from fastcore.script import call_parse
 from .core import command_errors, shown
 from .files import CSV_NAME
 from .inference import load_model, tta_option, trust_pickle_option, precision_option
-from .sort import check_folders, sort_images
+from .sort import check_folders, check_sort_classes, sort_images
 from .watch import watch_folder
 from .runtime import EXIT_PARTIAL, EXIT_STOPPED, EXIT_USAGE
 
@@ -71,13 +71,14 @@ def sort_main(model:str,           # exported model folder, or its model.onnx (r
               tta:tta_option()=None,                    # the options several commands share: `inference`'s
               trust_pickle:trust_pickle_option()=False,
               precision:precision_option()='auto'):
-    "Sort images into a folder per predicted breed, once or continuously; never overwrites, never loses a file."
+    "Sort images into a folder per predicted class, once or continuously; never overwrites, never loses a file."
     if why := options_problem(min_prob, bs, settle):  # before anything heavy is loaded
         print(f"pet_breeds_sort: {why}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USAGE)
     with command_errors('pet_breeds_sort', OSError):
         check_folders(incoming, out)
         pm = load_model(model, onnx=onnx, trust_pickle=trust_pickle, precision=precision)
+        check_sort_classes(pm.vocab)   # before the first line printed: a class is a folder of OUT
     stop = threading.Event()
     old = _stop_on_signals(stop) if threading.current_thread() is threading.main_thread() else {}
     try:

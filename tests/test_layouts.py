@@ -93,7 +93,7 @@ BAD = {   # name: (how to make the data folder, extra arguments, what the one li
     'a CSV lacking a column': (lambda d: (_photos(d, 'Bengal'), (d/'l.csv').write_text('file\nBengal_1.jpg\n')),
                                ['--labels', 'l.csv'], "no 'label' column"),
     'a class name that is a path': (lambda d: (_photos(d, 'Bengal'), (d/'l.csv').write_text('file,label\nBengal_1.jpg,..\n')),
-                                    ['--labels', 'l.csv'], 'is a path step'),
+                                    ['--labels', 'l.csv'], "class name '..' (a relative folder name)"),
     'no photos at all': (lambda d: d.mkdir(), [], 'no photos'),
 }
 

@@ -194,6 +194,20 @@ def test_mistakes_a_user_can_fix_give_one_line(tiny_model, sample_dir, tmp_path)
         with pytest.raises(PetBreedsError, match='another pet_breeds_sort'): sort_images(ByName(), inc, tmp_path/'out')
 
 
+def test_a_model_whose_class_would_leave_out_is_refused_in_one_line(sample_dir, tmp_path, monkeypatch, capsys):
+    "A class '..' would be the folder OUT/.. (issue 29): refused before anything is printed or written; nothing moves."
+    inc = make_incoming(tmp_path/'in', spread(sample_dir, 3))
+    before = checksums(inc)
+    class Escapes(ByName): vocab = ['Bengal', '..']   # a model made in Python: no model.json was checked
+    monkeypatch.setattr(sort_cli_mod, 'load_model', lambda *a, **kw: Escapes())
+    for watch in (False, True):
+        with pytest.raises(SystemExit) as e:
+            sort_main(model='m', incoming=str(inc), out=str(tmp_path/'out'), watch=watch)
+        assert str(e.value.code).startswith("pet_breeds_sort: the model's classes: class name '..' (a relative folder name)")
+        assert '\n' not in str(e.value.code) and capsys.readouterr().out == ''   # not even 'watching ...'
+    assert checksums(inc) == before and sorted(p.name for p in tmp_path.iterdir()) == ['in']
+
+
 def test_precision_reaches_the_model(tiny_model, sample_dir, tmp_path, monkeypatch):
     files = spread(sample_dir, 2)
     with Sorter(str(tiny_model[0]), tmp_path/'o1', copy=True, precision='bf16') as s: pass

@@ -1,5 +1,5 @@
 "PredictWidget driven from Python, with uploads shaped exactly as the browser sends them."
-import datetime, re
+import datetime, json, re, shutil
 import pytest
 from pet_breeds.inference import load_model
 from pet_breeds.widget import PredictWidget
@@ -80,3 +80,18 @@ def test_failure_inside_the_model_is_shown(pm, sample_dir, monkeypatch):
     monkeypatch.undo()
     w.upload.value = (kernel_file(jpg, 'Bengal_1.jpg'),)
     assert w.results.children[0]._dom_classes == ('pb-result',)
+
+def test_the_page_speaks_of_the_models_own_classes(tiny_model, pm, sample_dir, tmp_path):
+    "A model trained on class folders (cats/, dogs/, ...) shows those classes and no word of breeds or pets (issue 29)."
+    model = tmp_path/'model'
+    shutil.copytree(tiny_model[0], model)
+    meta = json.loads((model/'model.json').read_text())
+    (model/'model.json').write_text(json.dumps({**meta, 'vocab': ['cats', 'dogs', 'Füchse & Co']}))
+    w = PredictWidget(model)
+    page = w.children[0].value.split('</style>')[1] + w.status.value   # the page's words, less its CSS
+    assert not re.search('breed|pet|cats or dogs', page, re.IGNORECASE), page
+    assert '<span class="pb-classes">cats, dogs, Füchse &amp; Co</span>' in page, page
+    w.upload.set_state({'value': [browser_file((sample_dir/'Bengal_1.jpg').read_bytes(), 'photo.jpg')]})
+    assert sorted(labels(w.results.children[0].value)) == ['Füchse &amp; Co', 'cats', 'dogs']
+    pets = PredictWidget(pm).children[0].value   # a PETS model's page is about pets
+    assert '<h3 class="pb-title">Pet breeds</h3>' in pets and 'Abyssinian, Bengal, american_bulldog' in pets
