@@ -555,6 +555,38 @@ MUTATIONS += [
     Mutation("--clean DATA of a CSV goes to DATA/images", 'clean_cli.py', [("Path(clean) if report_layout(report)['kind'] == 'csv' else pets_images_path(clean)", "pets_images_path(clean)")], [L+'test_the_cleaner_page_reads_a_csv_from_data_itself']),
 ]
 
+# --- issue 29: the layouts and pet_breeds_train on them ---------------------------------------------------------------
+LT = 'tests/test_layouts.py::'
+MUTATIONS += [
+    Mutation("a given validation folder is split at random", 'layout.py',
+             [("            return GrandparentSplitter(train_name=self.folders['train'], valid_name=self.folders['valid'])",
+               "            return RandomSplitter()")],
+             [LT + 'test_split_folders_fine_tune_on_their_validation_folder']),
+    Mutation("hidden folders are classes", 'layout.py',
+             [("    return name.startswith('.') or name == '__MACOSX' or name in OWN_FOLDERS",
+               "    return name == '__MACOSX' or name in OWN_FOLDERS")],
+             [LT + 'test_each_layout_trains_the_probe[folders]']),
+    Mutation("photos nested deeper are read as the class's", 'layout.py', [("    if deep:\n", "    if False:\n")],
+             [LT + 'test_bad_layouts_are_refused_in_one_line[photos nested deeper]']),
+    Mutation("a link may leave DATA", 'layout.py',
+             [("    if not p.resolve().is_relative_to(root.resolve()):", "    if False:")],
+             [LT + 'test_bad_layouts_are_refused_in_one_line[a link leaving DATA]']),
+    Mutation("classes differing only in case pass", 'layout.py', [("        if other != c:\n", "        if False:\n")],
+             [LT + 'test_bad_layouts_are_refused_in_one_line[classes differing in case]']),
+    Mutation("fewer photos than a batch keep the batch size", 'data.py', [("        bs = len(train)\n", "        pass\n")],
+             [LT + 'test_fewer_photos_than_a_batch_still_train']),
+    Mutation("an empty validation split goes on to train", 'train_cli.py',
+             [("    if not len(dls.valid_ds):", "    if False:")], [LT + 'test_a_handful_of_photos_gives_a_result_or_one_line[finetune]']),
+    Mutation("auto fine-tunes without the weights", 'probe.py',
+             [("and finetune_arch is not None and not weights_here(finetune_arch):", "and False:")],
+             [LT + 'test_auto_probes_when_the_fine_tuning_weights_are_missing']),
+    Mutation("test/ is not scored", 'train_cli.py', [("    if not layout.test: return None", "    return None")],
+             [LT + 'test_each_layout_trains_the_probe[split]']),
+    Mutation("cat vs dog scored on any classes", 'probe.py',
+             [("pets_breeds = dls.layout.kind == 'pets' and label == 'breed'", "pets_breeds = label == 'breed'")],
+             [LT + 'test_each_layout_trains_the_probe[folders]']),
+]
+
 # --- running ------------------------------------------------------------------------------------------
 
 PRELOAD = ['torch', 'torchvision', 'fastai.vision.all', 'fastai.callback.training', 'fastai.callback.fp16', 'pytest',
@@ -738,3 +770,4 @@ def main():
     if any(m.issue and not r.startswith('killed') for _, m, r, _ in rows): sys.exit(1)
 
 if __name__ == '__main__': main()
+
