@@ -8,11 +8,12 @@ import argparse, csv, glob, hashlib, io, itertools, json, os, sys
 from pathlib import Path
 from .core import PetBreedsError, BadOptions, DataNotFound, IMAGE_EXTENSIONS, command_errors, check_range, shown
 from .runtime import *
+from .space import check_space_dest, push_space, read_metrics, space_model_file, write_space
 
 # %% auto #0
 __all__ = ['ONNX_OPSET', 'INPUT_NAME', 'OUTPUT_NAME', 'INT8_FILE', 'INT8_MIN_AGREEMENT', 'INT8_CALIBRATION', 'GLOB_CHARS',
-           'SKIPPED_FOLDERS', 'export_onnx', 'photo_files', 'quantize_onnx', 'export_main', 'load_predictor',
-           'expand_images', 'write_csv', 'predict_main']
+           'SKIPPED_FOLDERS', 'export_onnx', 'photo_files', 'quantize_onnx', 'export_space', 'export_main',
+           'load_predictor', 'expand_images', 'write_csv', 'predict_main']
 
 # %% ../nbs/14_deploy.ipynb #0bef56ee
 ONNX_OPSET = 17
@@ -120,29 +121,71 @@ def quantize_onnx(model,                  # exported model folder holding model.
     write_atomic(folder/MODEL_JSON, json.dumps(meta, indent=1))
     return dest
 
+# %% ../nbs/14_deploy.ipynb #823be69b
+def export_space(model,                 # exported model folder (from pet_breeds_train)
+                 dest,                  # the Space's folder: new or empty, or `overwrite`
+                 overwrite:bool=False,  # replace the export's own files in a non-empty `dest`
+                 opset:int=ONNX_OPSET,  # the ONNX opset, where the model is exported here
+                ) -> Path:
+    "Write the Gradio app folder `dest` for `model`: its current ONNX file, else one exported in a temporary copy of it."
+    import shutil, tempfile
+    folder = model_folder(model)
+    check_space_dest(dest, overwrite)
+    meta = read_model_json(folder)
+    try: space_model_file(folder); current = True
+    except BadModel: current = False
+    if current: return write_space(folder, dest, overwrite)
+    if not torch_available():
+        raise BadModel(f"{folder}: no current {ONNX_FILE}, and exporting one needs PyTorch; "
+                       f"run pet_breeds_export {folder} --onnx where it is installed")
+    with tempfile.TemporaryDirectory() as d:
+        for n in (MODEL_JSON, WEIGHTS_FILE):
+            if (folder/n).is_file(): shutil.copy2(folder/n, Path(d)/n)
+        try: export_onnx(d, opset=opset)
+        except PetBreedsError: raise
+        except Exception as e:   # the tracer's or the exporter's own error: name what failed to export
+            why = (str(e).strip().splitlines() or [''])[0][:200]
+            raise PetBreedsError(f"{folder}: {meta.get('arch')} ({meta.get('mode', 'finetune')}) cannot be exported to ONNX "
+                                 f"({type(e).__name__}: {why}); a Space needs {ONNX_FILE}") from None
+        return write_space(d, dest, overwrite, metrics=read_metrics(folder))
+
 # %% ../nbs/14_deploy.ipynb #86283bf6
 def export_main(argv=None):
-    "`pet_breeds_export MODEL --onnx`: write MODEL/model.onnx for runtimes without PyTorch."
+    "`pet_breeds_export MODEL --onnx`: write MODEL/model.onnx for runtimes without PyTorch; `--space DIR`: a Gradio app folder around it."
     p = argparse.ArgumentParser(prog='pet_breeds_export', description="Export a trained model for deployment.")
     p.add_argument('model', help='exported model folder (from pet_breeds_train)')
     p.add_argument('--onnx', action='store_true', help='write model.onnx beside model.safetensors (run by onnxruntime, no PyTorch needed)')
     p.add_argument('--opset', type=int, default=ONNX_OPSET, help='ONNX opset version')
     p.add_argument('--int8', action='store_true', help=f'also write {INT8_FILE}, quantized with calibration on --calibrate')
     p.add_argument('--calibrate', help="with --int8: the folder of the model's training photos")
+    p.add_argument('--space', metavar='DIR', help='write DIR: a Gradio app for a Hugging Face Space around the ONNX model '
+                                                  '(the int8 one where written), runnable without PyTorch')
+    p.add_argument('--overwrite', action='store_true', help="with --space: replace the export's own files in a non-empty DIR")
+    p.add_argument('--push', metavar='USER/SPACE', help='with --space: upload DIR to this Hugging Face Space with your token')
     a = p.parse_args(argv)
-    if not a.onnx: p.error("nothing to export: pass --onnx")
+    if not (a.onnx or a.space): p.error("nothing to export: pass --onnx or --space DIR")
+    if (a.push or a.overwrite) and not a.space: p.error("--push and --overwrite go with --space DIR")
     if a.int8 and not a.calibrate: p.error("--int8 needs --calibrate FOLDER: the model's training photos")
-    if not torch_available(): sys.exit("pet_breeds_export: exporting needs PyTorch; install pet_breeds with its full requirements")
+    if a.onnx and not torch_available():
+        sys.exit("pet_breeds_export: exporting needs PyTorch; install pet_breeds with its full requirements")
     with command_errors('pet_breeds_export'):
         check_range('opset', a.opset, lo=13, hi=20)   # 13 and 20 export every family here; 9 cannot pad, and 20 is the exporter's last
         if a.int8 and not Path(a.calibrate).is_dir(): raise PetBreedsError(f"{a.calibrate}: no such folder of training photos")
-        fn = export_onnx(a.model, opset=a.opset)
-        fn8 = quantize_onnx(a.model, a.calibrate) if a.int8 else None
-    meta = read_model_json(fn)
-    print(f"wrote {fn} ({fn.stat().st_size/1e6:.1f} MB); onnxruntime agrees with PyTorch within "
-          f"{meta['onnx']['check_max_abs_diff']:.1g}", flush=True)
-    if fn8: print(f"wrote {fn8} ({fn8.stat().st_size/1e6:.1f} MB); its top-1 agrees with model.onnx on "
-                  f"{meta['onnx_int8']['top1_agreement']:.1%} of {meta['onnx_int8']['checked_on']} photos", flush=True)
+        if a.space: check_space_dest(a.space, a.overwrite)   # before any work: a refused folder costs no export
+        if a.push: push_space(None, a.push, check_only=True)
+        if a.onnx:
+            fn = export_onnx(a.model, opset=a.opset)
+            fn8 = quantize_onnx(a.model, a.calibrate) if a.int8 else None
+            meta = read_model_json(fn)
+            print(f"wrote {fn} ({fn.stat().st_size/1e6:.1f} MB); onnxruntime agrees with PyTorch within "
+                  f"{meta['onnx']['check_max_abs_diff']:.1g}", flush=True)
+            if fn8: print(f"wrote {fn8} ({fn8.stat().st_size/1e6:.1f} MB); its top-1 agrees with model.onnx on "
+                          f"{meta['onnx_int8']['top1_agreement']:.1%} of {meta['onnx_int8']['checked_on']} photos", flush=True)
+        if a.space:
+            dest = export_space(a.model, a.space, a.overwrite, a.opset)
+            print(f"wrote {dest}: a Gradio app ({', '.join(sorted(p.name for p in dest.iterdir()))}); try it: "
+                  f"cd {dest} && pip install -r requirements.txt && python app.py", flush=True)
+        if a.push: print(f"uploaded {a.space} to {push_space(a.space, a.push)}", flush=True)
 
 # %% ../nbs/14_deploy.ipynb #828c9806
 def load_predictor(path, onnx:bool=False, trust_pickle:bool=False, precision:str='auto'):

@@ -5,6 +5,8 @@
 #   2. Debian's Chromium and Playwright, in an environment of their own (.venv-browser), and
 #      tests/browser_check.py: uploads to the app of the README's install, on the main job's model, and the
 #      committed docs site, in one browser;
+#      then tests/space_check.py: `pet_breeds_export --space` of that model, run as a Space runs it, in a venv of
+#      its own (.venv-space) holding only the folder's requirements.txt, in Chromium and through gradio_client;
 #   3. the dev requirements;
 #   4. every notebook with nbdev_test;
 #   5. tests/ with pytest.
@@ -41,6 +43,9 @@ phase "README install" install_readme
 phase "README commands (tests/readme_install.py)" .venv/bin/python tests/readme_install.py "$README_RUN"
 phase "browser install" install_browser
 phase "README app and docs in Chromium (tests/browser_check.py)" .venv-browser/bin/python tests/browser_check.py "$README_RUN"
+# the main job's model as a Gradio app for a Hugging Face Space, run from a venv holding only its requirements.txt
+# (.venv-space, reused while they stay the same: the first pip install takes about 20 s from PyPI)
+phase "the Space in its own venv, in Chromium (tests/space_check.py)" .venv-browser/bin/python tests/space_check.py "$README_RUN"
 phase "dev install" .venv/bin/pip install -q -e ".[dev]"
 # one worker: every notebook in one process pays the torch and fastai imports once, and two workers on two cores
 # fight over them (measured: 66 s in one process against 182 s in two)
