@@ -202,7 +202,9 @@ def train_pets(data:str=None,              # folder of photos in any layout (see
     if is_main(): print(layout.summary(), flush=True)
     counts = layout.counts
     if len(counts) == 1:   # fastai would fail in lr_find with a ZeroDivisionError; nothing can be learnt from one class
-        raise BadOptions(f"{shown(folder)}: every image is of one {label} ({shown(next(iter(counts)))}); a classifier needs two or more: add images of another, or choose another --label")
+        what, other = (label, ', or choose another --label') if layout.kind == 'pets' else ('class', '')
+        raise BadOptions(f"{shown(folder)}: every image is of one {what} ({shown(next(iter(counts)))}); a classifier "
+                         f"needs two or more: add images of another{other}")
     check_out(out, folder, overwrite, _resuming)
     check_writable(out)
     why = f"--mode {mode}, as asked"
@@ -310,7 +312,8 @@ def run_summary(m:dict, out) -> str:
         lines.append(f"test: accuracy {t['accuracy']:.4f} on the {t['images']} photos of {t['folder']}/ "
                      f"(95% interval {lo:.3f}-{hi:.3f}), by the exported model")
     lines.append(f"wrote {out} in {m['total_seconds']:.0f}s")
-    if not (m['mode'] == 'finetune' and m['data_source'].startswith('PETS')): lines.append(FULL_RECIPE)
+    pets_names = m.get('layout', {}).get('kind', 'pets') == 'pets'   # the recipe is for PETS; a user's classes are theirs
+    if pets_names and not (m['mode'] == 'finetune' and m['data_source'].startswith('PETS')): lines.append(FULL_RECIPE)
     return '\n'.join(lines)
 
 # %% ../nbs/09_train_cli.ipynb #9162b780

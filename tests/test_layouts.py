@@ -42,6 +42,7 @@ def test_each_layout_trains_the_probe(layouts, kind, tmp_path):
     assert f"layout: {detect_layout(data, *extra[1:]).summary().removeprefix('layout: ')}" in r.stdout
     assert m['cv']['accuracy'] >= (0.9 if kind != 'pets' else 0.6), m['cv']   # real photos, ImageNet features
     assert ('cat vs dog' in r.stdout) == (kind == 'pets')   # only PETS names say which is a cat
+    assert ('--data PETS_IMAGES' in r.stdout) == (kind == 'pets')   # the PETS recipe's hint, for PETS alone
     if kind == 'split':   # the test/ folder is scored by the exported model, apart from the training photos
         n_test = len(list((data/'test').rglob('*.jpg')))
         assert (m['test']['images'], m['test']['folder']) == (n_test, 'test')
