@@ -4,7 +4,9 @@
 
 # %% ../nbs/11b_clean.ipynb #75c23df0
 from __future__ import annotations
-import base64, csv, html, io, json, os, re, shutil, sys, tempfile, uuid
+import base64, contextlib, csv, html, io, json, os, re, shutil, sys, tempfile, uuid
+try: import fcntl
+except ImportError: fcntl = None   # Windows: no lock between pages
 from pathlib import Path
 import ipywidgets as widgets
 from fastcore.basics import patch
@@ -15,10 +17,11 @@ from .files import BadJournal, Journal, transfer, free_name, file_sha256, same_c
 from .files import fsync_dir
 
 # %% auto #0
-__all__ = ['REMOVED', 'DECISIONS', 'JOURNAL', 'LOCK', 'ACTIONS', 'SUMMARY', 'KINDS', 'CLEAN_CSS', 'BadReport', 'photo_path',
-           'read_suspects', 'report_layout', 'data_layout', 'data_breeds', 'load_decisions', 'save_decisions',
-           'CleanJournal', 'csv_records', 'LabelsCSV', 'relabel_name', 'relabel_dest', 'plan_moves', 'apply_decisions',
-           'pending_moves', 'undo_moves', 'thumb_uri', 'Cleaner']
+__all__ = ['REMOVED', 'DECISIONS', 'JOURNAL', 'LOCK', 'ACTIONS', 'SUMMARY', 'KINDS', 'DECISIONS_LOCK', 'CLEAN_CSS', 'BadReport',
+           'photo_path', 'read_suspects', 'report_layout', 'data_layout', 'data_breeds', 'load_decisions',
+           'save_decisions', 'decisions_lock', 'update_decisions', 'CleanJournal', 'csv_records', 'LabelsCSV',
+           'relabel_name', 'relabel_dest', 'plan_moves', 'apply_decisions', 'pending_moves', 'undo_moves', 'thumb_uri',
+           'Cleaner']
 
 # %% ../nbs/11b_clean.ipynb #7fa54960
 REMOVED, DECISIONS, JOURNAL, LOCK = '_removed', 'decisions.json', 'clean.journal', '.pet_breeds_clean.lock'
@@ -112,6 +115,28 @@ def load_decisions(report:Path) -> dict:
 def save_decisions(report:Path, d:dict) -> Path:
     "Write the decisions `d` whole to `report/decisions.json`."
     return write_atomic(Path(report)/DECISIONS, json.dumps(d, indent=1, sort_keys=True))
+
+# %% ../nbs/11b_clean.ipynb #d9a5c192
+DECISIONS_LOCK = '.pet_breeds_decisions.lock'
+
+@contextlib.contextmanager
+def decisions_lock(report:Path):
+    "Hold `report`'s decisions lock, waiting while another page's kernel holds it (no lock without `fcntl`)."
+    with open(Path(report)/DECISIONS_LOCK, 'a') as f:
+        if fcntl is not None: fcntl.flock(f, fcntl.LOCK_EX)
+        yield   # closing the file releases the lock
+
+def update_decisions(report:Path,   # the report folder
+                     changes:dict   # `{file: {'action', 'label'}}`; a `None` forgets the photo's decision
+                    ) -> dict:
+    "Merge `changes` by photo into the decisions saved in `report`, under its lock; return them all."
+    with decisions_lock(report):
+        d = load_decisions(report)
+        for f, v in changes.items():
+            if v is None: d.pop(f, None)
+            else: d[f] = v
+        save_decisions(report, d)
+    return d
 
 # %% ../nbs/11b_clean.ipynb #9861f876
 class CleanJournal(Journal):
@@ -482,23 +507,30 @@ def row(self:Cleaner, r:dict, moved=None) -> widgets.HBox:
 
 @patch
 def decide(self:Cleaner, f:str, action:str, label=None):
-    "Record the decision for `f` and save them all."
-    self.decisions[f] = {'action': action, 'label': label if action == 'relabel' else None}
-    save_decisions(self.report, self.decisions)
+    "Record the decision for `f`, merged by photo with what other pages on this report saved; show theirs too."
+    d = update_decisions(self.report, {f: {'action': action, 'label': label if action == 'relabel' else None}})
+    theirs = sorted(k for k in set(d) | set(self.decisions) if k != f and d.get(k) != self.decisions.get(k))
+    self.decisions = d
+    if theirs:
+        n = len(theirs)
+        said = f'{n} decision{"s"[:n != 1]} made in another page on this report: shown here too'
+        self.status.value = html.escape(said)
+        self.show(self.page)
     n = sum(d['action'] != 'keep' for d in self.decisions.values())
-    self.apply_button.description = f'apply {n} decision{"s"[:n != 1]}'; self.apply_button.disabled = n == 0
+    self.apply_button.description = f'apply {n} decision{"s"[:n != 1]}'
+    self.apply_button.disabled = n == 0
 
 # %% ../nbs/11b_clean.ipynb #12848258
 @patch
 def apply(self:Cleaner) -> list:
-    "Apply the decisions (`apply_decisions`), forget the ones carried out, and show the result."
+    "Apply the decisions saved (this page's and any other's), forget the ones carried out, and show the result."
+    self.decisions = load_decisions(self.report)
     try: moves = apply_decisions(self.data, self.report, self.decisions)
     except PetBreedsError as e:
         self.status.value = f'<span class="pb-flag">{html.escape(str(e))}</span>'
         return []
     done = {str(s.relative_to(self.data)) for s, _ in moves}
-    self.decisions = {f: d for f, d in self.decisions.items() if f not in done}
-    save_decisions(self.report, self.decisions)
+    self.decisions = update_decisions(self.report, dict.fromkeys(done))
     n = sum(s != d for s, d in moves)
     said = [f'moved {n} photo{"s"[:n != 1]}'] if n or len(moves) == n else []
     if len(moves) > n: said.append(f'relabelled {len(moves) - n} in {Path(self.data_layout.csv).name}')

@@ -53,19 +53,23 @@ def clean_main(clean:str=None,         # the photos' folder the audit ran on
                report:str='audit',     # the audit's report folder (pet_breeds_audit's --out)
                port:int=8866,          # port to serve on
                no_browser:bool=False,  # do not open a web browser
-               ip:str='127.0.0.1'):    # address to serve on (0.0.0.0: every interface)
-    "Serve the cleaner of `clean` with Voila."
+               ip:str='127.0.0.1',     # address to serve on (0.0.0.0: every interface)
+               max_sessions:int=None): # most pages open at once (default: as many kernels as the memory holds)
+    "Serve the cleaner of `clean` with Voila: kernels culled and capped as the upload app's."
     from pet_breeds import widget
     from pet_breeds.data import pets_images_path   # DATA/images when there is one, as the audit reads it
     with command_errors('pet_breeds_app', OSError):
         check_range('port', port, lo=1, hi=65535)
+        if max_sessions is not None: check_range('max_sessions', max_sessions, lo=1)
         if not Path(clean).is_dir(): raise DataNotFound(f"{shown(clean)}: the photos' folder does not exist or is not a folder")
         # as the audit read DATA: a CSV names its photos relative to DATA itself; the others may be in DATA/images
         c = Cleaner(Path(clean) if report_layout(report)['kind'] == 'csv' else pets_images_path(clean), report)
         widget.check_app_runtime()
     src = f"# written by pet_breeds_app --clean\nfrom pet_breeds.clean import Cleaner\nCleaner({str(c.data)!r}, {str(c.report)!r})"
-    nb = widget.app_folder(src, tempfile.mkdtemp(prefix='pet_breeds_clean_'), remote=not widget.is_loopback(ip))
-    widget.serve_app(nb, f'the cleaner of {c.data}', port, no_browser, ip)
+    max_sessions = max_sessions or widget.default_max_sessions()
+    nb = widget.app_folder(src, tempfile.mkdtemp(prefix='pet_breeds_clean_'), remote=not widget.is_loopback(ip),
+                           max_sessions=max_sessions)
+    widget.serve_app(nb, f'the cleaner of {c.data}', port, no_browser, ip, max_sessions)
 
 def app_or_clean_main():
     "`pet_breeds_app`: `--clean DATA` serves the cleaner; anything else is the upload app."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_widget.ipynb #511eeef5
 from __future__ import annotations
-import base64, html, io, importlib.util, ipaddress, json, os, sys, tempfile, time, warnings
+import base64, html, io, importlib.util, inspect, ipaddress, json, os, sys, tempfile, time, warnings
 from pathlib import Path
 from .core import *
 from PIL import Image
@@ -17,9 +17,10 @@ from .inference import PetModel, load_model, read_meta, fastai_export, tta_optio
 from .atomic import write_atomic
 
 # %% auto #0
-__all__ = ['MAX_BYTES', 'MAX_PIXELS', 'CSS', 'MAX_CLASSES_SHOWN', 'APP_NAME', 'open_upload', 'predict_upload', 'result_html',
-           'result_widget', 'app_wording', 'PredictWidget', 'app_folder', 'app_notebook', 'voila_command',
-           'is_loopback', 'check_app_runtime', 'serve_app', 'app_main']
+__all__ = ['MAX_BYTES', 'MAX_PIXELS', 'CSS', 'MAX_CLASSES_SHOWN', 'CULL_IDLE', 'CULL_INTERVAL', 'KERNEL_MB', 'BUSY_PAGE',
+           'APP_NAME', 'CONFIG', 'open_upload', 'predict_upload', 'result_html', 'result_widget', 'app_wording',
+           'PredictWidget', 'memory_available_mb', 'default_max_sessions', 'voila_config', 'session_cap', 'cap_config',
+           'app_folder', 'app_notebook', 'voila_command', 'is_loopback', 'check_app_runtime', 'serve_app', 'app_main']
 
 # %% ../nbs/10_widget.ipynb #cd0062c3
 MAX_BYTES = 20_000_000               # 20 MB: larger than any phone photo
@@ -179,22 +180,104 @@ def _on_upload(self:PredictWidget, change):
     except Exception as e: self.status.value = html.escape(f"Something went wrong: {type(e).__name__}: {e}")
     finally: self.upload.value = ()  # so that picking the same file again is a change, and fires this again
 
+# %% ../nbs/10_widget.ipynb #8abca3b1
+CULL_IDLE = 60       # seconds a kernel no page is connected to lives on after its last message
+CULL_INTERVAL = 10   # seconds between two looks for such kernels
+KERNEL_MB = 1000     # a page's kernel once its page ran and predicted (the README's model: measured about 0.95 GB)
+
+# %% ../nbs/10_widget.ipynb #30efc7df
+def memory_available_mb() -> float:
+    "The memory available for new processes now, in MB: `MemAvailable` of /proc/meminfo, else all the memory."
+    try:
+        for line in Path('/proc/meminfo').read_text().splitlines():
+            if line.startswith('MemAvailable:'): return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError): pass
+    return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**20
+
+# %% ../nbs/10_widget.ipynb #dbb52bd9
+def default_max_sessions(kernel_mb:float=KERNEL_MB,   # one page's kernel, in MB
+                         available_mb:float=None,     # memory available (`None`: `memory_available_mb()`)
+                         keep_free:float=0.25,        # share of it left for Voila, the system and the predictions
+                        ) -> int:
+    "How many page kernels of `kernel_mb` fit in `available_mb` less `keep_free` of it; at least 1."
+    avail = memory_available_mb() if available_mb is None else available_mb
+    return max(1, int(avail * (1 - keep_free) // kernel_mb))
+
+# %% ../nbs/10_widget.ipynb #75f73a5d
+def voila_config(max_bytes:int=MAX_BYTES,         # largest file the page accepts
+                 remote:bool=False,               # answer requests for any host name
+                 cull_idle:int=CULL_IDLE,         # seconds a kernel no page is connected to outlives its last message
+                 cull_interval:int=CULL_INTERVAL  # seconds between two looks for such kernels
+                ) -> dict:
+    "The app's `voila.json`: the websocket limit above `max_bytes`, the host check, and the culling of kernels."
+    ws = max(10 * max_bytes, 10 * 2**20) + 2**20  # several files of max_bytes may come in one message
+    return {'Voila': {'tornado_settings': {'websocket_max_message_size': ws, 'allow_remote_access': remote}},
+            'MappingKernelManager': {'cull_idle_timeout': cull_idle, 'cull_interval': cull_interval,
+                                     'cull_connected': False, 'cull_busy': False}}
+
+# %% ../nbs/10_widget.ipynb #1d2e9419
+BUSY_PAGE = ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>Busy</title></head>'
+             '<body style="font-family: sans-serif; margin: 2em"><h2 class="pb-busy">The app is busy</h2>'
+             '<p>It serves {n} pages at once, and all are in use. Please try again in a minute: '
+             '<a href="">reload this page</a>.</p></body></html>')
+
+def session_cap(max_sessions:int,   # most page views with a live or starting kernel
+                page:str=BUSY_PAGE, # what a visitor past it gets (`{n}`: `max_sessions`)
+                grace:float=120):   # seconds a view let in still counts while its kernel is not asked for
+    "A Voila `prelaunch_hook(req, notebook, cwd)`: HTTP 503 with `page` for a view past `max_sessions` kernels."
+    import time
+    from tornado.web import HTTPError
+    waiting = []   # when each view let in came, until it asks the kernel manager for its kernel
+    def counted(start):   # the kernel manager's `start_kernel`, ending the oldest view's wait
+        async def start_kernel(*args, **kwargs):
+            if waiting: waiting.pop(0)
+            return await start(*args, **kwargs)
+        start_kernel.counted = True
+        return start_kernel
+    def hook(req, notebook, cwd):
+        km = req.settings['kernel_manager']
+        if not getattr(km.start_kernel, 'counted', False): km.start_kernel = counted(km.start_kernel)
+        ids = set(km.list_kernel_ids()) | set(getattr(km, '_pending_kernels', ()))   # live, or starting
+        now = time.monotonic()
+        waiting[:] = [t for t in waiting if now - t < grace]
+        if len(ids) + len(waiting) < max_sessions:
+            waiting.append(now)
+            req.xsrf_token   # sets the `_xsrf` cookie that Voila's page needs to shut its kernel down when closed
+            return
+        def busy(status_code, **kwargs):   # tornado's error page, replaced
+            req.set_header('Retry-After', '60')
+            req.finish(page.format(n=max_sessions))
+        req.write_error = busy
+        raise HTTPError(503, f'busy: {len(ids)} kernels and {len(waiting)} views starting, max_sessions {max_sessions}')
+    return hook
+
+# %% ../nbs/10_widget.ipynb #3ae6692b
+def cap_config(max_sessions:int) -> str:
+    "The text of the app's `voila.py`: `session_cap(max_sessions)` as Voila's `prelaunch_hook`."
+    return ('# written by pet_breeds_app: a page view past max_sessions kernels gets HTTP 503 and BUSY_PAGE\n'
+            f'BUSY_PAGE = {BUSY_PAGE!r}\n\n{inspect.getsource(session_cap)}\n'
+            f'c.VoilaConfiguration.prelaunch_hook = session_cap({int(max_sessions)})\n')
+
 # %% ../nbs/10_widget.ipynb #b2f7cb70
 APP_NAME = 'pet_breeds.ipynb'  # Voila's page title is the notebook's name
+CONFIG = 'config'              # Voila's config folder (a voila.py in the working folder would be `import voila`)
 
 def app_folder(src:str,                  # the code of the page's one cell: its last expression is what the page shows
-               dest,                     # folder to write the notebook and `voila.json` into
+               dest,                     # folder to write the notebook into, and Voila's config into `dest/CONFIG`
                max_bytes:int=MAX_BYTES,  # largest file the page accepts
-               remote:bool=False         # answer requests for any host name (else only this machine's: no DNS rebinding)
+               remote:bool=False,        # answer requests for any host name (else only this machine's: no DNS rebinding)
+               max_sessions:int=None,    # most pages with a kernel at once (`None`: `default_max_sessions()`)
+               cull_idle:int=CULL_IDLE,  # seconds a kernel no page is connected to outlives its last message
+               cull_interval:int=CULL_INTERVAL   # seconds between two looks for such kernels
               ) -> Path:
-    "Write a one-cell notebook of `src` (and its `voila.json`) into `dest`, for Voila to serve; return its path."
+    "Write a one-cell notebook of `src` and Voila's config (`voila.json`, `voila.py`) for Voila; return its path."
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src)])
     nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}
     write_atomic(dest/APP_NAME, nbformat.writes(nb))
-    ws = max(10 * max_bytes, 10 * 2**20) + 2**20  # several files of max_bytes may come in one message
-    write_atomic(dest/'voila.json', json.dumps({'Voila': {'tornado_settings': {'websocket_max_message_size': ws,
-                                                                              'allow_remote_access': remote}}}))
+    (dest/CONFIG).mkdir(exist_ok=True)
+    write_atomic(dest/CONFIG/'voila.json', json.dumps(voila_config(max_bytes, remote, cull_idle, cull_interval)))
+    write_atomic(dest/CONFIG/'voila.py', cap_config(max_sessions or default_max_sessions()))
     return dest/APP_NAME
 
 # %% ../nbs/10_widget.ipynb #24dbde9c
@@ -204,19 +287,21 @@ def app_notebook(model,                   # the exported model folder the app se
                  max_bytes:int=MAX_BYTES, # largest accepted file
                  tta:bool|None=None,      # average with the mirror image (`None`: `runtime.TTA_DEFAULT`)
                  trust_pickle:bool=False, # the widget may unpickle a fastai export
-                 remote:bool=False        # answer requests for any host name (else only this machine's: no DNS rebinding)
+                 remote:bool=False,       # answer requests for any host name (else only this machine's: no DNS rebinding)
+                 max_sessions:int=None    # most pages with a kernel at once (`None`: `default_max_sessions()`)
                 ) -> Path:
     "Write the app's notebook (and its `voila.json`) for the exported `model` folder into `dest`; return its path. `trust_pickle`: the widget may unpickle a fastai export."
     src = ("# written by pet_breeds_app; serve with `voila pet_breeds.ipynb`\n"
            "from pet_breeds.widget import PredictWidget\n"
            f"PredictWidget({str(Path(model).resolve())!r}, k={k}, max_bytes={max_bytes}, tta={tta!r}"
            f"{', trust_pickle=True' if trust_pickle else ''})")
-    return app_folder(src, dest, max_bytes, remote)
+    return app_folder(src, dest, max_bytes, remote, max_sessions)
 
 # %% ../nbs/10_widget.ipynb #3f782cc4
 def voila_command(nb, port:int=8866, no_browser:bool=False, ip:str='127.0.0.1') -> list:
-    "The command line that serves the notebook `nb` with this Python's Voila."
-    return [sys.executable, '-m', 'voila', str(nb), f'--port={port}', f'--Voila.ip={ip}', *(['--no-browser'] if no_browser else [])]
+    "The command line that serves the notebook `nb` with this Python's Voila, its config from `nb`'s `CONFIG`."
+    return [sys.executable, '-m', 'voila', str(nb), f'--port={port}', f'--Voila.ip={ip}',
+            f'--Voila.config_file_paths={Path(nb).parent/CONFIG}', *(['--no-browser'] if no_browser else [])]
 
 # %% ../nbs/10_widget.ipynb #b7fb0dd5
 def is_loopback(ip:str) -> bool:
@@ -238,12 +323,16 @@ def serve_app(nb,                       # the notebook to serve (`app_folder`'s)
               what:str,                 # what is served, for the first line printed
               port:int=8866,            # port to serve on
               no_browser:bool=False,    # do not open a web browser
-              ip:str='127.0.0.1'):      # address to serve on
+              ip:str='127.0.0.1',       # address to serve on
+              max_sessions:int=None):   # the cap `app_folder` wrote, for the line printed
     "Replace this process with Voila serving `nb` from its folder, so Ctrl-C stops Voila directly."
     cmd = voila_command(nb, port, no_browser, ip)
     print(f"pet_breeds_app: serving {what} at http://{ip}:{port}/ (Ctrl-C to stop)", flush=True)
+    if max_sessions:
+        print(f"pet_breeds_app: at most {max_sessions} pages at once (--max_sessions); a page's kernel ends when it is "
+              f"closed, or {CULL_IDLE + CULL_INTERVAL} s at most after its browser went away", flush=True)
     if not is_loopback(ip): print(f"pet_breeds_app: --ip {ip}: every machine that can reach this one may use the app; it asks for no password", flush=True)
-    os.chdir(Path(nb).parent)  # Voila's config (voila.json) is read from the working folder
+    os.chdir(Path(nb).parent)  # Voila serves files from the working folder: the app's own, nothing else
     os.execv(cmd[0], cmd)
 
 # %% ../nbs/10_widget.ipynb #081dbe5f
@@ -255,13 +344,15 @@ def app_main(model:str,                   # exported model folder
              k:int=3,                      # labels shown per image
              max_mb:float=MAX_BYTES/1e6,   # largest accepted file, in MB
              tta:tta_option()=None,                      # the options several commands share: `inference`'s
-             trust_pickle:trust_pickle_option()=False):
+             trust_pickle:trust_pickle_option()=False,
+             max_sessions:int=None):       # most pages open at once (default: as many kernels as the memory holds)
     "Serve the upload-and-predict page for an exported model with Voila."
     with command_errors('pet_breeds_app'):
         check_range('port', port, lo=1, hi=65535); check_range('k', k, lo=1); check_range('max_mb', max_mb, above=0, whole=False)
+        if max_sessions is not None: check_range('max_sessions', max_sessions, lo=1)
         if fastai_export(model, trust_pickle) is None: read_meta(model)
         check_app_runtime()
-    remote = not is_loopback(ip)
+    remote, max_sessions = not is_loopback(ip), max_sessions or default_max_sessions()
     nb = app_notebook(model, tempfile.mkdtemp(prefix='pet_breeds_app_'), k=k, max_bytes=int(max_mb * 1e6), tta=tta,
-                      trust_pickle=trust_pickle, remote=remote)
-    serve_app(nb, model, port, no_browser, ip)
+                      trust_pickle=trust_pickle, remote=remote, max_sessions=max_sessions)
+    serve_app(nb, model, port, no_browser, ip, max_sessions)

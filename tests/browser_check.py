@@ -12,6 +12,11 @@ app. One browser for the whole test run:
 - the cleaner: `pet_breeds_app --clean` on a copy of committed photos and a hand-written `label_issues.csv`: one
   photo relabelled through its breed menu, one removed, both still chosen after a reload, applied; the files on
   disk moved as decided and nothing else, then `pet_breeds_audit --undo` puts every file back byte for byte;
+- the app under load (issue 33), with `--max_sessions 6`: 30 page views one after another, each opened and
+  closed as a browser tab is, leave no kernel behind and Voila's memory where one view left it; a page left open
+  and idle outlives the culling of a view that never connected and of a page whose browser went away; 6 people
+  at once upload 3 photos each, every one answered with `pet_breeds_predict`'s labels (p50 and p95 latency
+  printed); a seventh person gets HTTP 503 and the busy page;
 - the documentation site as committed in docs/ (tests/test_repo.py checks it is the build of nbs/), over
   HTTP: the index, the widget's screenshot, the sidebar to a notebook's page and back.
 
@@ -140,6 +145,174 @@ def upload_app(browser, run:Path, tmp:Path):
             print(f'updated {SHOT.relative_to(ROOT)} (rebuild the docs: .venv/bin/python docs/build.py)')
         page.close()
 
+def process_tree(pid:int) -> list:
+    "`pid` and every process below it, from /proc."
+    kids = {}
+    for d in os.listdir('/proc'):
+        if not d.isdigit(): continue
+        try: stat = Path(f'/proc/{d}/stat').read_text()
+        except OSError: continue
+        kids.setdefault(int(stat.rsplit(')', 1)[1].split()[1]), []).append(int(d))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo += kids.get(p, [])
+    return found
+
+def rss_mb(pid:int) -> float:
+    "The resident memory of `pid` in MB (0 once it is gone)."
+    try: return int(re.search(r'VmRSS:\s+(\d+)', Path(f'/proc/{pid}/status').read_text()).group(1)) / 1024
+    except (OSError, AttributeError): return 0.0
+
+def kernels_of(app) -> list:
+    "The pids of the Jupyter kernels Voila (`app`'s process) runs."
+    def cmd(p):
+        try: return Path(f'/proc/{p}/cmdline').read_bytes()
+        except OSError: return b''
+    return [p for p in process_tree(app.proc.pid)[1:] if b'ipykernel' in cmd(p)]
+
+def app_memory(app) -> float:
+    "The resident memory of Voila and its kernels, in MB."
+    return sum(rss_mb(p) for p in process_tree(app.proc.pid))
+
+def wait_kernels(app, n:int, timeout:float) -> float:
+    "Seconds until `app` runs `n` kernels at most; AssertionError after `timeout`."
+    t = time.monotonic()
+    while len(kernels_of(app)) > n:
+        check(time.monotonic() - t < timeout, f"{len(kernels_of(app))} kernels after {timeout:.0f} s, not {n}")
+        time.sleep(0.2)
+    return time.monotonic() - t
+
+LOAD_VIEWS = int(os.environ.get('PET_BREEDS_LOAD_VIEWS', 30))   # issue 33's count
+LOAD_PEOPLE, LOAD_PHOTOS = 6, ['Bengal_1.jpg', 'american_bulldog_10.jpg', 'Abyssinian_1.jpg']
+CULL_WAIT = 60 + 10 + 30   # widget.CULL_IDLE + CULL_INTERVAL, and time for the shutdown on a busy machine
+
+def load(browser, run:Path, tmp:Path):
+    """The upload app under load (issue 33), `--max_sessions 6`: views one after another free their kernels; kernels
+    no page uses are culled, an idle open page is not; 6 people at once each get their 3 photos' right labels;
+    a seventh gets HTTP 503 and the busy page. Prints the figures."""
+    from playwright.sync_api import expect
+    model, tmp = run/'model', tmp/'load'
+    tmp.mkdir()
+    photos = [PHOTOS/n for n in LOAD_PHOTOS]
+    want = {p.name: [l for l, _ in top] for p, top in zip(photos, predicted(model, photos))}
+    figures = {}
+    with App(tmp, model, '--max_sessions', LOAD_PEOPLE) as app:
+        app.wait_ready()
+
+        def view():
+            "Open a page as a visitor does; return it once its kernel has run the cell."
+            page = browser.new_page()
+            page.route(lambda url: not url.startswith(app.url), lambda route: route.abort())   # offline
+            r = page.goto(app.url, timeout=START_TIMEOUT * 1000)   # to its `load` event: then a click arms its beacon
+            check(r is not None and r.status == 200, f"GET / answered {r and r.status}")
+            expect(page.locator('.pb-count')).to_have_text('processed: 0', timeout=START_TIMEOUT * 1000)
+            return page
+
+        def leave(page):
+            """Leave the page as a visitor does: its `beforeunload` handler posts Voila's shutdown of its kernel (a
+            beacon, with the `_xsrf` cookie's token). Headless Chromium runs that handler on leaving a page only now
+            and then (never on Playwright's close), so the page posts here what the handler posts."""
+            kernel = re.search(r'"kernelId":\s*"([0-9a-f-]{36})"', page.content()) or \
+                re.search(r'kernel_id\W+([0-9a-f-]{36})', page.content())
+            check(kernel is not None, 'no kernel id in the page')
+            n = len(kernels_of(app))
+            status = page.evaluate("""async id => {
+                const form = new FormData(), c = document.cookie.split('; ').find(c => c.startsWith('_xsrf='));
+                form.append('_xsrf', c ? c.slice(6) : '');
+                return (await fetch(`voila/api/shutdown/${id}`, {method: 'POST', body: form})).status;
+            }""", kernel.group(1))
+            check(status == 204, f"the page's shutdown post answered {status}")
+            wait_kernels(app, n - 1, 30)
+            page.goto('about:blank')
+            page.close()
+
+        # 1. views one after another, each left as a visitor leaves it (Voila's beforeunload beacon)
+        t0, opened, after = time.monotonic(), [], []
+        for i in range(LOAD_VIEWS):
+            t = time.monotonic()
+            page = view()
+            opened.append(time.monotonic() - t)
+            if i == 0:
+                figures['one view open'] = (len(kernels_of(app)), app_memory(app), [rss_mb(k) for k in kernels_of(app)])
+            leave(page)
+            wait_kernels(app, 0, 30)
+            after.append(app_memory(app))
+            check(after[-1] <= 1.1 * after[0],
+                  f"view {i + 1}: {after[-1]:.0f} MB once closed, view 1 left {after[0]:.0f} MB")
+        figures['views'] = (time.monotonic() - t0, opened, after)
+        check(figures['one view open'][0] == 1, f"one view open: {figures['one view open'][0]} kernels")
+
+        # 2. culling: a view that never connects (no JavaScript) and a page whose browser went away (no beacon)
+        #    are culled; a page left open and idle all that time is not, and still predicts
+        idle = view()
+        with urllib.request.urlopen(app.url, timeout=START_TIMEOUT) as r: check(r.status == 200, r.status)
+        gone = view()
+        gone.close()   # no beforeunload: as a browser that crashed, slept, or was closed before any click
+        check(len(kernels_of(app)) == 3, f"{len(kernels_of(app))} kernels, not 3")
+        figures['culled after'] = wait_kernels(app, 1, CULL_WAIT)
+        upload(idle, photos[0])
+        expect(idle.locator('.pb-count')).to_have_text('processed: 1', timeout=60_000)
+        expect(idle.locator('.pb-results > .pb-result').first.locator('.pb-label')).to_have_text(want[photos[0].name])
+        leave(idle)
+        wait_kernels(app, 0, 30)
+
+        # 3. six people at once: pages opened together, then three rounds of one photo each, all in flight at once
+        t = time.monotonic()
+        pages = [browser.new_page(viewport={'width': 900, 'height': 760}) for _ in range(LOAD_PEOPLE)]
+        for p in pages:
+            p.route(lambda url: not url.startswith(app.url), lambda route: route.abort())
+            r = p.goto(app.url, wait_until='commit', timeout=START_TIMEOUT * 1000)
+            check(r is not None and r.status == 200, f"person {pages.index(p) + 1}: GET / answered {r and r.status}")
+        for p in pages: expect(p.locator('.pb-count')).to_have_text('processed: 0', timeout=START_TIMEOUT * 1000)
+        figures['six open'] = time.monotonic() - t
+        # the seventh person, past the cap
+        seventh = browser.new_page()
+        r = seventh.goto(app.url, timeout=60_000)
+        check(r is not None and r.status == 503, f"a seventh person got HTTP {r and r.status}, not 503")
+        expect(seventh.locator('h2.pb-busy')).to_have_text('The app is busy')
+        expect(seventh.locator('body')).to_contain_text('Please try again in a minute')
+        seventh.close()
+        check(len(kernels_of(app)) == LOAD_PEOPLE, f"{len(kernels_of(app))} kernels for {LOAD_PEOPLE} people")
+        figures['six people'] = app_memory(app)
+        latencies = []
+        for rnd in range(len(photos)):
+            sent = {}
+            for i, p in enumerate(pages):
+                upload(p, photos[(i + rnd) % len(photos)])
+                sent[i] = time.monotonic()
+            while sent:
+                for i in list(sent):
+                    if pages[i].locator('.pb-count').inner_text() == f'processed: {rnd + 1}':
+                        latencies.append(time.monotonic() - sent.pop(i))
+                check(time.monotonic() - min(sent.values(), default=time.monotonic()) < 120,
+                      f"round {rnd + 1}: no answer after 120 s for people {sorted(sent)}")
+                time.sleep(0.02)
+        for i, p in enumerate(pages):   # every answer there, each with its photo's labels, newest first
+            results = p.locator('.pb-results > .pb-result')
+            expect(results).to_have_count(len(photos))
+            for j in range(len(photos)):
+                photo = photos[(i + len(photos) - 1 - j) % len(photos)].name
+                expect(results.nth(j).locator('.pb-file')).to_have_text(photo)
+                expect(results.nth(j).locator('.pb-label')).to_have_text(want[photo])
+        for p in pages: leave(p)
+        wait_kernels(app, 0, 30)
+    lat = sorted(latencies)
+    pct = lambda q: lat[min(len(lat) - 1, round(q * (len(lat) - 1)))]
+    n, mem, ks = figures['one view open']
+    total, opened, after = figures['views']
+    print(f"load: one view open: {n} kernel of {ks[0]:.0f} MB RSS, {mem:.0f} MB with Voila; a first view took "
+          f"{opened[0]:.1f} s, the views after it {sorted(opened)[len(opened) // 2]:.1f} s (median)")
+    print(f"load: {LOAD_VIEWS} views one after another in {total:.0f} s: 0 kernels after each was closed; Voila "
+          f"alone {after[0]:.0f} MB after the first, {max(after):.0f} MB at most, {after[-1]:.0f} MB after the last")
+    print(f"load: a view that never connected and a page whose browser went away culled in "
+          f"{figures['culled after']:.0f} s; the page left open and idle still predicted")
+    print(f"load: {LOAD_PEOPLE} people: pages open in {figures['six open']:.1f} s, "
+          f"{figures['six people']:.0f} MB in all; "
+          f"{len(lat)} predictions, all answered right: p50 {pct(0.5):.2f} s, p95 {pct(0.95):.2f} s, "
+          f"max {lat[-1]:.2f} s; a seventh person: HTTP 503, the busy page")
+
 CLEAN_PHOTOS = ['Bengal_1.jpg', 'Bengal_2.jpg', 'Bengal_3.jpg', 'Abyssinian_1.jpg', 'Abyssinian_2.jpg',
                 'american_bulldog_2.jpg', 'american_bulldog_3.jpg', 'american_bulldog_10.jpg']
 CLEAN_ISSUES = """file,given,suggested,score,flagged
@@ -227,14 +400,14 @@ def docs_site(browser, run:Path, tmp:Path):
     finally:
         srv.shutdown(); srv.server_close()
 
-CHECKS = [upload_app, cleaner, docs_site]
+CHECKS = [upload_app, cleaner, load, docs_site]
 
 def main():
     from playwright.sync_api import sync_playwright
     run, names = Path(sys.argv[1]).resolve(), sys.argv[2:]
     chosen = [c for c in CHECKS if not names or c.__name__ in names]
     check(len(chosen) == len(names) or not names, f"unknown checks {names}: choose among {[c.__name__ for c in CHECKS]}")
-    if upload_app in chosen:
+    if upload_app in chosen or load in chosen:
         check((run/'model'/'model.json').is_file(), f"{run}/model is not an exported model: run tests/readme_install.py {run} first")
     exe = shutil.which('chromium')
     check(exe is not None, "Chromium not found: install Debian's with `apt-get install -y chromium`")

@@ -399,7 +399,7 @@ MUTATIONS = [
              [("    j.append({'op': 'move', 'id': uuid.uuid4().hex,", "    (lambda r: None)({'op': 'move', 'id': uuid.uuid4().hex,")],
              ['tests/test_clean.py::test_undo_restores_every_file_byte_for_byte_once']),
     Mutation("a click is not saved", 'clean.py',
-             [("else None}\n    save_decisions(self.report, self.decisions)", "else None}")],
+             [("        save_decisions(report, d)\n    return d", "    return d")],
              ['tests/test_clean.py::test_decisions_survive_paging_filters_and_a_new_cleaner']),
     Mutation("undo moves back onto a taken name", 'clean.py',
              [("if holds(dest) and not taken(src): state.update", "if holds(dest): state.update")],
