@@ -61,8 +61,9 @@ def undefined_names(src:str) -> list:
     return sorted(used - defined)
 
 # %% ../nbs/04c_space.ipynb #8650932d
-def runtime_source(parts=VENDORED) -> str:
-    "One module's source: `parts`' definitions (`(module, names or None for all)`), copied from the package's own source."
+def runtime_source(parts=None) -> str:
+    "One module's source: `parts`' definitions (`(module, names or None for all)`; default `VENDORED`), copied from the package's own source."
+    if parts is None: parts = VENDORED   # not a default value: its modules' reprs hold this machine's paths, shown in the docs
     imports, chunks = [], []
     for module, names in parts:
         imps, defs = module_statements(module)
