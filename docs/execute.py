@@ -3,7 +3,7 @@
 Every cell runs in the notebook's folder, as `nbdev_test` runs it, except the cells flagged with one of
 `tst_flags` (`#| slow`: the full dataset, hours on a CPU). Then `nbdev_clean` tidies the notebook.
     python docs/execute.py                  # every numbered notebook
-    python docs/execute.py nbs/03_train.ipynb ...
+    python docs/execute.py nbs/26_train.ipynb ...
 """
 import subprocess, sys
 from configparser import ConfigParser

@@ -1,4 +1,4 @@
-"""Measure `pet_breeds_audit` on real photos with planted mistakes (issue 20, part 3); the figures in 07c_audit.
+"""Measure `pet_breeds_audit` on real photos with planted mistakes (issue 20, part 3); the figures in 63_tools.audit.
 
     .venv/bin/python tests/audit_planted.py [--data DIR] [--seeds 5] [--json FILE]
 

@@ -99,4 +99,4 @@ def test_node_exists_tells_real_test_ids_from_stale_ones():
     assert _node_exists('tests/test_repo.py') and _node_exists('tests/test_repo.py::test_every_scripted_mutation_still_applies')
     assert not _node_exists('tests/test_repo.py::test_no_such_test') and not _node_exists('tests/test_nothing.py')
     assert not _node_exists('tests/test_repo.py::_node_exists')         # not a test: pytest would not collect it
-    assert _node_exists('nbs/10_widget.ipynb') and not _node_exists('nbs/99_none.ipynb') and not _node_exists('tests/10_widget.ipynb')
+    assert _node_exists('nbs/60_tools.widget.ipynb') and not _node_exists('nbs/99_none.ipynb') and not _node_exists('tests/60_tools.widget.ipynb')

@@ -1,5 +1,5 @@
-"""`pet_breeds_export MODEL --space DIR`: the Gradio app folder for a Hugging Face Space (nbs/04c_space.ipynb,
-nbs/14_deploy.ipynb), on the session's one trained model. Gradio itself is not installed here: tests/space_check.py
+"""`pet_breeds_export MODEL --space DIR`: the Gradio app folder for a Hugging Face Space (nbs/50_deploy.space.ipynb,
+nbs/51_deploy.ipynb), on the session's one trained model. Gradio itself is not installed here: tests/space_check.py
 runs the folder in a venv holding only its requirements.txt, in Chromium; these tests check what it is made of."""
 import ast, hashlib, json, subprocess, sys
 from pathlib import Path
