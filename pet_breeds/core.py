@@ -15,11 +15,11 @@ warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', cate
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'BREED_RE', 'CAT_BREEDS', 'DOG_BREEDS', 'BREEDS', 'LABELLERS', 'WINDOWS_RESERVED', 'IMAGE_FORMATS',
-           'MAX_IMAGE_BYTES', 'MAX_IMAGE_PIXELS', 'PetBreedsError', 'DataNotFound', 'WeightsNotFound', 'BadImage',
-           'UnknownChoice', 'BadOptions', 'OutOfRange', 'check_choice', 'is_whole', 'is_finite_number', 'Range',
-           'check_range', 'UsageExit', 'command_errors', 'breed_label', 'species_label', 'labeller', 'human_size',
-           'shown', 'label_problem', 'read_image_bytes', 'read_rgb', 'open_image', 'image_origin']
+__all__ = ['RECIPE', 'IMAGE_EXTENSIONS', 'BREED_RE', 'CAT_BREEDS', 'DOG_BREEDS', 'BREEDS', 'LABELLERS', 'WINDOWS_RESERVED',
+           'IMAGE_FORMATS', 'MAX_IMAGE_BYTES', 'MAX_IMAGE_PIXELS', 'PetBreedsError', 'DataNotFound', 'WeightsNotFound',
+           'BadImage', 'UnknownChoice', 'BadOptions', 'OutOfRange', 'check_choice', 'is_whole', 'is_finite_number',
+           'Range', 'check_range', 'UsageExit', 'command_errors', 'Recipe', 'breed_label', 'species_label', 'labeller',
+           'human_size', 'shown', 'label_problem', 'read_image_bytes', 'read_rgb', 'open_image', 'image_origin']
 
 # %% ../nbs/00_core.ipynb #ec4d98c8
 class PetBreedsError(Exception):
@@ -113,6 +113,23 @@ def _own_message(e) -> str:
     "`e`'s message without the line fastai puts before an error raised in a callback."
     msg = str(e)
     return msg.split('\n\t', 1)[1] if msg.startswith('Exception occured in `') and '\n\t' in msg else msg
+
+# %% ../nbs/00_core.ipynb #1c6505dc
+@dataclass(frozen=True)
+class Recipe:
+    "The seed recipe's defaults: fastai's PETS lesson, ResNet50, two stages."
+    arch: str = 'resnet50'          # the network fine-tuned
+    item_size: int = 460            # per-item resize (the square crop `Resize` makes) before the batch transforms
+    size: int = 224                 # the training crop the batch transforms make
+    min_scale: float = 0.75         # `aug_transforms`' smallest crop, as a share of the image
+    valid_pct: float = 0.2          # share of photos held out when the layout names no validation set
+    seed: int = 42                  # the validation split, the folds and new layers' initial weights
+    bs: int = 64                    # batch size
+    freeze_epochs: int = 3          # stage 1: `fit_one_cycle` with the body frozen
+    epochs: int = 10                # stage 2: `unfreeze()`, then `fit_one_cycle`
+    lr_max: tuple = (1e-5, 1e-3)    # stage 2's discriminative rates, first layers to head
+
+RECIPE = Recipe()
 
 # %% ../nbs/00_core.ipynb #ef638b85
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp', '.tif', '.tiff')
