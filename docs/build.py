@@ -5,11 +5,21 @@
     .venv/bin/python docs/build.py --check      # exit 1 if README.md or the site is out of date (tests/test_repo.py)
     .venv/bin/python docs/build.py --out DIR    # write DIR/README.md and DIR/docs/ instead (tests/test_docs.py)
 
-The pages are `nbs/index.ipynb` and every `nbs/[0-9]*.ipynb`, found when the build runs. The site:
-`docs/index.html` (from index.ipynb), `docs/NN_name.html` per numbered notebook, `docs/style.css`, and
-`docs/figures/` with the images stored in the notebooks' outputs (plots), extracted as they are. Every
-page has a sidebar that links every page, a title and description (from the notebook's `# title` and
-`> description`), and the notebook as readers should see it.
+The pages come from, found when the build runs: `nbs/index.ipynb` (the home page, and README.md), the
+markdown pages in `nbs/pages/` (guide, speed, safety, benchmarks: prose and tables with no code to run, so
+markdown, which reads and diffs better than notebook JSON; each starts with `# Title` and `> description`, as a
+notebook's first cell does), `CONTRIBUTING.md` (the contributing page) and every `nbs/[0-9]*.ipynb`. The site:
+`docs/index.html`, `docs/NN_name.html` per numbered notebook, `docs/PAGE.html` per markdown page,
+`docs/contributing.html`, `docs/style.css`, `docs/search.js` and `docs/figures/` with the images stored in the
+notebooks' outputs (plots), extracted as they are. Every page has a title and description (from the `# title` and
+`> description`), the notebook as readers should see it, and a sidebar:
+- the pages grouped by topic (start, data, training, modes, prediction, deployment, tools, internals), a
+  notebook by the topic word of its name (`20_train.archs` -> `train` -> training; `TOPICS`), the other pages
+  under start;
+- a search box over every page: `docs/search.js` holds an index (one entry per heading, show_doc headings
+  included: its id, its text, the start of its section and the section's distinct words) and a few lines that
+  rank the entries for the words typed. A script, not a JSON fetch, so it works from file:// too; nothing is
+  loaded from elsewhere.
 
 Each notebook goes through nbdev's own processors (`nbdev.processors.FilterDefaults().procs()`, run by
 `nbdev.process.NBProcessor`, as `nbdev_proc_nbs` does before Quarto renders): `FrontmatterProc`,
@@ -21,9 +31,11 @@ replacing the outputs stored in it (or failing, when the cell uses a name an ear
 such a cell keeps its stored outputs and only its import statements run; exported and `show_doc` cells
 run as in nbdev. What Quarto would then do with the cell options the processors leave (`echo: false`,
 `output: asis`, `include`, `output`, `code-fold`) is done here, and nbconvert's HTMLExporter (template
-`basic`) converts each notebook; links to `NN_name.ipynb` become `NN_name.html`, nbdev's doc links point
-at these pages, and files a notebook links to under docs/ (the README's `docs/images/widget.png`) are
-linked relative to the site. README.md is the same processed index.ipynb, as markdown.
+`basic`) converts each notebook; links to a notebook or page source (`NN_name.ipynb`, `guide.md`,
+`../../CONTRIBUTING.md`) become links to its page, nbdev's doc links (to `doc_host`, a site that does not
+exist) point at these pages, in prose and in docments (where nbdev leaves them as markdown inside a
+signature's comments), and files a notebook links to under docs/ (the README's `docs/images/widget.png`)
+are linked relative to the site. README.md is the same processed index.ipynb, as markdown.
 
 The output is deterministic (no timestamps or random ids; hash randomisation is turned off), so
 `--check` compares bytes. `docs/images/` is not generated: `docs/images/widget.png` is the widget's
@@ -38,7 +50,13 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 NBS, DOCS = ROOT/'nbs', ROOT/'docs'
 FIGURES = 'figures'  # the site's folder for images from the notebooks' outputs: all of it is generated
-NOTE = 'generated from nbs/{} by docs/build.py: edit the notebook, not this file'
+NOTE = 'generated from {} by docs/build.py: edit {}, not this file'
+
+def note(src:Path) -> str:
+    "The line at the top of a generated file: its source (`nbs/NB.ipynb`, `nbs/pages/PAGE.md`, `CONTRIBUTING.md`)."
+    if src.parent.name == 'pages': rel = f'nbs/pages/{src.name}'
+    else: rel = f'nbs/{src.name}' if src.suffix == '.ipynb' else src.name
+    return NOTE.format(rel, 'the notebook' if src.suffix == '.ipynb' else 'that file')
 
 from execnb.nbio import nb2dict, read_nb
 from nbdev.config import get_config
@@ -59,10 +77,28 @@ class exec_show_docs_keep(exec_show_docs):
         self.k.run('\n'.join(imports))
         if self.k.exc: raise Exception(f"Error in cell {cell.idx_} (its imports):\n{cell.source}") from self.k.exc
 
+def read_md(path:Path):
+    """A markdown page as a notebook of markdown cells, as Quarto reads a `.md` page beside the notebooks: its first
+    lines, `# Title` and `> description`, are the front matter cell; each `## ` section is a cell after it."""
+    from execnb.nbio import dict2nb
+    lines = path.read_text(encoding='utf-8').splitlines(keepends=True)
+    if not lines or not lines[0].startswith('# '): raise ValueError('a page starts with its `# Title` line')
+    i = 1
+    while i < len(lines) and (not lines[i].strip() or lines[i].startswith('>')): i += 1
+    cells, fence = [lines[:i], []], False
+    for line in lines[i:]:
+        if line.startswith('```'): fence = not fence
+        if not fence and line.startswith('## ') and cells[-1]: cells.append([])
+        cells[-1].append(line)
+    nb = dict2nb({'cells': [{'cell_type': 'markdown', 'metadata': {}, 'source': ''.join(c).strip('\n')}
+                            for c in cells if ''.join(c).strip()], 'metadata': {}, 'nbformat': 4, 'nbformat_minor': 5})
+    nb['path_'] = str(path)
+    return nb
+
 def nbdev_process(path:Path):
-    "The notebook at `path` after nbdev's processors, as `nbdev_proc_nbs` leaves it for Quarto."
+    "The notebook (or markdown page) at `path` after nbdev's processors, as `nbdev_proc_nbs` leaves it for Quarto."
     procs = [exec_show_docs_keep if p is exec_show_docs else p for p in FilterDefaults().procs()]
-    nb = read_nb(path)
+    nb = read_md(path) if path.suffix == '.md' else read_nb(path)
     os.environ['IN_TEST'] = '1'  # as nbdev's serve_drv sets it
     try:
         with warnings.catch_warnings():
@@ -183,6 +219,13 @@ a{color:#2761e3;text-decoration:none}a:hover{text-decoration:underline}
 .sidebar{position:fixed;top:0;left:0;bottom:0;width:230px;overflow-y:auto;padding:1.2rem 1rem;background:#f8f9fa;border-right:1px solid #dee2e6}
 .sidebar .brand{display:block;font-weight:600;font-size:1.2rem;color:#212529;margin-bottom:1rem}
 .sidebar ul{list-style:none;margin:0;padding:0}.sidebar li a{display:block;padding:.25rem .5rem;border-radius:4px;color:#495057}
+.nav-group{margin:.2rem 0 .6rem}.nav-title{margin:.4rem 0 .15rem;padding:0 .5rem;font-size:.75rem;font-weight:700;letter-spacing:.05em;text-transform:uppercase;color:#868e96}
+.search{position:relative;margin-bottom:.8rem}.search input{width:100%;padding:.35rem .55rem;border:1px solid #ced4da;border-radius:4px;font:inherit;font-size:.92rem}
+#search-results{max-height:60vh;overflow-y:auto;margin-top:.2rem;background:#fff;border:1px solid #dee2e6;border-radius:6px;box-shadow:0 4px 14px rgba(0,0,0,.12)}
+#search-results li a{display:block;padding:.4rem .6rem;border-radius:0;color:#212529;border-bottom:1px solid #f1f3f5}
+#search-results li a:hover,#search-results li a:focus{background:#e7eefc;text-decoration:none}
+#search-results .page{margin-left:.5rem;font-size:.8rem;color:#6c757d}#search-results small{display:block;color:#6c757d;font-size:.78rem;line-height:1.3}
+#search-results .none{padding:.4rem .6rem;color:#6c757d}
 .sidebar li a.active{background:#e7eefc;color:#2761e3;font-weight:600}
 main{margin-left:230px;padding:1.5rem 2.5rem 4rem;max-width:1060px}
 .title{margin:.2rem 0 .3rem;font-size:2.2rem}.description{font-size:1.15rem;color:#6c757d;margin:0 0 1.5rem}
@@ -223,9 +266,11 @@ PAGE = """\
 <body>
 <nav class="sidebar" aria-label="Pages">
 <a class="brand" href="index.html">{site}</a>
-<ul>
+<div class="search" role="search">
+<input id="search" type="search" placeholder="Search" aria-label="Search the pages" autocomplete="off">
+<ul id="search-results" hidden></ul>
+</div>
 {nav}
-</ul>
 </nav>
 <main>
 <header>
@@ -233,14 +278,34 @@ PAGE = """\
 {description}</header>
 {body}
 </main>
+<script src="search.js"></script>
 </body>
 </html>
 """
 
+# The sidebar's groups, in order, and the topic word of a notebook's name (`20_train.archs` -> `train`) that puts
+# it in one. Pages that are not numbered notebooks (index.ipynb, nbs/pages/*.md, CONTRIBUTING.md) are `start`.
+GROUPS = {'start': 'Start', 'data': 'Data', 'training': 'Training', 'modes': 'Modes', 'prediction': 'Prediction',
+          'deployment': 'Deployment', 'tools': 'Tools', 'internals': 'Internals'}
+TOPICS = {'core': 'internals', 'data': 'data', 'train': 'training', 'modes': 'modes', 'predict': 'prediction',
+          'deploy': 'deployment', 'tools': 'tools', 'bench': 'internals'}
+START_ORDER = ['index', 'guide', 'speed', 'safety', 'benchmarks']  # then the other pages by name, then contributing
+
+def group(src:Path) -> str:
+    "The sidebar group of the page made from `src`."
+    if not re.match(r'\d', src.name): return 'start'
+    m = re.match(r'\d+[a-zA-Z]?_([a-zA-Z]+)', src.stem)
+    if m is None or m[1].lower() not in TOPICS:
+        raise ValueError(f"its topic word ({m and m[1]!r}) is none of {sorted(TOPICS)}: name it NN_topic.name.ipynb, "
+                         "or add the topic to TOPICS in docs/build.py")
+    return TOPICS[m[1].lower()]
+
 class Page:
-    "One notebook's page: its processed notebook, name, title and HTML (a BeautifulSoup tree until written)."
+    """One notebook's (or markdown page's) page: its processed notebook, name, title, sidebar group and HTML (a
+    BeautifulSoup tree until written)."""
     def __init__(self, nb_path:Path):
-        self.src, self.name = nb_path, f'{nb_path.stem}.html'
+        self.src, self.name = nb_path, f'{nb_path.stem.lower()}.html'
+        self.group = group(nb_path)
         self.nb = nbdev_process(nb_path)
         fm = self.nb.frontmatter_ or {}
         self.title, self.description = str(fm.get('title') or nb_path.stem), str(fm.get('description') or '')
@@ -273,42 +338,79 @@ class Page:
         return self
 
     def html(self, pages:list) -> str:
-        nav = '\n'.join(f'<li><a href="{p.name}"' + (' class="active" aria-current="page"' if p is self else '')
-                        + f'>{html.escape(p.title)}</a></li>' for p in pages)
+        nav = []
+        for key, label in GROUPS.items():
+            members = [p for p in pages if p.group == key]
+            if not members: continue
+            items = '\n'.join(f'<li><a href="{p.name}"' + (' class="active" aria-current="page"' if p is self else '')
+                              + f'>{html.escape(p.title)}</a></li>' for p in members)
+            nav.append(f'<div class="nav-group" data-group="{key}">\n<p class="nav-title">{label}</p>\n'
+                       f'<ul>\n{items}\n</ul>\n</div>')
+        nav = '\n'.join(nav)
         desc = f'<p class="description">{md_inline(self.description)}</p>\n' if self.description else ''
-        return PAGE.format(note=NOTE.format(self.src.name), title=html.escape(self.title), site=html.escape(pages[0].title),
+        return PAGE.format(note=note(self.src), title=html.escape(self.title), site=html.escape(pages[0].title),
                            nav=nav, description=desc, body=str(self.soup).strip())
 
-def _resolve_local(ref:str, nbs:Path):
-    "The file a relative link in a notebook means: next to the notebook, else from the repository root (README's view)."
-    for base in (nbs, ROOT):
-        p = (base/ref).resolve()
+def _resolve_local(ref:str, base:Path, nbs:Path):
+    """The file a relative link in a page means: beside the page's source, else in the notebooks folder, else from
+    the repository root (the README's view, which index.ipynb's links to `docs/images/` take)."""
+    for d in (base, nbs, ROOT):
+        p = (d/ref).resolve()
         if p.exists(): return p
     return None
+
+_re_md_link = re.compile(r'\[(`?)([^\]`\n]+)\1\]\((\S+?)\)')
+
+def _docment_links(page:Page, resolve):
+    """nbdev's doc links inside code: a docment (the comment after a parameter in a signature) holds them as markdown
+    text, `[`name`](https://HOST/BASEURL/page.html#name)`; each becomes a link to this site's page, or the bare name."""
+    from bs4 import NavigableString
+    prefix = doc_prefix()
+    for s in [s for s in page.soup.find_all(string=re.compile(re.escape(prefix))) if s.parent.name != 'a']:
+        parts, last = [], 0
+        for m in _re_md_link.finditer(s):
+            href = resolve(m[3]) if m[3].startswith(prefix) else m[3]
+            parts.append(NavigableString(s[last:m.start()]))
+            if href is None: parts.append(NavigableString(m[2]))
+            else:
+                a = page.soup.new_tag('a', href=href)
+                a.append(page.soup.new_tag('code')); a.code.string = m[2]
+                parts.append(a)
+            last = m.end()
+        parts.append(NavigableString(s[last:]))
+        for p in parts: s.insert_before(p)
+        s.extract()
 
 def fix_links(page:Page, pages:list, nbs:Path, extra:dict):
     "Links and images as the site needs them. `extra` collects files copied into the site ({figures/name: bytes})."
     by_name = {p.name: p for p in pages}
-    nbdev_names = {nbdev_html_name(p.src.stem): p for p in pages[1:]}
+    by_src = {p.src.resolve(): p for p in pages}
+    nbdev_names = {nbdev_html_name(p.src.stem): p for p in pages if re.match(r'\d', p.src.name)}
     nbdev_names['index.html'] = pages[0]
     prefix, cfg = doc_prefix(), get_config()
+    def doc_link(url):
+        "This site's link for nbdev's doc link `url`, or None where no page shows that name."
+        path, _, frag = url[len(prefix):].partition('#')
+        target = nbdev_names.get(path)
+        if target is None or (frag and frag not in target.ids): return None
+        return (target.name if target is not page else '') + (f'#{frag}' if frag else '')
+    _docment_links(page, doc_link)
     for tag, attr in (('a', 'href'), ('img', 'src')):
         for el in page.soup.find_all(tag):
             url = el.get(attr)
             if not url: continue
             if url.startswith(prefix):  # nbdev's doc link: this site's page for that notebook
-                path, _, frag = url[len(prefix):].partition('#')
-                target = nbdev_names.get(path)
-                if target is None or (frag and frag not in target.ids):  # a name with no show_doc: keep the text
-                    el.unwrap(); continue
-                el[attr] = (target.name if target is not page else '') + (f'#{frag}' if frag else '')
+                href = doc_link(url)
+                if href is None: el.unwrap()  # a name with no show_doc: keep the text
+                else: el[attr] = href
                 continue
             parts = urlsplit(url)
             if parts.scheme or parts.netloc or url.startswith('#') or not parts.path: continue
             path, frag = parts.path, f'#{parts.fragment}' if parts.fragment else ''
-            if path.endswith('.ipynb'): el[attr] = Path(path).stem + '.html' + frag; continue
             if path in by_name or path.startswith(FIGURES + '/'): continue
-            local = _resolve_local(path, nbs)
+            local = _resolve_local(path, page.src.parent, nbs)
+            if local in by_src: el[attr] = by_src[local].name + frag; continue  # a notebook or page source: its page
+            if path.endswith('.ipynb'): el[attr] = Path(path).stem.lower() + '.html' + frag; continue
             if local is None: continue  # broken: tests/test_docs.py reports it
             if local.is_relative_to(DOCS): el[attr] = local.relative_to(DOCS).as_posix() + frag
             elif tag == 'img':
@@ -318,7 +420,105 @@ def fix_links(page:Page, pages:list, nbs:Path, extra:dict):
             elif local.is_relative_to(ROOT):
                 el[attr] = f"{cfg.git_url.rstrip('/')}/blob/{cfg.branch}/{local.relative_to(ROOT).as_posix()}{frag}"
 
+# ---------------------------------------------------------------------------------------------- search
+SNIPPET = 160  # characters of a section's text shown under a search hit
+
+def search_entries(page:Page, n:int) -> list:
+    """The search index's entries for `page` (its number `n` in the site): one per heading, with the heading's id,
+    its text, the start of the section's text and the section's distinct words (lowercase); the text before the
+    first heading is an entry for the page itself."""
+    from bs4 import NavigableString, Tag
+    entries, skip = [[n, '', page.title, []]], set()
+    for el in page.soup.descendants:
+        if isinstance(el, Tag) and re.fullmatch('h[1-6]', el.name) and el.get('id'):
+            text = el.get_text(' ', strip=True).rstrip('¶').strip()
+            entries.append([n, el['id'], text, [text]])
+            skip.update(id(t) for t in el.find_all(string=True))
+        elif isinstance(el, NavigableString) and id(el) not in skip and el.parent.name not in ('style', 'script'):
+            if el.strip(): entries[-1][3].append(el.strip())
+    res = []
+    for n, hid, title, texts in entries:
+        text = ' '.join(texts)
+        words = ' '.join(dict.fromkeys(w for w in re.findall(r'\w+', text.lower()) if len(w) > 1))
+        body = ' '.join(texts[1:] if hid else texts)
+        snippet = re.sub(r'\s+', ' ', body)[:SNIPPET]
+        if words or not hid: res.append([n, hid, title, snippet, words])
+    return res
+
+SEARCH_JS = r"""
+(function () {
+  // the search box in the sidebar: every term must start a word of a section (or be in its heading); headings
+  // that are the term itself (a function's show_doc) come first
+  var box = document.getElementById('search'), list = document.getElementById('search-results');
+  if (!box || !list) return;
+  function terms(q) { return q.toLowerCase().match(/\w+/g) || []; }
+  function score(e, ts) {
+    var head = e[2].toLowerCase(), words = ' ' + e[4] + ' ', page = PB_PAGES[e[0]][1].toLowerCase(), total = 0;
+    for (var i = 0; i < ts.length; i++) {
+      var t = ts[i], s = 0;
+      if (head === t) s = 100;
+      else if ((' ' + head.split(/[^\w]+/).join(' ') + ' ').indexOf(' ' + t + ' ') >= 0) s = 40;
+      else if (head.indexOf(t) >= 0) s = 20;
+      if (s < 10 && page.indexOf(t) >= 0) s = 10;
+      if (s < 5 && words.indexOf(' ' + t + ' ') >= 0) s = 5;
+      if (s < 2 && words.indexOf(' ' + t) >= 0) s = 2;
+      if (!s) return 0;
+      total += s;
+    }
+    return total + (e[1] ? 0 : 1);
+  }
+  function show() {
+    var ts = terms(box.value);
+    list.innerHTML = '';
+    if (!ts.length) { list.hidden = true; return; }
+    var hits = [];
+    for (var i = 0; i < PB_INDEX.length; i++) { var s = score(PB_INDEX[i], ts); if (s) hits.push([s, i]); }
+    hits.sort(function (a, b) { return b[0] - a[0] || a[1] - b[1]; });
+    hits.slice(0, 12).forEach(function (h) {
+      var e = PB_INDEX[h[1]], li = document.createElement('li'), a = document.createElement('a');
+      a.href = PB_PAGES[e[0]][0] + (e[1] ? '#' + e[1] : '');
+      var b = document.createElement('b'); b.textContent = e[2]; a.appendChild(b);
+      if (e[1]) {
+        var p = document.createElement('span'); p.className = 'page'; p.textContent = PB_PAGES[e[0]][1]; a.appendChild(p);
+      }
+      var m = document.createElement('small'); m.textContent = e[3]; a.appendChild(m);
+      li.appendChild(a); list.appendChild(li);
+    });
+    if (!hits.length) {
+      var li = document.createElement('li'); li.className = 'none'; li.textContent = 'Nothing found'; list.appendChild(li);
+    }
+    list.hidden = false;
+  }
+  box.addEventListener('input', show);
+  list.addEventListener('click', function () { list.hidden = true; });   // a hit on this page only scrolls
+  box.addEventListener('keydown', function (ev) {
+    if (ev.key === 'Enter') { var a = list.querySelector('a'); if (a) a.click(); }
+    if (ev.key === 'Escape') { box.value = ''; show(); }
+  });
+})();
+"""
+
+def search_js(pages:list) -> str:
+    "docs/search.js: the index of every page's sections and the search box's code (a script, so it works from file://)."
+    import json
+    index = [e for n, p in enumerate(pages) for e in search_entries(p, n)]
+    dump = lambda o: json.dumps(o, ensure_ascii=False, separators=(',', ':'))
+    return (f'// {NOTE.format("the notebooks and pages", "them")}\n'
+            f'var PB_PAGES = {dump([[p.name, p.title] for p in pages])};\n'
+            'var PB_INDEX = [\n' + ',\n'.join(dump(e) for e in index) + '\n];\n' + SEARCH_JS.lstrip())
+
 # ---------------------------------------------------------------------------------------------- readme
+def _readme_links(body:str, nbs:Path) -> str:
+    "Relative links and images of index.ipynb (written from nbs/) as the README at the repository root needs them."
+    def fix(m):
+        ref = m[2]
+        if re.match(r'\w+:|#|/', ref): return m[0]
+        path, _, frag = ref.partition('#')
+        local = (nbs/path).resolve()
+        if not local.exists() or not local.is_relative_to(ROOT): return m[0]  # already from the root (docs/images/...)
+        return m[1] + local.relative_to(ROOT).as_posix() + (f'#{frag}' if frag else '')
+    return re.sub(r'(\]\(|src=")([^)"\s]+)', fix, body)
+
 def readme(index:Page, nbs:Path) -> str:
     "README.md: the processed index notebook as markdown, with nbdev's doc links as plain names."
     from nbconvert import MarkdownExporter
@@ -326,16 +526,21 @@ def readme(index:Page, nbs:Path) -> str:
     prefix = re.escape(doc_prefix())
     body = re.sub(rf'\[(`[^`\n]+`)\]\({prefix}[^)\s]*\)', r'\1', body)
     body = re.sub(rf'(\]\(|src=")({FIGURES}/)', r'\1docs/\2', body)
-    body = re.sub(r'\]\(([\w.-]+\.ipynb)', lambda m: f']({(nbs/m[1]).relative_to(ROOT).as_posix()}'
-                  if (nbs/m[1]).is_relative_to(ROOT) else m[0], body)
+    body = _readme_links(body, nbs)
     body = re.sub(r'\n{3,}', '\n\n', body)
     head = f'# {index.title}\n\n' + (f'> {index.description}\n\n' if index.description else '')
-    return f'<!-- {NOTE.format(index.src.name)} -->\n\n' + head + body.strip() + '\n'
+    return f'<!-- {note(index.src)} -->\n\n' + head + body.strip() + '\n'
 
 # ----------------------------------------------------------------------------------------------- build
 def notebooks(nbs:Path=NBS) -> list:
-    "index.ipynb first, then every numbered notebook, as the build finds them."
-    return [nbs/'index.ipynb', *sorted(nbs.glob('[0-9]*.ipynb'))]
+    """The site's sources, in the sidebar's order within each group: index.ipynb, the markdown pages of `nbs`/pages
+    (guide, speed, safety, benchmarks, then any other by name), CONTRIBUTING.md, and every numbered notebook."""
+    pages = sorted((nbs/'pages').glob('*.md'), key=lambda p: (START_ORDER.index(p.stem) if p.stem in START_ORDER
+                                                              else len(START_ORDER), p.stem))
+    contributing = [ROOT/'CONTRIBUTING.md'] if (ROOT/'CONTRIBUTING.md').is_file() else []
+    return [nbs/'index.ipynb', *pages, *contributing, *sorted(nbs.glob('[0-9]*.ipynb'))]
+
+def _src_name(p:Path) -> Path: return p.relative_to(ROOT) if p.is_relative_to(ROOT) else p
 
 def targets(nbs:Path=NBS) -> dict:
     "Relative output path -> bytes: README.md and everything under docs/ that the build makes."
@@ -345,7 +550,10 @@ def targets(nbs:Path=NBS) -> dict:
         try: pages.append(Page(p).render())
         except Exception as e:
             cause = f'\n{type(e.__cause__).__name__}: {e.__cause__}' if e.__cause__ else ''
-            raise SystemExit(f'docs/build.py: {p.relative_to(ROOT) if p.is_relative_to(ROOT) else p}: {e}{cause}') from e
+            raise SystemExit(f'docs/build.py: {_src_name(p)}: {e}{cause}') from e
+    names = [p.name for p in pages]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash: raise SystemExit(f'docs/build.py: two sources make each of {clash}: rename one')
     res, extra = {'README.md': readme(pages[0], nbs).encode()}, {}
     for page in pages: fix_links(page, pages, nbs, extra)
     for page in pages:
@@ -353,12 +561,13 @@ def targets(nbs:Path=NBS) -> dict:
         res.update({f'docs/{k}': v for k, v in page.figures.items()})
     res.update({f'docs/{k}': v for k, v in extra.items()})
     res['docs/style.css'] = CSS.encode()
+    res['docs/search.js'] = search_js(pages).encode()
     return res
 
 def stale(root:Path, res:dict) -> list:
     "Generated files under `root`/docs that this build no longer makes (old pages, figures, the old docs/*.md)."
     d = root/'docs'
-    found = [*d.glob('*.md'), *d.glob('*.html'), *(d/FIGURES).glob('**/*')]
+    found = [*d.glob('*.md'), *d.glob('*.html'), *d.glob('*.js'), *(d/FIGURES).glob('**/*')]
     return sorted(p.relative_to(root).as_posix() for p in found if p.is_file() and p.relative_to(root).as_posix() not in res)
 
 def main(argv=None) -> int:

@@ -3,8 +3,8 @@
 #   1. the README's install alone (`pip install -e .`, then the README's `pip install jupyterlab`) and
 #      tests/readme_install.py: every console script, the README's main job, the app, a notebook in Jupyter;
 #   2. Debian's Chromium and Playwright, in an environment of their own (.venv-browser), and
-#      tests/browser_check.py: uploads to the app of the README's install, on the main job's model, and the
-#      committed docs site, in one browser;
+#      tests/browser_check.py: uploads to the app of the README's install, on the main job's model;
+#      then tests/docs_check.py: the committed docs site's sidebar, search and links;
 #      then tests/space_check.py: `pet_breeds_export --space` of that model, run as a Space runs it, in a venv of
 #      its own (.venv-space) holding only the folder's requirements.txt, in Chromium and through gradio_client;
 #   3. the dev requirements;
@@ -45,7 +45,8 @@ phase "browser install" install_browser
 # the app under load (issue 33): 5 page views one after another here, not the 30 a run by hand makes (about 9 s a view
 # on 2 cores: 30 views would add 4 minutes to the suite); culling, 6 people at once and the 503 are checked in full
 PET_BREEDS_LOAD_VIEWS=${PET_BREEDS_LOAD_VIEWS:-5} \
-    phase "README app and docs in Chromium (tests/browser_check.py)" .venv-browser/bin/python tests/browser_check.py "$README_RUN"
+    phase "README app in Chromium (tests/browser_check.py)" .venv-browser/bin/python tests/browser_check.py "$README_RUN"
+phase "docs site in Chromium (tests/docs_check.py)" .venv-browser/bin/python tests/docs_check.py
 # the main job's model as a Gradio app for a Hugging Face Space, run from a venv holding only its requirements.txt
 # (.venv-space, reused while they stay the same: the first pip install takes about 20 s from PyPI)
 phase "the Space in its own venv, in Chromium (tests/space_check.py)" .venv-browser/bin/python tests/space_check.py "$README_RUN"

@@ -1,8 +1,10 @@
-"""The documentation site, rebuilt from the notebooks into a temporary folder (never into the tree): every
-page there, no broken link or image, exported definitions shown as `show_doc`, stored plots shown, (navigation in
-Debian's Chromium is checked on the committed site by tests/browser_check.py). `python docs/build.py --check` (tests/test_repo.py) checks that
-the committed README.md and docs/ are this build."""
-import base64, functools, json, re, shutil
+"""The documentation site as committed in docs/ (what readers open, and what tests/docs_check.py drives in Chromium):
+a page per source, the sidebar's topic groups, no broken link or image, nbdev's doc links and docments resolved to the
+local pages, the search index, exported definitions shown as `show_doc`, stored plots shown; and, in a build of its
+own, stored outputs kept. The committed site is checked rather than a fresh build, which costs half a minute:
+`docs/build.py --check` (tests/test_repo.py, on the run's one build) proves the committed README.md and docs/ are
+what the build makes of nbs/ now, so together the two check the build."""
+import base64, functools, json, re, shutil, sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -12,13 +14,29 @@ from conftest import build_docs
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT/'nbs'
 SITE_BUDGET = 5_000_000  # bytes: the site is committed, so it has to stay small
+README_LINES = 160       # the README is a front door (issue 31): about 150 lines
 
 build = build_docs   # conftest: the one way the tests build the site
 
 @pytest.fixture(scope='module')
-def site(docs_build): return docs_build/'docs'   # the run's one build (conftest)
+def site(): return ROOT/'docs'
+
+@pytest.fixture(scope='module')
+def builder():
+    "docs/build.py as a module, for its small pure functions."
+    sys.path.insert(0, str(ROOT/'docs'))
+    try: import build as b
+    finally: sys.path.remove(str(ROOT/'docs'))
+    return b
 
 def notebooks(nbs:Path=NBS) -> list: return [nbs/'index.ipynb', *sorted(nbs.glob('[0-9]*.ipynb'))]
+
+def sources(nbs:Path=NBS) -> dict:
+    "Page name -> source: every notebook, the markdown pages in nbs/pages, and CONTRIBUTING.md."
+    res = {f'{p.stem}.html': p for p in notebooks(nbs)}
+    res.update({f'{p.stem}.html': p for p in (nbs/'pages').glob('*.md')})
+    res['contributing.html'] = ROOT/'CONTRIBUTING.md'
+    return res
 
 class Page(HTMLParser):
     "What the checks need from one HTML page: its ids, links, images and text."
@@ -60,17 +78,52 @@ def broken(site:Path) -> list:
             elif not (html.parent/unquote(u.path)).is_file(): bad.append(f'{html.name}: missing image {src!r}')
     return bad
 
-def test_a_page_per_notebook_with_nav_and_title(site):
-    pages = [f'{p.stem}.html' for p in notebooks()]
+def test_a_page_per_source_with_nav_and_title(site):
+    pages = sources()
     assert sorted(p.name for p in site.glob('*.html')) == sorted(pages)
+    assert {'guide.html', 'speed.html', 'safety.html', 'benchmarks.html', 'contributing.html'} <= set(pages)
     assert not list(site.glob('*.md')), 'the old per-notebook markdown is gone'
-    for name in pages:
+    for name, src in pages.items():
         page, text = parse(site/name), (site/name).read_text()
         assert set(pages) <= set(page.links), f'{name}: the sidebar must link every page'
         assert page.title.strip() and '<h1 class="title">' in text, name
-        assert 'generated from nbs/' in text, name
+        m = re.search(r'<!-- generated from (\S+) by docs/build.py', text)
+        assert m and (ROOT/m[1]).resolve() == src.resolve(), f'{name}: its first line must name its source {src}'
         assert '<span class="c1">#|' not in text, f'{name}: a directive line is shown in code'
     assert (site.parent/'README.md').read_text().startswith('<!-- generated from nbs/index.ipynb by docs/build.py')
+
+GROUPS = ['start', 'data', 'training', 'modes', 'prediction', 'deployment', 'tools', 'internals']
+
+def sidebar(path:Path) -> dict:
+    "Group -> the page names its part of the sidebar links, in order."
+    nav = re.search(r'<nav class="sidebar".*?</nav>', path.read_text(), re.S)[0]
+    groups = re.findall(r'data-group="(\w+)">(.*?)</div>', nav, re.S)
+    return {g: re.findall(r'<a href="([^"]+)"', body) for g, body in groups}
+
+def test_the_sidebar_groups_pages_by_topic(site):
+    "Every page has the same sidebar: the issue's groups in order, every page once, the notebooks by their topic word."
+    groups = sidebar(site/'index.html')
+    assert list(groups) == GROUPS
+    flat = [p for ps in groups.values() for p in ps]
+    assert sorted(flat) == sorted(p.name for p in site.glob('*.html')), 'every page once'
+    assert groups['start'][:2] == ['index.html', 'guide.html'] and 'contributing.html' in groups['start']
+    for name, group in (('00_core.html', 'internals'), ('01_core.atomic.html', 'internals'), ('13_data.html', 'data'),
+                        ('20_train.archs.html', 'training'), ('26_train.html', 'training'),
+                        ('43_modes.probe.html', 'modes'),
+                        ('32_predict.inference.html', 'prediction'), ('51_deploy.html', 'deployment'),
+                        ('60_tools.widget.html', 'tools'), ('71_bench.html', 'internals')):
+        assert name in groups[group], f'{name} should be under {group}'
+    for group, names in groups.items():   # a band's notebooks in their numbers' order
+        numbered = [n for n in names if n[0].isdigit()]
+        assert numbered == sorted(numbered), (group, numbered)
+    for p in site.glob('*.html'):
+        assert sidebar(p) == groups, f'{p.name}: another sidebar'
+        assert re.search(rf'<a href="{re.escape(p.name)}" class="active" aria-current="page">', p.read_text()), p.name
+
+def test_a_notebook_outside_the_topics_is_named(builder):
+    assert builder.group(Path('nbs/45_modes.mymode.ipynb')) == 'modes'
+    assert builder.group(Path('nbs/pages/x.md')) == 'start'
+    with pytest.raises(ValueError, match="'misc'.*TOPICS"): builder.group(Path('nbs/45_misc.ipynb'))
 
 def test_no_broken_links_or_images(site):
     assert broken(site) == []
@@ -162,8 +215,74 @@ def test_stored_outputs_are_kept(tmp_path):
     assert [(site/i).read_bytes() for i in imgs] == [plot], imgs
     assert 'a stored line of text' in html and '<table class="stored">' in html
     assert 'a stored print, not run again' in html and '3141.59' not in html
-    assert [b for b in broken(site) if not b.startswith('index.html:')] == []   # index links to notebooks not built here
+    # index.html links to notebooks and pages not built here
+    assert [b for b in broken(site) if not b.startswith('index.html:')] == []
 
 def test_site_stays_small(site):
     size = sum(p.stat().st_size for p in site.rglob('*') if p.is_file())
     assert size < SITE_BUDGET, f'the site is {size/1e6:.1f} MB: store smaller plots in the notebooks'
+
+def test_doc_links_and_docments_point_at_local_pages(site):
+    """nbdev's doc links (to a site that does not exist) become links to these pages, in prose and in docments (the
+    comments of a signature, where nbdev leaves them as markdown text); links to a notebook or page source too."""
+    bad = [p.name for p in site.glob('*.html') if 'pet-breeds.github.io' in p.read_text()]
+    assert bad == [], f'doc links to pet-breeds.github.io left in {bad}'
+    data = (site/'13_data.html').read_text()
+    docment = re.findall(r'<span class="c1">#[^<]*<a href="([^"#]*)#([^"]+)"><code>', data)
+    assert any(page and page != '13_data.html' for page, _ in docment), docment   # to another page
+    assert ('', 'pets_images_path') in docment, docment                           # and within the page
+    for page, frag in docment: assert frag in parse(site/(page or '13_data.html')).ids, (page, frag)
+    for p in site.glob('*.html'):
+        local = [h for h in parse(p).links if not urlsplit(h).scheme and urlsplit(h).path.endswith(('.md', '.ipynb'))]
+        assert local == [], f'{p.name}: links to sources, not pages: {local}'
+    guide = (site/'guide.html').read_text()
+    assert 'href="benchmarks.html#int8"' in guide and 'href="43_modes.probe.html"' in guide
+
+def search_index(site:Path):
+    "docs/search.js's pages ([name, title]) and entries ([page, heading id, heading, snippet, words])."
+    js = (site/'search.js').read_text()
+    pages = json.loads(re.search(r'^var PB_PAGES = (.*);$', js, re.M)[1])
+    entries = json.loads(re.search(r'^var PB_INDEX = (\[.*?\n\]);$', js, re.M | re.S)[1])
+    return pages, entries
+
+def test_the_search_index_covers_every_page_and_definition(site):
+    pages, entries = search_index(site)
+    assert sorted(n for n, _ in pages) == sorted(p.name for p in site.glob('*.html'))
+    for n, hid, head, snippet, words in entries:
+        page = parse(site/pages[n][0])
+        assert not hid or hid in page.ids, f'{pages[n][0]}#{hid}: no such anchor'
+    heads = {(pages[n][0], hid): (head, words) for n, hid, head, _, words in entries}
+    for p in site.glob('*.html'):   # every show_doc heading is an entry of its own
+        for hid in re.findall(r'<h3 id="([^"]+)">', p.read_text()):
+            assert (p.name, hid) in heads, f'{p.name}#{hid} is not in the search index'
+    data = next(p.name for p in site.glob('*.html') if '<h3 id="pets_dataloaders">' in p.read_text())
+    head, words = heads[(data, 'pets_dataloaders')]
+    assert head == 'pets_dataloaders' and {'pets_dataloaders', 'valid_pct', 'seed'} <= set(words.split())
+    red = [(page, w) for (page, _), (h, w) in heads.items() if h == 'Red-team table']
+    assert red and red[0][0] == 'safety.html' and {'hostile', 'model', 'json'} <= set(red[0][1].split()), red
+    assert all('<script src="search.js"></script>' in p.read_text() for p in site.glob('*.html'))
+    assert re.search(r'<input id="search" type="search"', (site/'index.html').read_text())
+
+def test_a_markdown_page_is_front_matter_and_sections(builder, tmp_path):
+    "A page of nbs/pages: `# Title` and `> description` are its front matter; each `## ` section (not in code) a cell."
+    md = tmp_path/'page.md'
+    md.write_text('# A page\n\n> What it holds.\n\nIntro.\n\n'
+                  '## One\n\n```sh\n## not a heading\n```\n\n## Two\n\ntext\n')
+    nb = builder.read_md(md)
+    assert [c.source for c in nb.cells] == ['# A page\n\n> What it holds.', 'Intro.',
+                                            '## One\n\n```sh\n## not a heading\n```', '## Two\n\ntext']
+    md.write_text('No title\n')
+    with pytest.raises(ValueError, match='Title'): builder.read_md(md)
+
+def test_the_readme_is_a_front_door():
+    """README.md is short, holds the two commands, and links to the pages the rest moved to (each source exists);
+    no dated measurements (they are on the benchmarks page)."""
+    text = (ROOT/'README.md').read_text()
+    assert len(text.splitlines()) <= README_LINES, f'README.md has {len(text.splitlines())} lines'
+    assert 'pip install -e . && .venv/bin/pet_breeds_train --out runs/pets' in text and 'bash tests/run.sh' in text
+    links = [l.split('#')[0] for l in re.findall(r'\]\(([^)\s]+)\)', text) if not re.match(r'\w+:', l)]
+    assert [l for l in links if not (ROOT/l).exists()] == []
+    for page in ('nbs/pages/guide.md', 'nbs/pages/speed.md', 'nbs/pages/safety.md', 'nbs/pages/benchmarks.md',
+                 'CONTRIBUTING.md'):
+        assert page in links, f'the README should link {page}'
+    assert not re.search(r'20\d\d-\d\d-\d\d', text), 'a dated measurement in the README'

@@ -59,7 +59,7 @@ def test_every_console_script_is_importable():
         assert callable(getattr(importlib.import_module(mod), fn)), name
 
 def test_every_scripted_mutation_still_applies():
-    "The README's mutation score counts every mutant in tests/mutations.py; one whose text the code no longer holds would count for nothing."
+    "CONTRIBUTING.md's mutation test counts every mutant in tests/mutations.py; one whose text the code no longer holds would count for nothing."
     sys.path.insert(0, str(ROOT/'tests'))
     try: import mutations
     finally: sys.path.remove(str(ROOT/'tests'))
