@@ -10,7 +10,7 @@ from pet_breeds.data import pets_dataloaders
 from pet_breeds.archs import ARCHS, ensure_weights, hub_checkpoints
 from pet_breeds.learner import pets_learner
 
-def _size(name): return 80 if ARCHS[name].size == 299 else 32   # Inception V3 needs at least 75 px
+def _size(name): return max(32, -(-ARCHS[name].family.min_size // 16) * 16)   # Inception V3 takes 75 px and up
 
 @pytest.fixture(scope='module')
 def tiny_images(tmp_path_factory):
@@ -24,7 +24,8 @@ def _is_bn(m): return isinstance(m, nn.modules.batchnorm._BatchNorm)
 
 def _body_params(body):
     "(name, param, is_batchnorm) for every parameter of the body."
-    return [(f'{mn}.{pn}', p, _is_bn(m)) for mn, m in body.named_modules() for pn, p in m.named_parameters(recurse=False)]
+    return [(f'{mn}.{pn}', p, _is_bn(m)) for mn, m in body.named_modules()
+            for pn, p in m.named_parameters(recurse=False)]
 
 @pytest.mark.parametrize('name', list(ARCHS))
 def test_builds_freezes_and_trains_a_batch(name, tiny_images):
@@ -57,24 +58,26 @@ def offline(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, 'download_url_to_file', no_network)
     return tmp_path
 
-# the file each architecture's error must name (all in the torch hub checkpoints folder)
-EXPECTED_FILES = {'resnet18': 'resnet18-f37072fd.pth', 'resnet34': 'resnet34-b627a593.pth',
-                  'resnet50': 'resnet50-11ad3fa6.pth', 'vgg16': 'vgg16_bn-6c64b313.pth',
-                  'vgg19': 'vgg19_bn-c79401a0.pth', 'inception_v3': 'inception_v3_google-0cc3c7bd.pth',
-                  'xception': 'xception-43020ad28.pth'}
+# every architecture whose weights are a file its source names (torchvision's and timm's): derived from the registry
+DOWNLOADABLE = [n for n, a in ARCHS.items() if a.family.source.offline_file(a) is not None]
+# a few of those files by name, so that the derivation cannot drift unseen (the batch-norm VGG, timm's GitHub file)
+PINNED_FILES = {'resnet50': 'resnet50-11ad3fa6.pth', 'vgg16': 'vgg16_bn-6c64b313.pth',
+                'inception_v3': 'inception_v3_google-0cc3c7bd.pth', 'xception': 'xception-43020ad28.pth'}
 
-def test_every_downloadable_arch_is_listed():
-    assert set(EXPECTED_FILES) == {n for n, a in ARCHS.items() if a.family.name != 'pypi'}
+def test_the_downloadable_archs_and_their_files():
+    assert set(PINNED_FILES) <= set(DOWNLOADABLE) and 'efficientnet_lite0' not in DOWNLOADABLE
+    for name, fn in PINNED_FILES.items(): assert ARCHS[name].family.source.offline_file(ARCHS[name]).name == fn
 
-@pytest.mark.parametrize('name', list(EXPECTED_FILES))
+@pytest.mark.parametrize('name', DOWNLOADABLE)
 def test_missing_weights_name_the_file_and_folder(name, offline, tiny_images):
+    arch = ARCHS[name]
     with pytest.raises(WeightsNotFound) as e: pets_learner(_dls(tiny_images, _size(name)), name, pretrained=True)
     msg = str(e.value)
-    assert EXPECTED_FILES[name] in msg and str(hub_checkpoints()) in msg, msg
+    assert arch.family.source.offline_file(arch).name in msg and str(hub_checkpoints()) in msg, msg
     assert str(offline/'torch') in msg
     assert 'pretrained=False' in msg and '--no-pretrained' in msg
 
-@pytest.mark.parametrize('name', ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2'])
+@pytest.mark.parametrize('name', [n for n, a in ARCHS.items() if a.family.name == 'efficientnet_lite'])
 def test_lite_weights_load_offline(name, offline, tiny_images):
     learn = pets_learner(_dls(tiny_images, 32), name, pretrained=True)
     ref = torch.load(ensure_weights(name), map_location='cpu', weights_only=True)
@@ -98,7 +101,7 @@ def test_xception_loads_a_safetensors_file_put_where_the_error_says(offline, tin
 
 def test_xception_loads_timms_own_cached_file(offline, tiny_images):
     ref = _xception_state()
-    dest = hub_checkpoints()/EXPECTED_FILES['xception']
+    dest = hub_checkpoints()/PINNED_FILES['xception']
     dest.parent.mkdir(parents=True)
     torch.save(ref, dest)
     assert ensure_weights('xception') == dest
@@ -108,7 +111,7 @@ def test_xception_loads_timms_own_cached_file(offline, tiny_images):
 def test_inception_loads_cached_torchvision_weights(offline, tiny_images):
     "The custom cut (no auxiliary classifier) keeps the pretrained main path's weights."
     ref = torchvision.models.inception_v3(aux_logits=True, init_weights=False).state_dict()
-    dest = hub_checkpoints()/EXPECTED_FILES['inception_v3']
+    dest = hub_checkpoints()/PINNED_FILES['inception_v3']
     dest.parent.mkdir(parents=True)
     torch.save(ref, dest)
     learn = pets_learner(_dls(tiny_images, 80), 'inception_v3', pretrained=True)

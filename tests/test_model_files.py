@@ -12,6 +12,7 @@ from safetensors.torch import save_file, load_file
 from conftest import make_synthetic_pets, run_cli, random_export_meta
 from pet_breeds import runtime
 from pet_breeds.core import PetBreedsError, open_image
+from pet_breeds.archs import get_arch, family_examples
 from pet_breeds.learner import build_model
 from pet_breeds.inference import PetModel, load_model, UnpicklingWarning, fastai_export
 
@@ -123,12 +124,10 @@ def test_a_folder_with_model_json_never_reads_its_export_pkl(tmp_path, no_unpick
     assert fastai_export(folder) is None
     assert load_model(folder).vocab == VOCAB and not (tmp_path/'ran').exists()
 
-FAMILIES = [  # (arch, mode, size, item_size, extra): every family of learner.ARCHS, and the cut, features and probe modes
-    ('resnet18', 'finetune', 32, 48, {}),
-    ('vgg16', 'finetune', 32, 48, {}),               # vgg16_bn
-    ('inception_v3', 'finetune', 80, 96, {}),        # Inception needs at least 75 px
-    ('xception', 'finetune', 32, 48, {}),            # timm
-    ('efficientnet_lite0', 'finetune', 32, 48, {}),  # the efficientnet_lite0 package
+def _px(arch): return max(32, -(-get_arch(arch).family.min_size // 16) * 16)   # the family's smallest, rounded up
+
+# (arch, mode, size, item_size, extra): every family of the registry, then the cut, features and probe modes
+FAMILIES = [(a, 'finetune', _px(a), _px(a) * 3 // 2, {}) for a in family_examples()] + [
     ('vgg16', 'cut', 32, 48, {'cut_layer': 'block1_pool'}),
     ('resnet18', 'features', 32, 48, {}),
     ('efficientnet_lite0', 'probe', 32, 48, {'backbones': ['efficientnet_lite0'], 'normalize': None}),
