@@ -36,6 +36,13 @@ def committed(folder:Path) -> Path:
     assert folder.is_dir(), f"{folder} is missing: it is part of the repository"
     return folder
 
+@pytest.fixture
+def offline():
+    """Empty torch and Hugging Face caches, and weight downloads that fail as they do without internet: the library's
+    `offline_empty_cache`, which the notebooks' checks use too. The cache folder, which is `TORCH_HOME`."""
+    from pet_breeds.test_utils import offline_empty_cache
+    with offline_empty_cache() as d: yield Path(d)
+
 @pytest.fixture(scope='session')
 def sample_dir():
     "The 81 real PETS photos of 3 breeds committed in nbs/images/pets, with the dataset's odd files (a GIF, an RGBA PNG, a .mat)."

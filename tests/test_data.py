@@ -6,7 +6,8 @@ import numpy as np, pytest, torch
 from PIL import Image
 from pet_breeds.core import BREEDS, CAT_BREEDS, DOG_BREEDS, breed_label, species_label, DataNotFound, BadImage
 from conftest import SAMPLE_COUNTS, SAMPLE_IMAGES, copy_photos, run_cli
-from pet_breeds.data import pets_images_path, scan_images, pets_dataloaders, pets_datablock, ENV_VAR, ResizeCache, LoadImage, fit_workers
+from pet_breeds.data import (pets_images_path, scan_images, pets_dataloaders, ENV_VAR, ResizeCache, LoadImage,
+                             fit_workers)
 
 def test_all_37_breeds_parse_from_file_names():
     assert len(BREEDS) == 37 and len(set(BREEDS)) == 37
@@ -23,24 +24,6 @@ def test_species_from_capitalisation():
 
 def test_names_outside_the_pattern_are_rejected_by_name():
     with pytest.raises(BadImage, match='holiday.png'): breed_label('holiday.png')
-
-def test_datablock_defaults_are_the_seed_recipe():
-    from fastai.vision.all import get_image_files, RandomSplitter, RandomResizedCropGPU
-    db = pets_datablock()
-    assert db.get_items is get_image_files
-    assert db.splitter(range(50)) == RandomSplitter(valid_pct=0.2, seed=42)(range(50))
-    assert db.item_tfms[-1].size == (460, 460)
-    from pet_breeds.augment import unfused
-    rrc = [t for t in unfused(db.batch_tfms) if isinstance(t, RandomResizedCropGPU)][0]
-    assert rrc.size == (224, 224) and rrc.min_scale == 0.75
-
-def test_same_seed_same_split(synthetic_pets):
-    a = pets_dataloaders(synthetic_pets, bs=8, item_size=48, size=32, num_workers=0)
-    b = pets_dataloaders(synthetic_pets, bs=8, item_size=48, size=32, num_workers=0)
-    c = pets_dataloaders(synthetic_pets, bs=8, item_size=48, size=32, num_workers=0, seed=7)
-    assert [p.name for p in a.valid_ds.items] == [p.name for p in b.valid_ds.items]
-    assert [p.name for p in a.valid_ds.items] != [p.name for p in c.valid_ds.items]
-    assert len(a.valid_ds) == round(0.2 * 96)
 
 def test_split_does_not_depend_on_directory_order(tmp_path, synthetic_pets):
     "A copy made in reverse order (so listdir order differs) splits identically: the files are sorted."

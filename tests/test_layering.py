@@ -82,3 +82,84 @@ def test_the_check_sees_a_private_import(tmp_path):
     for py in LIB.glob('*.py'): (tmp_path/py.name).write_text(py.read_text())
     with open(tmp_path/'bench.py', 'a') as f: f.write('\ndef _late():\n    from .precision import _hidden\n')
     assert private_imports(tmp_path) == ['bench: _hidden']
+
+# --- lines a reader can follow (nbdev's and fastcore's own files: 1.6% and 2.0% of lines over 120, no `;` joins) ---
+LINE_MAX = 120      # characters
+LONG_SHARE = 0.01   # of the library's lines: a rare justified one (nbdev's generated `__all__`, a URL)
+
+def library_files(lib:Path=LIB) -> list:
+    "The library's modules, less nbdev's generated index."
+    return sorted(p for p in lib.glob('*.py') if p.name != '_modidx.py')
+
+def _statement_lists(tree):
+    for node in ast.walk(tree):
+        for field in ('body', 'orelse', 'finalbody', 'handlers', 'cases'):
+            body = getattr(node, field, None)
+            if isinstance(body, list) and body and isinstance(body[0], (ast.stmt, ast.excepthandler)): yield body
+
+def joined_statements(src:str) -> list:
+    "Line numbers where a statement starts on the line the one before it ended: `a; b` (a ';' inside a string is text)."
+    return sorted({b.lineno for body in _statement_lists(ast.parse(src))
+                   for a, b in zip(body, body[1:]) if isinstance(b, ast.stmt) and a.end_lineno == b.lineno})
+
+def _is_dataclass(cls:ast.ClassDef) -> bool:
+    def name(d): return name(d.func) if isinstance(d, ast.Call) else getattr(d, 'id', getattr(d, 'attr', None))
+    return any(name(d) == 'dataclass' for d in cls.decorator_list)
+
+def crowded_fields(src:str) -> list:
+    "`Class: line` for every line of a dataclass that holds two or more of its fields."
+    res = []
+    for cls in ast.walk(ast.parse(src)):
+        if isinstance(cls, ast.ClassDef) and _is_dataclass(cls):
+            lines = [s.lineno for s in cls.body if isinstance(s, ast.AnnAssign)]
+            res += [f"{cls.name}: {n}" for n in sorted(set(lines)) if lines.count(n) > 1]
+    return res
+
+def line_problems(lib:Path=LIB) -> dict:
+    "Every library line over `LINE_MAX` (`file:line: length`), the lines joining statements, the crowded dataclass lines."
+    res = {'lines': 0, 'long': [], 'joined': [], 'crowded': []}
+    for py in library_files(lib):
+        src = py.read_text()
+        lines = src.splitlines()
+        res['lines'] += len(lines)
+        res['long'] += [f"{py.name}:{i}: {len(l)}" for i, l in enumerate(lines, 1) if len(l) > LINE_MAX]
+        res['joined'] += [f"{py.name}:{i}" for i in joined_statements(src)]
+        res['crowded'] += [f"{py.name}: {c}" for c in crowded_fields(src)]
+    return res
+
+def line_rule_breaks(lib:Path=LIB) -> list:
+    "What breaks the rule: too many long lines (listed), any `;` join, any dataclass line with two fields."
+    p = line_problems(lib)
+    res = []
+    if len(p['long']) > LONG_SHARE * p['lines']:
+        res.append(f"{len(p['long'])} of {p['lines']} lines over {LINE_MAX} characters (at most {LONG_SHARE:.0%}): "
+                   + ', '.join(p['long']))
+    if p['joined']: res.append('statements joined with ;: ' + ', '.join(p['joined']))
+    if p['crowded']: res.append('dataclass fields sharing a line: ' + ', '.join(p['crowded']))
+    return res
+
+def test_library_lines_are_readable():
+    assert line_rule_breaks() == []
+
+def _plant(tmp_path, name, src) -> Path:
+    d = tmp_path/name
+    d.mkdir()
+    (d/'fine.py').write_text(''.join(f"x{i} = {i}\n" for i in range(198)))
+    (d/'_modidx.py').write_text('d = ' + repr('x' * 300) + '\n')     # nbdev's index is not read
+    (d/'bad.py').write_text(src)
+    return d
+
+def test_the_line_checks_fire(tmp_path):
+    "Each check sees its own fault in a planted file, and a ';' inside a string or a comment is not a join."
+    fine = _plant(tmp_path, 'fine', "s = 'a; b'  # c; d\nt = f'{1};'\n")
+    assert line_rule_breaks(fine) == []
+    one_long = _plant(tmp_path, 'one_long', 'y = ' + repr('x' * 130) + '\n')      # 1 of 201 lines: allowed
+    assert line_rule_breaks(one_long) == []
+    long = _plant(tmp_path, 'long', ('y = ' + repr('x' * 130) + '\n') * 3)       # 3 of 201: over 1%
+    assert line_rule_breaks(long) == [f"3 of 201 lines over 120 characters (at most 1%): "
+                                      f"bad.py:1: 136, bad.py:2: 136, bad.py:3: 136"]
+    joined = _plant(tmp_path, 'joined', "def f(x):\n    if x: a = 1; b = 2\n    c = 3; return c\n")
+    assert line_rule_breaks(joined) == ['statements joined with ;: bad.py:2, bad.py:3']
+    crowded = _plant(tmp_path, 'crowded', "from dataclasses import dataclass\n@dataclass(frozen=True)\n"
+                                          "class R:\n    lo: float = None; hi: float = None\n    n: int = 1\n")
+    assert line_rule_breaks(crowded) == ['statements joined with ;: bad.py:4', 'dataclass fields sharing a line: bad.py: R: 4']
