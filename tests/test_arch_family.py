@@ -45,9 +45,8 @@ TOY = ArchFamily('toy', {'toynet': (toynet, 32, 0.0002)}, ToyWeights(), toy_laye
                  meta={'cut': None, 'split': default_split, 'stats': TOY_STATS}, min_size=16)
 
 @pytest.fixture
-def toy(tmp_path, monkeypatch):
+def toy(offline):
     "The toy family, registered for one test, its torch hub folder empty; taken out of the registry afterwards."
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path/'torch'))
     register_family(TOY)
     try: yield TOY
     finally: unregister_family('toy')

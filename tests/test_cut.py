@@ -1,5 +1,5 @@
 "A pretrained network cut at a named layer: Keras names, the seed's parameter counts, frozen cut part, export."
-import json, urllib.error
+import json
 from pathlib import Path
 import pytest, torch, torchvision
 from torch import nn
@@ -88,12 +88,6 @@ def test_lite_cut_keeps_the_pypi_imagenet_weights():
     assert torch.equal(body.blocks_5._project_conv.weight, ref['_blocks.5._project_conv.weight'])
     assert torch.equal(body.blocks_5._bn2.running_mean, ref['_blocks.5._bn2.running_mean'])
 
-@pytest.fixture
-def offline(tmp_path, monkeypatch):
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path/'torch'))
-    def no_network(url, *a, **k): raise urllib.error.URLError('no network in this test')
-    monkeypatch.setattr(torch.hub, 'download_url_to_file', no_network)
-    return tmp_path
 
 def test_missing_vgg16_weights_name_the_plain_vgg16_file(offline):
     with pytest.raises(WeightsNotFound) as e: cut_body('vgg16', 'block1_pool', pretrained=True)
