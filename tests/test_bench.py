@@ -13,7 +13,7 @@ def test_bench_command_smoke(tmp_path):
     bs, batches = 8, 2
     t0 = time.perf_counter()
     r = run_cli('pet_breeds_bench', '--synthetic', '32', '--arch', 'resnet18', '--bs', bs, '--size', '64', '--item_size', '96',
-                '--batches', batches, '--predict_images', '8', '--no_compile', '--json', out)
+                '--batches', batches, '--predict_images', '8', '--no_compile', '--figures', out)
     wall = time.perf_counter() - t0
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())
@@ -63,7 +63,7 @@ def test_bench_rejects_data_and_synthetic_together(tmp_path):
 def test_bench_deploy_measures_both_runtimes(tmp_path):
     "`--deploy`: per architecture, the exported files' sizes and the per-image latency of PyTorch and onnxruntime."
     out = tmp_path/'deploy.json'
-    r = run_cli('pet_breeds_bench', '--deploy', '--archs', 'resnet18,efficientnet_lite0', '--predict_images', '2', '--json', out)
+    r = run_cli('pet_breeds_bench', '--deploy', '--archs', 'resnet18,efficientnet_lite0', '--predict_images', '2', '--figures', out)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())
     rows = {row['arch']: row for row in res['rows']}
@@ -82,7 +82,7 @@ def test_bench_int8_compares_the_two_onnx_files(tmp_path, tiny_run):
     model, out = tmp_path/'model', tmp_path/'int8.json'
     shutil.copytree(tiny_run.model, model)
     export_onnx(model); quantize_onnx(model, tiny_run.data, n=16, min_agreement=0)   # a tiny model's near ties: any agreement
-    r = run_cli('pet_breeds_bench', '--int8', model, '--data', tiny_run.held, '--bs', '4', '--json', out)
+    r = run_cli('pet_breeds_bench', '--int8_model', model, '--data', tiny_run.held, '--bs', '4', '--figures', out)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())
     assert res['photos'] == len([f for f in tiny_run.held.iterdir() if f.suffix == '.jpg']) > 0

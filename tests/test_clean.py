@@ -31,9 +31,10 @@ def tree(folder:Path) -> dict:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob('*')) if p.is_file() and p.name != LOCK}
 
 def cmd(*args) -> tuple:
-    "`(exit status, stdout, stderr)` of `pet_breeds_audit ARGS` / `pet_breeds_app ARGS` (the console scripts' functions), in this process."
+    "`(exit status, stdout, stderr)` of `pet_breeds_audit`, `_app`, `_clean` or `_undo` ARGS (the console scripts' functions), in this process."
     out, err, code, old = io.StringIO(), io.StringIO(), 0, sys.argv
-    main = {'pet_breeds_audit': clean_cli.audit_or_undo_main, 'pet_breeds_app': clean_cli.app_or_clean_main}[args[0]]
+    main = {'pet_breeds_audit': clean_cli.audit_main, 'pet_breeds_app': clean_cli.app_main, 'pet_breeds_clean': clean_cli.clean_main,
+            'pet_breeds_undo': clean_cli.undo_main}[args[0]]
     try:
         sys.argv = [str(a) for a in args]
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -92,12 +93,12 @@ def test_undo_restores_every_file_byte_for_byte_once(photos):
     before = tree(data)
     apply_decisions(data, report, {'Bengal_2.jpg': RELABEL, 'american_bulldog_2.jpg': REMOVE})
     apply_decisions(data, report, {'Bengal_3.jpg': REMOVE})   # a second apply: undone too, last first
-    code, out, err = cmd('pet_breeds_audit', '--undo', report)
+    code, out, err = cmd('pet_breeds_undo', '--report', report)
     assert (code, err) == (0, ''), err
-    assert out == 'pet_breeds_audit: put back 3 photos\n'
+    assert out == 'pet_breeds_undo: put back 3 photos\n'
     assert {k: v for k, v in tree(data).items() if not k.startswith('_removed/')} == before
-    code, out, err = cmd('pet_breeds_audit', '--undo', report)
-    assert code == 0 and out.startswith('pet_breeds_audit: nothing to undo'), (code, out, err)
+    code, out, err = cmd('pet_breeds_undo', '--report', report)
+    assert code == 0 and out.startswith('pet_breeds_undo: nothing to undo'), (code, out, err)
     assert {k: v for k, v in tree(data).items() if not k.startswith('_removed/')} == before
 
 def test_undo_follows_a_photo_moved_by_two_applies(photos):
@@ -134,7 +135,7 @@ def test_one_apply_or_undo_at_a_time(photos):
     snap = tree(data)
     with lock_folder(report, LOCK):
         with pytest.raises(Exception, match='another cleaner is applying or undoing'): apply_decisions(data, report, {'Bengal_2.jpg': REMOVE})
-        code, out, err = cmd('pet_breeds_audit', '--undo', report)
+        code, out, err = cmd('pet_breeds_undo', '--report', report)
         assert code == 1 and 'another cleaner is applying or undoing' in err, err
     assert tree(data) == snap
 
@@ -150,8 +151,8 @@ def test_undo_refuses_a_taken_name_or_a_missing_photo_and_moves_nothing(photos, 
     if where == 'taken': (data/'Bengal_2.jpg').write_bytes(b'another photo')
     else: (data/'_removed'/'american_bulldog_2.jpg').unlink()
     snap = tree(data)
-    code, out, err = cmd('pet_breeds_audit', '--undo', report)
-    assert code == 1 and err.count('\n') == 1 and err.startswith('pet_breeds_audit: '), (code, err)
+    code, out, err = cmd('pet_breeds_undo', '--report', report)
+    assert code == 1 and err.count('\n') == 1 and err.startswith('pet_breeds_undo: '), (code, err)
     assert ('Bengal_2.jpg: another file has this name now' if where == 'taken' else 'american_bulldog_2.jpg: missing') in err, err
     assert tree(data) == snap                 # checked before anything moved: nothing did, nothing overwritten
 
@@ -162,7 +163,7 @@ def test_a_report_naming_a_file_outside_data_is_refused(photos, file):
     (data.parent/'outside.jpg').write_bytes(b'not yours'); os.symlink(data.parent/'outside.jpg', data/'link.jpg')
     write_issues(report, ROWS + [[file, 'Bengal', 'Abyssinian', 0.5, True]])
     with pytest.raises(BadReport, match=r'label_issues.csv: row 5 names'): Cleaner(data, report)
-    code, out, err = cmd('pet_breeds_app', '--clean', data, '--report', report, '--port', 1)
+    code, out, err = cmd('pet_breeds_clean', '--data', data, '--report', report, '--port', 1)
     assert code == 1 and err.count('\n') == 1 and 'label_issues.csv: row 5 names' in err, (code, err)
     snap = tree(data.parent)
     for bad in [{file: REMOVE}, {'Bengal_1.jpg': {'action': 'relabel', 'label': '../../evil'}}]:
@@ -181,8 +182,8 @@ def test_a_bad_journal_line_is_one_line_and_moves_nothing(photos):
     for bad in ['not json\n', json.dumps({'op': 'move', 'id': 'x', 'data': str(data), 'src': '../../etc/passwd',
                                           'dest': 'a.jpg', 'sha256': 'x'}) + '\n']:
         j.write_text(bad + good)
-        code, out, err = cmd('pet_breeds_audit', '--undo', report)
-        assert code == 1 and err == f'pet_breeds_audit: {j}: line 1 is not a record of the cleaner; nothing was moved\n', err
+        code, out, err = cmd('pet_breeds_undo', '--report', report)
+        assert code == 1 and err == f'pet_breeds_undo: {j}: line 1 is not a record of the cleaner; nothing was moved\n', err
         assert tree(data) == snap
 
 def test_a_bad_decisions_file_is_named(photos):
@@ -190,14 +191,25 @@ def test_a_bad_decisions_file_is_named(photos):
     (report/DECISIONS).write_text('{"Bengal_2.jpg": {"action": "delete", "label": null}}')
     with pytest.raises(BadReport, match="decisions.json: not the cleaner's decisions"): Cleaner(data, report)
 
-def test_the_commands_keep_their_other_uses():
-    "Without --clean / --undo, pet_breeds_app and pet_breeds_audit are the upload app and the audit, options and errors as before."
+def test_each_command_of_its_own_and_last_release_spellings():
+    """The audit, the app, the cleaner and the undo are four commands, each with its options in --help; last release's
+    `pet_breeds_audit DATA`, `pet_breeds_audit --undo REPORT` and `pet_breeds_app --clean DATA` still run, each with a
+    one-line notice naming the new spelling, and the same result."""
     code, out, err = cmd('pet_breeds_app', 'no/such/model', '--port', '70000')
     assert code == 2 and '--port is 70000' in err, (code, err)
-    code, out, err = cmd('pet_breeds_audit', 'no/such/folder')
+    code, out, err = cmd('pet_breeds_audit', '--data', 'no/such/folder')
     assert code == 1 and err.startswith('pet_breeds_audit: no/such/folder: ') and err.count('\n') == 1, (code, err)
-    for args in (['pet_breeds_app', '--clean', 'no/such/folder'], ['pet_breeds_audit', '--undo', 'no/such/folder']):
-        code, out, err = cmd(*args)
-        assert code == 1 and err.startswith(f'{args[0]}: no/such/folder: ') and err.count('\n') == 1, (code, err)
-    code, out, err = cmd('pet_breeds_audit', '--help')
-    assert code == 0 and '--undo REPORT' in out and '--out' in out
+    code, out, old = cmd('pet_breeds_audit', 'no/such/folder')
+    assert code == 1 and old == 'pet_breeds_audit: a positional DATA is now --data DATA; the old spelling goes in the next release\n' + err
+    for new, last, notice in [(['pet_breeds_clean', '--data', 'no/such/folder'], ['pet_breeds_app', '--clean', 'no/such/folder'],
+                               'pet_breeds_app: --clean is now pet_breeds_clean --data'),
+                              (['pet_breeds_undo', '--report', 'no/such/folder'], ['pet_breeds_audit', '--undo', 'no/such/folder'],
+                               'pet_breeds_audit: --undo is now pet_breeds_undo --report')]:
+        code, out, err = cmd(*new)
+        assert code == 1 and err.startswith(f'{new[0]}: no/such/folder: ') and err.count('\n') == 1, (code, err)
+        assert cmd(*last)[:2] == (code, out)
+        assert cmd(*last)[2] == f'{notice}; the old spelling goes in the next release\n' + err
+    for c, opts in [('pet_breeds_audit', ['--data', '--out', '--bs']), ('pet_breeds_clean', ['--data', '--report', '--max_sessions']),
+                    ('pet_breeds_undo', ['--report'])]:
+        code, out, err = cmd(c, '--help')
+        assert code == 0 and all(o in out for o in opts) and '(default: audit)' in ' '.join(out.split()), (c, out)

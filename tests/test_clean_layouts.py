@@ -88,8 +88,8 @@ def test_a_relabel_follows_the_layout_and_the_undo_puts_it_back(audited):
     else:
         assert after[dest] == before[planted] and planted not in after
         if kind == 'split': assert 'valid/cats' not in after and after['valid/dogs'] == 'folder'   # emptied: gone; lacking: made
-    code, out, err = cmd('pet_breeds_audit', '--undo', report)
-    assert (code, err) == (0, '') and out == 'pet_breeds_audit: put back 1 photo' + (' (1 row of labels.csv)\n' if labels else '\n'), out
+    code, out, err = cmd('pet_breeds_undo', '--report', report)
+    assert (code, err) == (0, '') and out == 'pet_breeds_undo: put back 1 photo' + (' (1 row of labels.csv)\n' if labels else '\n'), out
     assert snap(data) == before                         # every file, byte for byte, and every folder
     assert detect_layout(data, labels).labels[data/planted] == 'cats'
 
@@ -122,8 +122,8 @@ def test_a_csv_removal_drops_the_row_and_the_undo_puts_both_back(csv_data):
     assert labels.read_bytes().decode() == CSV_TEXT.replace('"images/dog0.jpg",dogs,False\r\n', '').replace('planted.jpg,cats', 'planted.jpg,dogs')
     lay = detect_layout(data, labels)
     assert data/'images'/'dog0.jpg' not in lay.labels and lay.labels[data/'images'/'planted.jpg'] == 'dogs'
-    code, out, err = cmd('pet_breeds_audit', '--undo', report)
-    assert code == 0 and out == 'pet_breeds_audit: put back 2 photos (2 rows of labels.csv)\n', (out, err)
+    code, out, err = cmd('pet_breeds_undo', '--report', report)
+    assert code == 0 and out == 'pet_breeds_undo: put back 2 photos (2 rows of labels.csv)\n', (out, err)
     assert snap(data) == before
 
 def test_a_csv_row_changed_by_hand_stops_the_undo(csv_data):
@@ -131,7 +131,7 @@ def test_a_csv_row_changed_by_hand_stops_the_undo(csv_data):
     apply_decisions(data, report, {'images/planted.jpg': {'action': 'relabel', 'label': 'dogs'}})
     labels.write_bytes(labels.read_bytes().replace(b'planted.jpg,dogs', b'planted.jpg,kittens'))   # edited since
     before = snap(data)
-    code, out, err = cmd('pet_breeds_audit', '--undo', report)
+    code, out, err = cmd('pet_breeds_undo', '--report', report)
     assert code == 1 and err.count('\n') == 1 and 'the row of images/planted.jpg changed since the cleaner wrote it' in err, err
     assert snap(data) == before
 
@@ -150,7 +150,7 @@ def test_the_cleaner_page_reads_a_csv_from_data_itself(csv_data, monkeypatch):
     served = []
     monkeypatch.setattr(widget, 'check_app_runtime', lambda: None)
     monkeypatch.setattr(widget, 'serve_app', lambda nb, what, *args: served.append(what))   # instead of becoming Voila
-    code, out, err = cmd('pet_breeds_app', '--clean', data, '--report', report, '--no_browser')
+    code, out, err = cmd('pet_breeds_clean', '--data', data, '--report', report, '--no_browser')
     assert (code, err, served) == (0, '', [f'the cleaner of {data.resolve()}']), (code, err)
 
 def test_a_report_of_pets_names_relabels_by_renaming(photos):

@@ -11,7 +11,7 @@ from conftest import make_synthetic_pets
 
 EXE = shutil.which('pet_breeds_train') or str(Path(sys.executable).parent/'pet_breeds_train')
 N_PER_BREED = 12                      # 4 breeds x 12 = 48 images: 39 to train, 9 to validate
-ARGS = ['--mode', 'finetune', '--arch', 'resnet18', '--no-pretrained', '--freeze_epochs', '1', '--epochs', '4',
+ARGS = ['--mode', 'finetune', '--arch', 'resnet18', '--no_pretrained', '--freeze_epochs', '1', '--epochs', '4',
         '--size', '32', '--item_size', '48', '--bs', '8', '--num_workers', '0',
         '--precision', 'fp32']   # figures compared below are fp32's, on every kind of CPU (auto is bf16 where native)
 EXPECTED = ['confusion.png', 'loss.png', 'lr_find.png', 'metrics.json', 'model']

@@ -61,7 +61,7 @@ def test_missing_torchvision_weights_raise_weights_not_found(tmp_path, monkeypat
 def test_cli_prints_json_lines_and_fails_on_unreadable_files(sample_dir, tmp_path):
     bad = tmp_path/'broken.jpg'; bad.write_bytes(b'\xff\xd8 truncated')
     cat, dog = _cats(sample_dir)[0], _dogs(sample_dir)[0]
-    r = run_cli('pet_breeds_imagenet', cat, bad, dog, '--k', '3', '--json')
+    r = run_cli('pet_breeds_imagenet', cat, bad, dog, '--arch', 'efficientnet_lite0', '--k', '3', '--json')
     assert r.returncode == 3, r.stderr[-2000:]   # EXIT_PARTIAL
     lines = [json.loads(l) for l in r.stdout.strip().splitlines()]
     assert [l['file'] for l in lines] == [str(cat), str(bad), str(dog)]
@@ -71,7 +71,7 @@ def test_cli_prints_json_lines_and_fails_on_unreadable_files(sample_dir, tmp_pat
 
 def test_cli_plain_text_and_missing_weights(sample_dir, tmp_path):
     cat = _cats(sample_dir)[1]
-    r = run_cli('pet_breeds_imagenet', cat, '--k', '2')
+    r = run_cli('pet_breeds_imagenet', cat, '--arch', 'efficientnet_lite0', '--k', '2')
     assert r.returncode == 0, r.stderr[-2000:]
     line, = r.stdout.strip().splitlines()
     assert line.startswith(f'{cat}: ') and line.count('%') == 2

@@ -66,7 +66,7 @@ def test_interpret_cli_on_a_test_folder(tiny_model, sample_dir, tmp_path):
     test = tmp_path/'test'; test.mkdir()
     picked = [f for f in sorted(sample_dir.glob('*.jpg')) if f.stem.endswith(('_7', '_8', '_9'))]
     for f in picked: shutil.copy(f, test/f.name)
-    r = run_cli('pet_breeds_interpret', model_dir, '--test', test, '--out', tmp_path/'rep', '--k', '4', '--precision', 'fp32')
+    r = run_cli('pet_breeds_interpret', model_dir, '--test', test, '--out', tmp_path/'rep', '--top_losses', '4', '--precision', 'fp32')
     assert r.returncode == 0, r.stderr[-2000:]
     _, cm = _expected_cm(model_dir, sorted(test.iterdir()))
     pc = pd.read_csv(tmp_path/'rep'/'per_class.csv')
@@ -108,7 +108,7 @@ def test_interpret_cli_on_class_folders(tiny_model, tmp_path):
     mine = own_photos(tmp_path/'my photos', counts)
     (mine/'_unsure').mkdir()   # the sorter's: never data
     shutil.copy(SAMPLE/'Bengal_5.jpg', mine/'_unsure'/'x.jpg')
-    r = run_cli('pet_breeds_interpret', tiny_model[0], '--test', mine, '--out', tmp_path/'rep', '--k', '4',
+    r = run_cli('pet_breeds_interpret', tiny_model[0], '--test', mine, '--out', tmp_path/'rep', '--top_losses', '4',
                 '--precision', 'fp32')
     assert r.returncode == 0, r.stderr[-2000:]
     assert re.search(r'(?<!\d)6 images, error rate', r.stdout), r.stdout   # the _unsure/ photo is not one
@@ -146,7 +146,7 @@ def test_interpret_cli_reads_a_csv_of_labels(tiny_model, tmp_path):
     true = {f'img{i}.jpg': breed_label(f) for i, f in enumerate(picked)}
     (flat/'labels.csv').write_text('file,label\n' + ''.join(f'{n},{b}\n' for n, b in true.items()))
     r = run_cli('pet_breeds_interpret', tiny_model[0], '--test', flat, '--labels', flat/'labels.csv',
-                '--out', tmp_path/'rep', '--k', '2', '--precision', 'fp32')
+                '--out', tmp_path/'rep', '--top_losses', '2', '--precision', 'fp32')
     assert r.returncode == 0, r.stderr[-2000:]
     files = sorted(flat.glob('*.jpg'))
     _check_report(tmp_path/'rep', tiny_model[0], files, lambda f: true[Path(f).name], Counter(true.values()))

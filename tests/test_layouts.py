@@ -55,7 +55,7 @@ def test_split_folders_fine_tune_on_their_validation_folder(layouts, tmp_path):
     data, _ = layouts['split']
     out = tmp_path/'run'
     r = run_cli('pet_breeds_train', '--data', data, '--out', out, '--mode', 'finetune', '--arch', 'resnet18',
-                '--no-pretrained', '--freeze_epochs', '1', '--epochs', '0', '--lr', '1e-3', '--size', '48',
+                '--no_pretrained', '--freeze_epochs', '1', '--epochs', '0', '--lr', '1e-3', '--size', '48',
                 '--item_size', '64', '--bs', '16', '--num_workers', '0')
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((out/'metrics.json').read_text())
@@ -121,7 +121,7 @@ def test_auto_probes_when_the_fine_tuning_weights_are_missing(monkeypatch):
     assert probe.choose_mode(300, 20, 'resnet50')[0] == 'probe'   # few photos a class: the probe, weights or not
 
 TINY_MODES = {'probe': ['--arch', 'efficientnet_lite0', '--size', '64'],
-              'finetune': ['--arch', 'resnet18', '--no-pretrained', '--size', '32', '--item_size', '48', '--lr', '1e-3'],
+              'finetune': ['--arch', 'resnet18', '--no_pretrained', '--size', '32', '--item_size', '48', '--lr', '1e-3'],
               'features': ['--arch', 'efficientnet_lite0', '--size', '64', '--lr', '1e-3'],
               'cut': ['--arch', 'efficientnet_lite0', '--cut_layer', 'blocks.3', '--size', '64', '--lr', '1e-3']}
 
@@ -148,7 +148,7 @@ def test_fewer_photos_than_a_batch_still_train(tmp_path):
     _photos(data/'cats', 'Bengal', 5)
     _photos(data/'dogs', 'american_bulldog', 5)
     r = run_cli('pet_breeds_train', '--data', data, '--out', tmp_path/'out', '--mode', 'finetune', '--arch', 'resnet18',
-                '--no-pretrained', '--freeze_epochs', '1', '--epochs', '0', '--lr', '1e-3', '--size', '32',
+                '--no_pretrained', '--freeze_epochs', '1', '--epochs', '0', '--lr', '1e-3', '--size', '32',
                 '--item_size', '48', '--num_workers', '0')
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tmp_path/'out'/'metrics.json').read_text())

@@ -22,7 +22,7 @@ def test_features_mode_caches_across_runs_and_exports_a_working_model(sample_dir
     assert r.returncode == 0 and json.loads(r.stdout)['top'][0][0] in second['vocab']
 
 def test_cut_mode_trains_the_seed_model_and_exports_it(sample_dir, tmp_path):
-    m = _train(sample_dir, tmp_path/'cut', '--arch', 'vgg16', '--no-pretrained', '--mode', 'cut',
+    m = _train(sample_dir, tmp_path/'cut', '--arch', 'vgg16', '--no_pretrained', '--mode', 'cut',
                '--cut_layer', 'block1_pool', '--epochs', '1', '--size', '64', '--item_size', '96')
     assert m['settings']['mode'] == 'cut' and m['settings']['cut_layer'] == 'block1_pool'
     meta = json.loads((tmp_path/'cut'/'model'/'model.json').read_text())
@@ -62,7 +62,7 @@ def test_a_mode_registered_from_a_test_module_trains_exports_and_loads(sample_di
     try:
         r = run_cli('pet_breeds_train', '--data', sample_dir, '--out', tmp_path/'x', '--mode', 'magic')
         assert "choose one of: auto, " in r.stderr and ', toy' in r.stderr, r.stderr
-        m = _train(sample_dir, tmp_path/'toy', '--mode', 'toy', '--no-pretrained', '--epochs', '2', '--size', '32',
+        m = _train(sample_dir, tmp_path/'toy', '--mode', 'toy', '--no_pretrained', '--epochs', '2', '--size', '32',
                    '--item_size', '48')
         assert (m['mode'], m['settings']['mode'], m['settings']['pool']) == ('toy', 'toy', 3)
         assert len(m['epochs']) == 2 and {e['stage'] for e in m['epochs']} == {1}

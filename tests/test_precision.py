@@ -101,7 +101,6 @@ def test_petmodel_and_load_model_default_to_the_predict_row(tmp_path, monkeypatc
 
 def test_the_commands_default_to_auto(tmp_path, monkeypatch, sample_dir):
     "pet_breeds_predict and pet_breeds_sort pass `auto` on unless told otherwise; `--precision fp32` reaches the model."
-    from fastcore.script import anno_parser
     from pet_breeds import deploy
     from pet_breeds.sort_cli import sort_main
     folder, _ = random_folder(tmp_path/'m')
@@ -110,7 +109,7 @@ def test_the_commands_default_to_auto(tmp_path, monkeypatch, sample_dir):
     photo = str(sample_dir/'Bengal_10.jpg')
     deploy.predict_main([str(folder), photo]); deploy.predict_main([str(folder), photo, '--precision', 'fp32'])
     assert seen == ['auto', 'fp32']
-    assert vars(anno_parser(sort_main).parse_args([str(folder), 'in', 'out']))['precision'] == 'auto'
+    assert sort_main.command.parse([str(folder), 'in', '--out', 'out'])['precision'] == 'auto'
 
 # ---- torch.compile for a large folder -------------------------------------------------------------------------
 

@@ -98,6 +98,6 @@ def model_open(f):
     return open_image(f)
 
 def test_probe_refuses_random_weights(small, tmp_path):
-    r = run_cli('pet_breeds_train', '--data', small, '--out', tmp_path/'x', '--mode', 'probe', '--no-pretrained')
+    r = run_cli('pet_breeds_train', '--data', small, '--out', tmp_path/'x', '--mode', 'probe', '--no_pretrained')
     assert r.returncode != 0 and 'needs pretrained weights' in r.stderr and 'Traceback' not in r.stderr
     assert set(mode_choices()) == {'auto', 'finetune', 'probe', 'features', 'cut'}

@@ -13,14 +13,15 @@ NO_MODEL = 'no/such/model'   # loading it fails with exit 1: a check that ran af
     (['pet_breeds_predict', NO_MODEL, 'x.jpg', '--bs', '0'], '--bs is 0'),
     (['pet_breeds_predict', NO_MODEL, 'x.jpg', '--bs', '-1'], '--bs is -1'),
     (['pet_breeds_imagenet', 'x.jpg', '--k', '0'], '--k is 0'),
-    (['pet_breeds_imagenet', 'x.jpg', '--bs', '0', '--arch', 'no_such_arch'], '--bs is 0'),
-    (['pet_breeds_interpret', NO_MODEL, '--k', '0'], '--k is 0; it must be a whole number from 1 to 100'),
+    (['pet_breeds_imagenet', 'x.jpg', '--bs', '0'], '--bs is 0'),
+    (['pet_breeds_imagenet', 'x.jpg', '--arch', 'no_such_arch'], "unknown arch 'no_such_arch'; choose one of: resnet18"),
+    (['pet_breeds_interpret', NO_MODEL, '--top_losses', '0'], '--top_losses is 0; it must be a whole number from 1 to 100'),
     (['pet_breeds_interpret', NO_MODEL, '--bs', '0'], '--bs is 0'),
     (['pet_breeds_app', NO_MODEL, '--port', '70000'], '--port is 70000; it must be a whole number from 1 to 65535'),
     (['pet_breeds_app', NO_MODEL, '--max_mb', 'nan'], '--max_mb is nan; it must be a finite number above 0'),
     (['pet_breeds_app', NO_MODEL, '--max_mb', 'inf'], '--max_mb is inf'),   # above 0, yet no size
     (['pet_breeds_app', NO_MODEL, '--k', '0'], '--k is 0'),
-    (['pet_breeds_export', NO_MODEL, '--onnx', '--opset', '9'], '--opset is 9; it must be a whole number from 13 to 20'),
+    (['pet_breeds_export', NO_MODEL, '--opset', '9'], '--opset is 9; it must be a whole number from 13 to 20'),
     (['pet_breeds_bench', '--bs', '0'], '--bs is 0'),
     (['pet_breeds_bench', '--synthetic', '-5'], '--synthetic is -5'),
 ])

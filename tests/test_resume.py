@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from conftest import make_synthetic_pets
 
 EXE = shutil.which('pet_breeds_train') or str(Path(sys.executable).parent/'pet_breeds_train')
-ARGS = ['--arch', 'resnet18', '--no-pretrained', '--freeze_epochs', '2', '--epochs', '4', '--lr', '1e-3',
+ARGS = ['--arch', 'resnet18', '--no_pretrained', '--freeze_epochs', '2', '--epochs', '4', '--lr', '1e-3',
         '--size', '32', '--item_size', '48', '--bs', '16', '--num_workers', '0']
 
 ONE_THREAD = {**os.environ, 'OMP_NUM_THREADS': '1'}   # the two runs side by side, one core each (the same arithmetic in both)

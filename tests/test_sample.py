@@ -81,14 +81,14 @@ def test_command_prints_the_path():
 
 def test_command_copies_and_never_overwrites(tmp_path):
     dest = tmp_path/'mine'
-    r = run_cli('pet_breeds_sample', '--copy', dest, timeout=120)
+    r = run_cli('pet_breeds_sample', '--out', dest, timeout=120)
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in dest.iterdir()) == ['LICENSE', 'README.md', 'images']
     assert sorted(p.name for p in (dest/'images').iterdir()) == sorted(p.name for p in sample_path().iterdir())
     assert (dest/'images'/'pug_127.jpg').read_bytes() == (sample_path()/'pug_127.jpg').read_bytes()
     assert pets_images_path(dest) == dest/'images'
     (dest/'images'/'pug_127.jpg').write_bytes(b'mine')
-    r = run_cli('pet_breeds_sample', '--copy', dest, timeout=120)
+    r = run_cli('pet_breeds_sample', '--out', dest, timeout=120)
     assert r.returncode != 0 and 'pet_breeds_sample:' in r.stderr and 'not empty' in r.stderr, r.stderr
     assert (dest/'images'/'pug_127.jpg').read_bytes() == b'mine'   # nothing overwritten
 

@@ -4,7 +4,6 @@ import contextlib, errno, hashlib, io, json, os, shutil, signal, subprocess, sys
 from collections import Counter
 from pathlib import Path
 import pytest
-from fastcore.script import anno_parser
 import pet_breeds.files as filesmod, pet_breeds.sort as sortmod
 from pet_breeds.core import BadImage, PetBreedsError, breed_label, open_image
 from pet_breeds.files import COLUMNS, CSV_NAME, JOURNAL_NAME, LOCK_NAME, PredictionsCSV
@@ -155,8 +154,7 @@ def test_min_prob_above_every_prediction_sends_all_to_unsure(pm, tiny_model, sam
     threshold = (top + 1) / 2
     inc, out = make_incoming(tmp_path/'in', files), tmp_path/'out'
     before = checksums(inc)
-    args = vars(anno_parser(sort_main).parse_args([str(tiny_model[0]), str(inc), str(out), '--copy', '--min_prob', str(threshold)]))
-    for extra in ('pdb', 'xtra'): args.pop(extra, None)
+    args = sort_main.command.parse([str(tiny_model[0]), str(inc), '--out', str(out), '--copy', '--min_prob', str(threshold)])
     sort_main(**args)
     assert 'sorted 0; unsure 6; rejected 0' in capsys.readouterr().out
     assert checksums(inc) == before  # --copy
@@ -351,7 +349,7 @@ def test_watch_sorts_arrivals_once_and_only_when_complete(pm, sample_dir, tmp_pa
 
 def test_watch_command_stops_cleanly_on_sigterm(tiny_model, sample_dir, tmp_path):
     inc, out = make_incoming(tmp_path/'in', []), tmp_path/'out'
-    proc = subprocess.Popen([str(SORT_EXE), str(tiny_model[0]), str(inc), str(out), '--watch', '--copy', '--settle', '0.3'],
+    proc = subprocess.Popen([str(SORT_EXE), str(tiny_model[0]), str(inc), '--out', str(out), '--watch', '--copy', '--settle', '0.3'],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         files = spread(sample_dir, 3)
@@ -526,8 +524,7 @@ def test_options_out_of_range_exit_2_in_one_line_before_loading(tmp_path, monkey
     "Issue 21: options out of range exit 2 (`EXIT_USAGE`), as argparse does, before the model is loaded."
     def loaded(*a, **kw): raise AssertionError('the model was loaded')
     monkeypatch.setattr(sort_cli_mod, 'load_model', loaded)
-    args = vars(anno_parser(sort_main).parse_args(['nope', str(tmp_path/'nope'), str(tmp_path/'out'), *opt]))
-    for extra in ('pdb', 'xtra'): args.pop(extra, None)
+    args = sort_main.command.parse(['nope', str(tmp_path/'nope'), '--out', str(tmp_path/'out'), *opt])
     err = io.StringIO()
     with pytest.raises(SystemExit) as e, contextlib.redirect_stderr(err): sort_main(**args)
     assert e.value.code == 2 and err.getvalue().startswith(f'pet_breeds_sort: {opt[0]} must be between ')

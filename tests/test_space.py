@@ -70,7 +70,7 @@ def test_the_vendored_runtime_predicts_as_the_package(exported, tiny_run):
     assert [[l for l, _ in g['top']] for g in got[:-1]] == [[l for l, _ in w['top']] for w in want[:-1]]
     np.testing.assert_allclose([[p for _, p in g['top']] for g in got[:-1]], [[p for _, p in w['top']] for w in want[:-1]], atol=1e-6)
     # and PyTorch's, through the command, within the export's own check
-    pt = run_cli('pet_breeds_predict', tiny_run.model, *photos[:-1], '--json', '--precision', 'fp32', '--no-tta')
+    pt = run_cli('pet_breeds_predict', tiny_run.model, *photos[:-1], '--json', '--precision', 'fp32', '--no_tta')
     torch_top = [json.loads(l)['top'] for l in pt.stdout.splitlines()]
     assert [[l for l, _ in t] for t in torch_top] == [[l for l, _ in g['top']] for g in got[:-1]]
     np.testing.assert_allclose([[p for _, p in t] for t in torch_top], [[p for _, p in g['top']] for g in got[:-1]], atol=1e-4)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import make_synthetic_pets, run_cli
 
-TINY = ('--arch', 'resnet18', '--no-pretrained', '--size', '32', '--item_size', '48', '--bs', '16', '--freeze_epochs', '1',
+TINY = ('--arch', 'resnet18', '--no_pretrained', '--size', '32', '--item_size', '48', '--bs', '16', '--freeze_epochs', '1',
         '--epochs', '0', '--num_workers', '0')
 
 @pytest.fixture(scope='module')
@@ -106,3 +106,21 @@ def test_overwrite_writes_the_run_and_leaves_the_owners_files(images, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out/'notes.txt').read_text() == 'mine' and (out/'model'/'README.txt').read_text() == 'mine too'
     assert (out/'model'/'model.safetensors').is_file() and json.loads((out/'metrics.json').read_text())['mode'] == 'finetune'
+
+def test_the_plan_comes_first_and_an_hours_long_cpu_run_asks_for_yes(images, tmp_path, monkeypatch):
+    """Issue 31: before anything is trained the command prints its plan (data, weights, recipe, this machine's
+    estimate). Where the estimate on this CPU is over an hour it stops there with exit 2, naming the fast alternative
+    and --yes, and trains nothing; with --yes it runs."""
+    import torch
+    import pet_breeds.train_cli as tc
+    if torch.cuda.is_available(): pytest.skip('the hours guard is for CPU runs')
+    monkeypatch.setattr(tc, 'machine_gflops', lambda seconds=0.2: 1e-6)   # a very slow CPU: any run takes hours
+    r = train(images, tmp_path/'slow')
+    refused(r, 2, 'would take about', "this machine's CPU", '--mode probe', '--yes')
+    plan = [l for l in r.stdout.splitlines() if l.startswith('plan: ')]
+    assert [l.split(':')[1].strip() for l in plan] == ['data', 'weights', 'recipe', 'estimate'], r.stdout
+    assert 'random weights, as asked' in plan[1] and '--mode finetune' in plan[2] and ' h on this machine' in plan[3], plan
+    assert not (tmp_path/'slow'/'model').exists() and not (tmp_path/'slow'/'metrics.json').exists()
+    r = train(images, tmp_path/'yes', '--yes')
+    assert r.returncode == 0 and (tmp_path/'yes'/'model'/'model.json').exists(), r.stderr[-2000:]
+    assert r.stdout.index('plan: estimate') < r.stdout.index('wrote ')   # the plan before the run

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np, pytest, torch
 from torch import nn
 from PIL import Image, ImageOps
-from fastcore.script import anno_parser
 from pet_breeds import runtime
 from pet_breeds.core import open_image
 from pet_breeds.deploy import export_onnx, predict_main
@@ -137,14 +136,14 @@ def test_predict_command_passes_tta(lr_models, resnet, sample_dir, default, kind
     on, off = expected(model, files, True), expected(model, files, False)
     assert np.abs(np.array(on) - np.array(off)).max() > 1e-3
     np.testing.assert_allclose(run_predict(folder, *files, '--tta'), on, atol=1e-5, rtol=0)
-    np.testing.assert_allclose(run_predict(folder, *files, '--no-tta'), off, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(run_predict(folder, *files, '--no_tta'), off, atol=1e-5, rtol=0)
     for v, want in [(True, on), (False, off)]:
         default(v)
         np.testing.assert_allclose(run_predict(folder, *files), want, atol=1e-5, rtol=0)
 
 def test_predict_command_with_tta_agrees_across_runtimes(resnet, sample_dir):
     files = [sample_dir/n for n in PHOTOS]
-    np.testing.assert_allclose(run_predict(resnet[2], *files, '--tta', '--onnx'), run_predict(resnet[2], *files, '--tta'), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(run_predict(resnet[2], *files, '--tta', '--runtime', 'onnx'), run_predict(resnet[2], *files, '--tta'), atol=1e-4, rtol=0)
 
 # ---- the sorter, pet_breeds_sort and the widget -----------------------------------------------------------------
 
@@ -192,13 +191,13 @@ def test_sort_command_passes_tta(lr_models, tmp_path, sample_dir, default):
     om, folder, files = lr_models[1], lr_models[2], [sample_dir/n for n in PHOTOS]
     want = {tta: {f.name: r['top'][0][1] for f, r in zip(files, om.predict_many(files, tta=tta))} for tta in (True, False)}
     assert max(abs(want[True][n] - want[False][n]) for n in want[True]) > 1e-3
-    for i, (flags, dflt, tta) in enumerate([(['--tta'], False, True), (['--no-tta'], True, False), ([], True, True), ([], False, False)]):
+    for i, (flags, dflt, tta) in enumerate([(['--tta'], False, True), (['--no_tta'], True, False), ([], True, True), ([], False, False)]):
         out = tmp_path/f'out{i}'
-        args = vars(anno_parser(sort_main).parse_args([str(folder), str(incoming(tmp_path, sample_dir, f'in{i}')), str(out),
-                                                      '--copy', '--min_prob', '0', *flags]))
+        args = sort_main.command.parse([str(folder), str(incoming(tmp_path, sample_dir, f'in{i}')), '--out', str(out),
+                                        '--copy', '--min_prob', '0', *flags])
         assert args['tta'] == (tta if flags else None)
         default(dflt)
-        with redirect_stdout(io.StringIO()): sort_main(**{k: v for k, v in args.items() if k not in ('pdb', 'xtra')})
+        with redirect_stdout(io.StringIO()): sort_main(**args)
         got = {r['source']: float(r['prob']) for r in PredictionsCSV(out/'predictions.csv').rows()}
         assert got.keys() == want[tta].keys()
         np.testing.assert_allclose([got[n] for n in want[tta]], list(want[tta].values()), atol=1e-4)   # 4 decimals in the CSV
@@ -214,21 +213,25 @@ def test_widget_passes_tta(lr_models, sample_dir, tmp_path):
         np.testing.assert_allclose([p for _, p in w.last[0]['top']], [p for _, p in pm.predict(jpg, tta=tta)], atol=1e-6)
     on, off = ([p for _, p in predict_upload(pm, upload, tta=t)['top']] for t in (True, False))
     assert np.abs(np.array(on) - np.array(off)).max() > 1e-3
-    assert [anno_parser(app_main).parse_args(['m', *a]).tta for a in (['--tta'], ['--no-tta'], [])] == [True, False, None]
+    from pet_breeds.clean_cli import app_main as app_command   # the console script's parser
+    assert [app_command.command.parse(['m', *a])['tta'] for a in (['--tta'], ['--no_tta'], [])] == [True, False, None]
     for tta in (True, False, None):
         assert f'tta={tta!r})' in (app_notebook(lr_models[2], tmp_path/str(tta), tta=tta)).read_text()
 
 def test_app_command_passes_tta(lr_models, tmp_path, monkeypatch):
     "pet_breeds_app --tta / --no-tta / neither: the served notebook builds its widget so (Voila is not started)."
     import nbformat, pet_breeds.widget as widget
+    from pet_breeds.clean_cli import app_main as app_command   # the console script's parser
     class Served(Exception): pass
     def execv(exe, cmd): raise Served(cmd)
     monkeypatch.setattr(widget.os, 'execv', execv)
     monkeypatch.chdir(tmp_path)   # app_main changes into the app's folder; back here afterwards
-    for flags, tta in [(['--tta'], True), (['--no-tta'], False), ([], None)]:
-        args = vars(anno_parser(widget.app_main).parse_args([str(lr_models[2]), '--no_browser', *flags]))
+    for flags, tta in [(['--tta'], True), (['--no_tta'], False), ([], None)]:
+        args = app_command.command.parse([str(lr_models[2]), '--no_browser', *flags])
         with redirect_stdout(io.StringIO()), pytest.raises(Served) as e:
-            widget.app_main(**{k: v for k, v in args.items() if k not in ('pdb', 'xtra')})
+            widget.app_main(**args)
         ns = {}
-        exec(nbformat.read(e.value.args[0][3], as_version=4).cells[0].source.replace('PredictWidget(', 'app = PredictWidget('), ns)
+        nb = next(a for a in e.value.args[0] if str(a).endswith('.ipynb'))   # the served notebook
+        cell = next(c for c in nbformat.read(nb, as_version=4).cells if 'PredictWidget(' in c.source)
+        exec(cell.source.replace('PredictWidget(', 'app = PredictWidget('), ns)
         assert ns['app'].tta is tta
