@@ -1,7 +1,8 @@
-"""The apps under load (issue 33), without a browser: `pet_breeds_app` (and `--clean`) started for real, over HTTP on
-127.0.0.1. Voila reads the culling from the app's `voila.json` and the cap from its `voila.py`; a view past
-`--max_sessions` gets HTTP 503 and the busy page; a page's shutdown post (Voila's `beforeunload` beacon) frees its
-kernel, and so its place. tests/browser_check.py's `load` does the same in Chromium, at scale."""
+"""The apps under load (issue 33), without a browser: `pet_breeds_app` (and `pet_breeds_clean`) started for real, over HTTP on
+127.0.0.1. Voila reads the culling and the kernel pool from the app's `voila.json` and the cap from its `voila.py`; a
+view past `--max_sessions` gets HTTP 503 and the busy page, whatever the pool holds; a page's shutdown post (Voila's
+`beforeunload` beacon) frees its kernel, and so its place. The upload app gives its first view the pool's kernel; the
+cleaner keeps no pool. tests/browser_check.py's `load` does the same in Chromium, at scale."""
 import http.client, os, re, shutil, signal, socket, subprocess, sys, time, urllib.parse
 from pathlib import Path
 import pytest
@@ -25,12 +26,12 @@ def request(port:int, method:str='GET', path:str='/', body=None, headers=None):
 
 @pytest.fixture
 def serve(tmp_path):
-    "Start `pet_breeds_app ARGS --no_browser --port P`; yields `(port, log)`; stopped, with its kernels, after."
+    "Start `SCRIPT ARGS --no_browser --port P`; yields `(port, log)`; stopped, with its kernels, after."
     procs = []
-    def start(*args):
+    def start(*args, script='pet_breeds_app'):
         port, log = free_port(), tmp_path/'voila.log'
         with open(log, 'w') as out:
-            procs.append(subprocess.Popen([str(BIN/'pet_breeds_app'), *map(str, args), '--no_browser', '--port', str(port)],
+            procs.append(subprocess.Popen([str(BIN/script), *map(str, args), '--no_browser', '--port', str(port)],
                                           stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                           env={**os.environ, 'TMPDIR': str(tmp_path)}))
         deadline = time.monotonic() + START
@@ -48,13 +49,20 @@ def serve(tmp_path):
         except subprocess.TimeoutExpired: os.killpg(p.pid, signal.SIGKILL)
         except ProcessLookupError: pass
 
-def check_capped(port:int, log:Path, ready:str):
-    "One view let in, the next refused with the busy page; the first page's shutdown post lets the next one in."
+def check_capped(port:int, log:Path, ready:str, cull_idle:int=60, pooled:bool=True):
+    """One view let in, the next refused with the busy page; the first page's shutdown post lets the next one in.
+    `pooled`: the first view gets the pool's kernel, once Voila has started it (else the app has no pool)."""
+    deadline = time.monotonic() + START
+    while pooled and 'is filled with 1 kernel' not in log.read_text():
+        assert time.monotonic() < deadline, f"no kernel pool after {START} s:\n{log.read_text()[-3000:]}"
+        time.sleep(0.2)
     status, headers, page = request(port)
     assert status == 200 and ready in page, (status, page[-2000:], log.read_text()[-3000:])
     cookie = re.search(r'_xsrf=([^;]+)', '; '.join(headers.get_all('Set-Cookie') or []))
     assert cookie, f"no _xsrf cookie, which the page's shutdown post needs: {headers.get_all('Set-Cookie')}"
-    assert 'Culling kernels with idle durations > 60 seconds at 10 second intervals' in log.read_text(), log.read_text()
+    assert f'Culling kernels with idle durations > {cull_idle} seconds at 10 second intervals' in log.read_text(), \
+        log.read_text()
+    assert ('Using pre-heated kernel' in log.read_text()) == pooled, log.read_text()[-3000:]
     status, headers, busy = request(port)
     assert status == 503 and 'The app is busy' in busy and 'serves 1 pages at once' in busy, (status, busy[-2000:])
     assert headers['Retry-After'] == '60'
@@ -70,8 +78,8 @@ def check_capped(port:int, log:Path, ready:str):
     assert status == 200, f"after the shutdown post the next view got {status}"
 
 def test_upload_app_is_capped_and_culled(serve, tiny_model):
-    port, log = serve(tiny_model[0], '--max_sessions', 1)
-    check_capped(port, log, 'application/vnd.jupyter.widget-view+json')
+    port, log = serve(tiny_model[0], '--max_sessions', 1, '--cull_idle', 20)
+    check_capped(port, log, 'application/vnd.jupyter.widget-view+json', cull_idle=20)
 
 def test_cleaner_is_capped_and_culled(serve, tmp_path, sample_dir):
     data, report = tmp_path/'data', tmp_path/'report'
@@ -79,5 +87,6 @@ def test_cleaner_is_capped_and_culled(serve, tmp_path, sample_dir):
     report.mkdir()
     shutil.copy(sample_dir/'Bengal_1.jpg', data/'Bengal_1.jpg')
     (report/'label_issues.csv').write_text('file,given,suggested,score,flagged\nBengal_1.jpg,Bengal,Abyssinian,0.1,True\n')
-    port, log = serve('--clean', data, '--report', report, '--max_sessions', 1)
-    check_capped(port, log, 'application/vnd.jupyter.widget-view+json')
+    port, log = serve('--data', data, '--report', report, '--max_sessions', 1, script='pet_breeds_clean')
+    # the cleaner reads its decisions from disk as its page starts: a kernel started ahead would show them stale
+    check_capped(port, log, 'application/vnd.jupyter.widget-view+json', pooled=False)
