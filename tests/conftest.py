@@ -106,7 +106,7 @@ def tiny_run(tmp_path_factory, sample_dir):
     data.mkdir(); held.mkdir()
     for p in sorted(sample_dir.iterdir()): shutil.copy(p, (held if p.name.endswith(HELD_OUT) else data)/p.name)
     out = root/'OUT'
-    r = run_cli('pet_breeds_train', '--data', data, '--out', out, '--arch', 'resnet18', '--no-pretrained',
+    r = run_cli('pet_breeds_train', '--data', data, '--out', out, '--arch', 'resnet18', '--no_pretrained',
                 '--freeze_epochs', '1', '--epochs', '1', '--size', '64', '--item_size', '96', '--lr_find_its', '30',
                 '--bs', '16')   # the default 64 exceeds the training images here: no full batch, and lr_find divides by 0
     assert r.returncode == 0, r.stderr[-3000:]

@@ -23,8 +23,8 @@ BIN = Path(sys.executable).parent
 PHOTOS = ROOT/'nbs'/'images'/'pets'
 # run for real below (train, sample, predict) or by tests/browser_check.py (app); settings.ini lists them all
 RUN_ELSEWHERE = ['pet_breeds_train', 'pet_breeds_sample', 'pet_breeds_predict', 'pet_breeds_app']
-SCRIPTS = ['pet_breeds_export', 'pet_breeds_interpret', 'pet_breeds_imagenet', 'pet_breeds_sort', 'pet_breeds_bench',
-           'pet_breeds_audit']
+SCRIPTS = ['pet_breeds', 'pet_breeds_export', 'pet_breeds_interpret', 'pet_breeds_imagenet', 'pet_breeds_sort',
+           'pet_breeds_bench', 'pet_breeds_audit', 'pet_breeds_clean', 'pet_breeds_undo']
 DEAD = 'http://127.0.0.1:9'                     # every download fails at once, network or not
 OFFLINE = dict(PET_BREEDS_DATA='', HTTP_PROXY=DEAD, HTTPS_PROXY=DEAD, http_proxy=DEAD, https_proxy=DEAD, NO_PROXY='', no_proxy='')
 

@@ -48,7 +48,7 @@ def space_venv(reqs:Path) -> Path:
 
 def predicted(model:Path, photos) -> dict:
     "`pet_breeds_predict` on `photos` with PyTorch in fp32, no TTA: each photo's `[[label, probability], ...]`, best first."
-    r = run(APP_BIN/'pet_breeds_predict', model, *photos, '--json', '--k', '3', '--precision', 'fp32', '--no-tta')
+    r = run(APP_BIN/'pet_breeds_predict', model, *photos, '--json', '--k', '3', '--precision', 'fp32', '--no_tta')
     return dict(zip(photos, (json.loads(l)['top'] for l in r.stdout.splitlines())))
 
 def tolerance(space:Path) -> float:

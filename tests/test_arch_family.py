@@ -23,7 +23,7 @@ class ToyWeights(WeightsSource):
     def ensure_weights(self, arch):
         if not self.weights_here(arch):
             raise WeightsNotFound(f"the toy's weights are not here: put them in {self.offline_file(arch)}, "
-                                  "or train from random weights: --no-pretrained")
+                                  "or train from random weights: --no_pretrained")
         return self.offline_file(arch)
 
 def toynet(pretrained:bool=False) -> nn.Sequential:
@@ -89,7 +89,7 @@ def test_the_registry_takes_the_toy_in_and_lets_it_go(toy):
 def test_the_toy_trains_through_the_command_exports_and_loads(toy, sample_dir, tmp_path):
     r = run_train(sample_dir, tmp_path/'x', '--mode', 'finetune', '--freeze_epochs', '1', '--epochs', '1')
     assert r.returncode != 0 and 'Traceback' not in r.stderr, r.stderr[-3000:]
-    assert str(TOY.source.offline_file(None)) in r.stderr and '--no-pretrained' in r.stderr
+    assert str(TOY.source.offline_file(None)) in r.stderr and '--no_pretrained' in r.stderr
     put_weights()
     m = train(sample_dir, tmp_path/'run', '--mode', 'finetune', '--freeze_epochs', '1', '--epochs', '1')
     assert m['settings']['arch'] == 'toynet' and m['mode'] == 'finetune' and len(m['epochs']) == 2

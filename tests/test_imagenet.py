@@ -1,5 +1,5 @@
 "The pretrained ImageNet classifier as it is: top-k on real pets, and the pet_breeds_imagenet command."
-import json, urllib.error
+import json
 import pytest, torch
 from PIL import Image
 from conftest import run_cli
@@ -51,12 +51,9 @@ def test_lite_transform_is_resize_then_centre_crop_at_the_arch_size():
     x = clf.transform(Image.new('RGB', (300, 300), (127, 127, 127)))
     assert x.abs().max() < 0.01                  # LITE_STATS: (x - 127) / 128
 
-def test_missing_torchvision_weights_raise_weights_not_found(tmp_path, monkeypatch):
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
-    def no_network(url, *a, **k): raise urllib.error.URLError('no network in this test')
-    monkeypatch.setattr(torch.hub, 'download_url_to_file', no_network)
+def test_missing_torchvision_weights_raise_weights_not_found(offline):
     with pytest.raises(WeightsNotFound) as e: imagenet_classifier('resnet50')
-    assert 'resnet50-11ad3fa6.pth' in str(e.value) and str(tmp_path/'hub'/'checkpoints') in str(e.value)
+    assert 'resnet50-11ad3fa6.pth' in str(e.value) and str(offline/'hub'/'checkpoints') in str(e.value)
 
 def test_cli_prints_json_lines_and_fails_on_unreadable_files(sample_dir, tmp_path):
     bad = tmp_path/'broken.jpg'; bad.write_bytes(b'\xff\xd8 truncated')

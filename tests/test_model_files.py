@@ -213,7 +213,7 @@ def test_an_export_with_fastais_two_resampling_transforms_loads_and_predicts_lik
 
 def test_predict_command_loads_a_fastai_export_with_the_flag(fastai_learner):
     folder, learn, dls, files = fastai_learner
-    r = run_cli('pet_breeds_predict', folder, files[0], '--trust_pickle', '--json', '--k', '2', '--no-tta', '--precision', 'fp32', proc=True)   # the warning as a user sees it
+    r = run_cli('pet_breeds_predict', folder, files[0], '--trust_pickle', '--json', '--k', '2', '--no_tta', '--precision', 'fp32', proc=True)   # the warning as a user sees it
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'UnpicklingWarning' in r.stderr and str(folder/'export.pkl') in r.stderr
     row = json.loads(r.stdout.strip().splitlines()[-1])

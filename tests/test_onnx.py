@@ -170,16 +170,16 @@ def test_every_family_agrees_on_real_photos(tmp_path, photos, arch, mode, size, 
 def onnx_model(tmp_path_factory, photos):
     "A random ResNet18 exported by the command, with both model.safetensors and model.onnx."
     folder, _ = random_model(tmp_path_factory.mktemp('cmd')/'model', 'resnet18', photos)
-    r = run_cli('pet_breeds_export', folder, '--onnx')
+    r = run_cli('pet_breeds_export', folder)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.startswith(f"wrote {folder/'model.onnx'} (") and 'agrees with PyTorch' in r.stdout
     return folder
 
 def test_export_cli_refusals(onnx_model, tmp_path, capsys):
     from pet_breeds.deploy import export_main
-    with pytest.raises(SystemExit) as e: export_main([str(onnx_model)])
-    assert e.value.code == 2 and 'nothing to export: pass --onnx' in capsys.readouterr().err
-    with pytest.raises(SystemExit) as e: export_main([str(tmp_path), '--onnx'])
+    with pytest.raises(SystemExit) as e: export_main([str(onnx_model), '--no_onnx'])
+    assert e.value.code == 2 and 'nothing to export: leave out --no_onnx' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e: export_main([str(tmp_path)])
     assert e.value.code == f'pet_breeds_export: {tmp_path}: not an exported pet_breeds model (no model.json)'
     assert not (tmp_path/'model.onnx').exists()
 
@@ -209,10 +209,10 @@ def test_predict_without_pytorch_on_a_pytorch_only_model(onnx_model, tmp_path):
     code = TORCH_FREE + "from pet_breeds.deploy import predict_main\npredict_main(sys.argv[1:])\n"
     r = subprocess.run([sys.executable, '-c', code, str(tmp_path/'pt'), 'x.jpg'], capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and 'Traceback' not in r.stderr, r.stderr
-    assert 'needs PyTorch' in r.stderr and f'pet_breeds_export {tmp_path/"pt"} --onnx' in r.stderr
+    assert 'needs PyTorch' in r.stderr and f'pet_breeds_export {tmp_path/"pt"}' in r.stderr
     from pet_breeds.deploy import predict_main
-    with pytest.raises(SystemExit) as e: predict_main([str(tmp_path/'pt'), 'x.jpg', '--onnx'])
-    assert 'no ONNX model here' in e.value.code and f'pet_breeds_export {tmp_path/"pt"} --onnx' in e.value.code
+    with pytest.raises(SystemExit) as e: predict_main([str(tmp_path/'pt'), 'x.jpg', '--runtime', 'onnx'])
+    assert 'no ONNX model here' in e.value.code and e.value.code.endswith(f'pet_breeds_export {tmp_path/"pt"}')
 
 def test_runtime_modules_import_without_pytorch():
     code = TORCH_FREE + ("import pet_breeds.runtime, pet_breeds.deploy\n"
