@@ -89,19 +89,17 @@ def test_real_transfer_from_imagenet(sample_dir):
     assert rand > 0.4, rand
     assert rand - pre > 0.3
 
-def test_missing_torchvision_weights_say_where_to_put_them(tmp_path, monkeypatch, small_dls):
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+def test_missing_torchvision_weights_say_where_to_put_them(offline, small_dls):
     with pytest.raises(WeightsNotFound) as e: pets_learner(small_dls, 'resnet50', pretrained=True)
     msg = str(e.value)
-    assert 'resnet50-11ad3fa6.pth' in msg and str(tmp_path/'hub'/'checkpoints') in msg
-    assert 'pretrained=False' in msg and '--no-pretrained' in msg
+    assert 'resnet50-11ad3fa6.pth' in msg and str(offline/'hub'/'checkpoints') in msg
+    assert 'pretrained=False' in msg and '--no_pretrained' in msg
 
-def test_cached_torchvision_weights_are_used_without_network(tmp_path, monkeypatch, small_dls):
+def test_cached_torchvision_weights_are_used_without_network(offline, small_dls):
     "A weights file placed where the error says is picked up (here: resnet18 weights we make ourselves)."
     import torchvision
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
     w = torchvision.models.ResNet18_Weights.DEFAULT
-    dest = tmp_path/'hub'/'checkpoints'/Path(w.url).name
+    dest = offline/'hub'/'checkpoints'/Path(w.url).name
     dest.parent.mkdir(parents=True)
     ref = torchvision.models.resnet18()
     torch.save(ref.state_dict(), dest)
