@@ -24,10 +24,10 @@ app. One browser for the whole test run:
     PET_BREEDS_UPDATE_SCREENSHOT=1 ...                      # also copy the page's screenshot to docs/images/widget.png
 
 Ends with 'browser_check: N passed, N failed'. Needs only the standard library and Playwright."""
-import functools, http.client, http.server, json, os, re, shutil, signal, subprocess, sys, tempfile, threading, time
+import http.client, json, os, re, shutil, subprocess, sys, tempfile, time
 import urllib.request
 from pathlib import Path
-from readme_install import check, free_port   # standard library only, like this script
+from readme_install import check, free_port, stop_group   # standard library only, like this script
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_BIN = ROOT/'.venv'/'bin'                 # the README's environment: the app and the predictor run from there
@@ -74,12 +74,7 @@ class App:
     def __enter__(self): return self
     def __exit__(self, *exc):
         "SIGTERM makes Voila shut its kernels down; SIGKILL the group if it does not stop."
-        if self.proc.poll() is not None: return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM); self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL); self.proc.wait(timeout=15)
-        except ProcessLookupError: pass
+        stop_group(self.proc)
 
 def upload(page, *paths):
     "ipywidgets 8 never attaches its <input type=file> to the DOM: catch the file chooser the button opens."

@@ -15,7 +15,7 @@ It checks, with the standard library and the package only:
 The model in OUT/model is then used by tests/browser_check.py: `pet_breeds_app` from this install serves it,
 answers `GET /` with HTTP 200 and predicts uploads in Chromium. Not collected by
 pytest (the name does not start with `test_`). Ends with 'N passed, N failed'."""
-import csv, json, os, shutil, socket, subprocess, sys, tempfile, time
+import csv, json, os, shutil, signal, socket, subprocess, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +85,20 @@ def predict(out):
           f"cats are capitalised, dogs not: {top}")
 
 def free_port():
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+def stop_group(proc):
+    "SIGTERM `proc`'s process group (a server shuts its kernels down), then SIGKILL it if it does not stop."
+    if proc.poll() is not None: return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=15)
+    except ProcessLookupError: pass
 
 def jupyter(out):
     "The README: `pip install jupyterlab && jupyter lab nbs/`; a notebook runs in that Jupyter's kernel."

@@ -15,9 +15,9 @@ from `.venv-browser` and Debian's Chromium.
     PET_BREEDS_UPDATE_SCREENSHOT=1 ...                  # also copy the page's screenshot to docs/images/space.png
 
 Prints the measured times, then 'space_check: N passed, N failed'. Needs only the standard library and Playwright."""
-import json, os, shutil, signal, subprocess, sys, tempfile, time, urllib.request
+import json, os, shutil, subprocess, sys, tempfile, time, urllib.request
 from pathlib import Path
-from readme_install import check, free_port   # standard library only, like this script
+from readme_install import check, free_port, stop_group   # standard library only, like this script
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_BIN = ROOT/'.venv'/'bin'           # the README's environment: the export and the predictor run from there
@@ -84,13 +84,7 @@ class App:
             except OSError: time.sleep(0.1)
         raise AssertionError(f"app.py was not ready after {START_TIMEOUT}s:\n{self.log.read_text()[-3000:]}")
     def __enter__(self): return self
-    def __exit__(self, *exc):
-        if self.proc.poll() is not None: return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM); self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL); self.proc.wait(timeout=15)
-        except ProcessLookupError: pass
+    def __exit__(self, *exc): stop_group(self.proc)
 
 def upload(page, photo:Path, top:str) -> tuple:
     "Upload `photo` through the page's file input; `(seconds to the answer, [[label, probability], ...])` the page shows."
