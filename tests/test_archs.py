@@ -65,7 +65,7 @@ def test_missing_weights_name_the_file_and_folder(name, offline, tiny_images):
     msg = str(e.value)
     assert arch.family.source.offline_file(arch).name in msg and str(hub_checkpoints()) in msg, msg
     assert str(offline) in msg
-    assert 'pretrained=False' in msg and '--no-pretrained' in msg
+    assert 'pretrained=False' in msg and '--no_pretrained' in msg
 
 @pytest.mark.parametrize('name', [n for n, a in ARCHS.items() if a.family.name == 'efficientnet_lite'])
 def test_lite_weights_load_offline(name, offline, tiny_images):

@@ -92,7 +92,7 @@ def test_lite_cut_keeps_the_pypi_imagenet_weights():
 def test_missing_vgg16_weights_name_the_plain_vgg16_file(offline):
     with pytest.raises(WeightsNotFound) as e: cut_body('vgg16', 'block1_pool', pretrained=True)
     msg = str(e.value)
-    assert 'vgg16-397923af.pth' in msg and str(hub_checkpoints()) in msg and '--no-pretrained' in msg
+    assert 'vgg16-397923af.pth' in msg and str(hub_checkpoints()) in msg and '--no_pretrained' in msg
 
 def test_cached_vgg16_weights_are_loaded_into_the_keras_layers(offline):
     "A file where the error says is used (here VGG16's convolutional weights, made up, without the big classifier)."
