@@ -19,7 +19,8 @@ WRITE_ERRORS = (OSError, SafetensorError)
 
 # %% ../nbs/01_core.atomic.ipynb #3485cb4a
 class WriteFailed(PetBreedsError, OSError):
-    "A file the package writes could not be written (disk full, read-only, no permission); any earlier version is unchanged."
+    """A file the package writes could not be written (disk full, read-only, no permission); any earlier version is
+    unchanged."""
 
 # %% ../nbs/01_core.atomic.ipynb #e3c24f69
 def _remove(p):
@@ -30,12 +31,14 @@ def _remove(p):
 def writing(path, # the file (or folder) being written, named in the error
             tmp=None, # the temporary it is written through, removed if the block fails
            ):
-    "Turn a failure while writing `path` (through `tmp`, then removed) into `WriteFailed` naming the file and the reason."
+    """Turn a failure while writing `path` (through `tmp`, then removed) into `WriteFailed` naming the file and the
+    reason."""
     try: yield
     except BaseException as e:
         if tmp is not None: _remove(tmp)
         if isinstance(e, WriteFailed) or not isinstance(e, WRITE_ERRORS): raise
-        raise WriteFailed(f"{path}: cannot write it ({getattr(e, 'strerror', None) or e}); any earlier version is unchanged") from e
+        raise WriteFailed(f"{path}: cannot write it ({getattr(e, 'strerror', None) or e}); any earlier version is "
+                          f"unchanged") from e
 
 # %% ../nbs/01_core.atomic.ipynb #1e44052f
 def _fsync(p):
@@ -56,6 +59,7 @@ def replacing(path, # the file to write (replaced whole, or left as it was)
 def write_atomic(path, # the file to write
                  data:str|bytes, # its whole content (text is written as UTF-8)
                 ) -> Path:
-    "Write `data` to `path` through a temporary file, fsync and rename: a reader sees the old file or the new one, never half."
+    """Write `data` to `path` through a temporary file, fsync and rename: a reader sees the old file or the new one,
+    never half."""
     with replacing(path) as tmp: Path(tmp).write_bytes(data.encode() if isinstance(data, str) else data)
     return Path(path)

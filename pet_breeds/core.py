@@ -53,7 +53,8 @@ class OutOfRange(BadOptions):
 def check_choice(value, choices, what:str):
     "`value` if it is one of `choices`, else `UnknownChoice` naming `what` and listing the choices."
     choices = list(choices)
-    if value not in choices: raise UnknownChoice(f"unknown {what} {value!r}; choose one of: {', '.join(map(str, choices))}")
+    if value not in choices:
+        raise UnknownChoice(f"unknown {what} {value!r}; choose one of: {', '.join(map(str, choices))}")
     return value
 
 # %% ../nbs/00_core.ipynb #d7dade13
@@ -63,14 +64,22 @@ def is_finite_number(v) -> bool: return isinstance(v, (int, float)) and not isin
 # %% ../nbs/00_core.ipynb #b479bc22
 @dataclass(frozen=True)
 class Range:
-    "What a number may be: whole or any finite number, between inclusive (`lo`, `hi`) or exclusive (`above`, `below`) bounds; `n` of them (a pair: 2)."
-    lo: float = None; hi: float = None; whole: bool = True; above: float = None; below: float = None; n: int = 1
+    """What a number may be: whole or any finite number, between inclusive (`lo`, `hi`) or exclusive (`above`, `below`)
+    bounds; `n` of them (a pair: 2)."""
+    lo: float = None
+    hi: float = None
+    whole: bool = True
+    above: float = None
+    below: float = None
+    n: int = 1
     def _one(self, v) -> bool:
         return ((is_whole(v) if self.whole else is_finite_number(v)) and (self.lo is None or v >= self.lo) and
-                (self.above is None or v > self.above) and (self.hi is None or v <= self.hi) and (self.below is None or v < self.below))
+                (self.above is None or v > self.above) and (self.hi is None or v <= self.hi) and
+                (self.below is None or v < self.below))
     def __call__(self, v) -> bool:
         "Whether `v` is such a number (a list or tuple of `n` of them if `n > 1`)."
-        return self._one(v) if self.n == 1 else isinstance(v, (list, tuple)) and len(v) == self.n and all(map(self._one, v))
+        if self.n == 1: return self._one(v)
+        return isinstance(v, (list, tuple)) and len(v) == self.n and all(map(self._one, v))
     def __str__(self):
         count = {1: 'a', 2: 'two', 3: 'three'}.get(self.n, str(self.n))
         kind = f"{count} {'whole' if self.whole else 'finite'} number{'s' if self.n > 1 else ''}"
@@ -91,22 +100,27 @@ def check_range(name:str,          # the option, as the command line spells it w
                 whole:bool=True,   # a whole number (else any finite number)
                 above=None,        # exclusive lower bound instead of `lo` (a learning rate: above 0)
                ):
-    "`value` if it is a number of its kind in range; else `OutOfRange` naming `--name`, the value and the range (see `Range`)."
+    """`value` if it is a number of its kind in range; else `OutOfRange` naming `--name`, the value and the range (see
+    `Range`)."""
     return Range(lo, hi, whole, above).check(name, value)
 
 # %% ../nbs/00_core.ipynb #1cd12e29
 class UsageExit(SystemExit):
     "Exit status 2 (`runtime.EXIT_USAGE`) whose message was printed to stderr; `str()` is that message."
-    def __init__(self, msg:str): super().__init__(2); self.msg = msg
+    def __init__(self, msg:str):
+        super().__init__(2)
+        self.msg = msg
     def __str__(self): return self.msg
 
 @contextmanager
 def command_errors(prog:str, *also):
-    "Exit with `prog: message` on a `PetBreedsError` (or one of the exception types `also`): status 2 for `BadOptions`, else 1; let anything else raise."
+    """Exit with `prog: message` on a `PetBreedsError` (or one of the exception types `also`): status 2 for
+    `BadOptions`, else 1; let anything else raise."""
     try: yield
     except BadOptions as e:   # OutOfRange too: the options were wrong, as argparse's usage errors
         msg = f"{prog}: {_own_message(e)}"
-        print(msg, file=sys.stderr); raise UsageExit(msg) from None
+        print(msg, file=sys.stderr)
+        raise UsageExit(msg) from None
     except (PetBreedsError, *also) as e: sys.exit(f"{prog}: {_own_message(e)}")
 
 def _own_message(e) -> str:
@@ -157,7 +171,8 @@ def breed_label(fname):  # no annotations: fastai reads them as the pipeline's i
 
 # %% ../nbs/00_core.ipynb #1a40cbd2
 def species_label(fname):
-    "`'cat'` when the PETS file name starts with a capital letter, else `'dog'`; `BadImage` for a name outside the pattern."
+    """`'cat'` when the PETS file name starts with a capital letter, else `'dog'`; `BadImage` for a name outside the
+    pattern."""
     return 'cat' if breed_label(fname)[:1].isupper() else 'dog'
 
 # %% ../nbs/00_core.ipynb #d1d75960
@@ -176,7 +191,8 @@ def human_size(n:int  # a count of bytes
 
 # %% ../nbs/00_core.ipynb #214ed701
 def shown(s) -> str:
-    "`s` as text safe for a terminal: control, format (bidi) and separator characters other than space become `\\x..`/`\\u....`."
+    """`s` as text safe for a terminal: control, format (bidi) and separator characters other than space become
+    `\\x..`/`\\u....`."""
     def esc(c):
         if c == ' ' or unicodedata.category(c)[0] not in 'CZ': return c
         return f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}" if ord(c) < 65536 else f"\\U{ord(c):08x}"
@@ -190,7 +206,8 @@ def label_problem(label) -> str|None:
     if not isinstance(label, str) or not label: return 'not a non-empty text'
     if label in ('.', '..'): return 'a relative folder name'
     if any(c in '/\\:*?"<>|' for c in label): return 'a path separator or a character Windows forbids in names'
-    if any(unicodedata.category(c) in ('Cc', 'Cf', 'Zl', 'Zp') for c in label): return 'a control or formatting character'
+    if any(unicodedata.category(c) in ('Cc', 'Cf', 'Zl', 'Zp') for c in label):
+        return 'a control or formatting character'
     if label[0] in '._': return "a leading '.' or '_' (the sorter's own names)"
     if label != label.strip(' ') or label.endswith('.'): return 'a leading or trailing space, or a trailing dot'
     if label.split('.')[0].upper() in WINDOWS_RESERVED: return 'a name Windows reserves'
@@ -199,7 +216,8 @@ def label_problem(label) -> str|None:
     return None
 
 # %% ../nbs/00_core.ipynb #c9f37667
-IMAGE_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP', 'WEBP', 'TIFF')  # what PIL may parse (JPEG includes phones' multi-picture MPO)
+# what PIL may parse (JPEG includes phones' multi-picture MPO)
+IMAGE_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP', 'WEBP', 'TIFF')
 MAX_IMAGE_BYTES = 50_000_000               # 50 MB: far above any photo of a pet
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS  # about 89 megapixels: PIL's own warning threshold
 
@@ -211,13 +229,16 @@ def _bomb(label, detail) -> BadImage:
 
 # %% ../nbs/00_core.ipynb #592a2a72
 def read_image_bytes(path, name=None, max_bytes:int=MAX_IMAGE_BYTES) -> bytes:
-    "The bytes of the file `path`, or `BadImage` naming it: missing, dangling link, not a regular file, unreadable, empty or too large."
+    """The bytes of the file `path`, or `BadImage` naming it: missing, dangling link, not a regular file, unreadable,
+    empty or too large."""
     p = Path(path)
     label = str(name or p)
     if not p.exists():
-        if p.is_symlink(): raise BadImage(f"{label}: dangling symbolic link (its target {os.readlink(p)} does not exist)")
+        if p.is_symlink():
+            raise BadImage(f"{label}: dangling symbolic link (its target {os.readlink(p)} does not exist)")
         raise BadImage(f"{label}: no such file")
-    if not p.is_file(): raise BadImage(f"{label}: not a regular file")  # a folder, a FIFO (reading it would hang), a device
+    if not p.is_file():
+        raise BadImage(f"{label}: not a regular file")  # a folder, a FIFO (reading it would hang), a device
     try:
         with open(p, 'rb') as f:
             n = os.fstat(f.fileno()).st_size
@@ -254,7 +275,8 @@ def _to_8bit(im) -> Image.Image:
     "A 16-bit or 32-bit single-channel image as mode `L`, scaled to 0-255."
     a = np.asarray(im)
     if im.mode.startswith('I;16'): a = a.astype(np.float32) / 257           # 0-65535 -> 0-255
-    elif im.mode == 'I': a = a.astype(np.float32) / (257 if a.size and a.max() > 255 else 1)  # 16-bit data in a 32-bit mode
+    elif im.mode == 'I':
+        a = a.astype(np.float32) / (257 if a.size and a.max() > 255 else 1)  # 16-bit data in a 32-bit mode
     else:  # 'F'
         a = np.nan_to_num(a.astype(np.float32))
         if a.size and a.max() <= 1: a = a * 255
@@ -287,14 +309,16 @@ def _open_header(data:bytes, label:str, max_pixels:int):
 
 def _bad(label, e) -> BadImage:
     if isinstance(e, BadImage): return e
-    if isinstance(e, UnidentifiedImageError): return BadImage(f"{label}: not an image file (no image format recognised)")
+    if isinstance(e, UnidentifiedImageError):
+        return BadImage(f"{label}: not an image file (no image format recognised)")
     if isinstance(e, Image.DecompressionBombError): return _bomb(label, str(e).split(',')[0])
     if isinstance(e, MemoryError): return _bomb(label, 'out of memory while decoding')
     detail = str(e) if isinstance(e, OSError) and str(e) else f"{type(e).__name__}: {e}"
     return BadImage(f"{label}: unreadable image ({detail})")
 
 def read_rgb(src, name=None, max_bytes:int=MAX_IMAGE_BYTES, max_pixels:int=MAX_IMAGE_PIXELS) -> Image.Image:
-    "Open `src` (path, bytes, memoryview or PIL image) as an upright RGB PIL image, or raise `BadImage` naming it and the reason."
+    """Open `src` (path, bytes, memoryview or PIL image) as an upright RGB PIL image, or raise `BadImage` naming it and
+    the reason."""
     label = _describe(src, name)
     try:
         if isinstance(src, Image.Image): im, fmt = src, src.format
@@ -318,14 +342,16 @@ def read_rgb(src, name=None, max_bytes:int=MAX_IMAGE_BYTES, max_pixels:int=MAX_I
     return out
 
 # %% ../nbs/00_core.ipynb #bffd6159
-def open_image(src, name=None, max_bytes:int=MAX_IMAGE_BYTES, max_pixels:int=MAX_IMAGE_PIXELS) -> Image.Image:  # a PILImage
+def open_image(src, name=None, max_bytes:int=MAX_IMAGE_BYTES,
+               max_pixels:int=MAX_IMAGE_PIXELS) -> Image.Image:  # a PILImage
     "`read_rgb(src, ...)` as fastai's `PILImage`, the type a `DataBlock` and `Learner.predict` take."
     from fastai.vision.core import PILImage  # here, not at the top: importing this module needs no PyTorch
     return PILImage(read_rgb(src, name, max_bytes, max_pixels))
 
 # %% ../nbs/00_core.ipynb #a264438a
 def image_origin(data:bytes, name=None, max_pixels:int=MAX_IMAGE_PIXELS) -> dict:
-    "`{'format', 'mode', 'fixes'}` as `open_image(data).origin` would say, from the header only; `BadImage` for a bad header."
+    """`{'format', 'mode', 'fixes'}` as `open_image(data).origin` would say, from the header only; `BadImage` for a bad
+    header."""
     label = _describe(data, name)
     try:
         im = _open_header(data, label, max_pixels)

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from .core import *
+from .cli import command
 from .layout import Layout, BadLayout, detect_layout
 from .atomic import replacing
 from .kept_batches import KeptBatchesDL
 from .augment import fuse_affine_crop
 from fastcore.parallel import parallel
-from fastcore.script import call_parse
 from fastai.vision.all import *
 
 # %% auto #0
@@ -135,7 +135,8 @@ class ResizeCache:
     @staticmethod
     def open(p) -> PILImage:
         "A stored copy as a `PILImage`."
-        im = Image.open(p); im.load()
+        im = Image.open(p)
+        im.load()
         return PILImage(im if im.mode == 'RGB' else im.convert('RGB'))
 
 # %% ../nbs/13_data.ipynb #75ca225b
@@ -325,11 +326,11 @@ def copy_sample(dest) -> Path:
     return dest/'images'
 
 # %% ../nbs/13_data.ipynb #7ccf1393
-@call_parse
-def sample_main(copy:str=None):  # copy images/, README.md and LICENSE to this new or empty folder
-    "Print the folder of the bundled sample (370 real PETS photos, CC BY-SA 4.0), or copy it with --copy DEST."
+@command('pet_breeds_sample', old={'--copy': ['--out']}, old_kwargs={'copy': 'out'})
+def sample_main(out:str=None):  # copy images/, README.md and LICENSE to this new or empty folder (default: none: print where the sample is)
+    "Print the folder of the bundled sample (370 real PETS photos, CC BY-SA 4.0), or copy it with --out DEST."
     with command_errors('pet_breeds_sample', OSError):
-        if copy is None: return print(sample_path())
-        images = copy_sample(copy)
+        if out is None: return print(sample_path())
+        images = copy_sample(out)
     print(f"copied {len(list(images.glob('*.jpg')))} images, README.md and LICENSE to {images.parent}\n"
           f"train on them with: pet_breeds_train --data {images.parent}")

@@ -14,21 +14,28 @@ __all__ = ['probe_seconds', 'format_duration', 'RunEstimate']
 
 # %% ../nbs/25_train.estimate.ipynb #211fffe2
 def probe_seconds(learn:Learner, policy:Policy) -> dict:
-    "Seconds of a forward pass (eval, no grad) and of a forward and backward pass through every layer, on `learn`'s current batch."
-    model = getattr(learn.model, 'module', learn.model)   # under data_parallel: the network, not its DDP wrapper (no collectives)
+    """Seconds of a forward pass (eval, no grad) and of a forward and backward pass through every layer, on `learn`'s
+    current batch."""
+    # under data_parallel: the network, not its DDP wrapper (no collectives)
+    model = getattr(learn.model, 'module', learn.model)
     flags = [p.requires_grad for p in model.parameters()]
     modes = [m.training for m in model.modules()]
     model.eval()
     try:
-        sync_device(policy.device); t = time.perf_counter()
+        sync_device(policy.device)
+        t = time.perf_counter()
         with torch.no_grad(), policy.autocast(): model(*learn.xb)
-        sync_device(policy.device); fwd = time.perf_counter() - t
+        sync_device(policy.device)
+        fwd = time.perf_counter() - t
         for p in model.parameters(): p.requires_grad_(True)
         with policy.autocast(): loss = learn.loss_func(model(*learn.xb), *learn.yb)
         loss.backward()
-        sync_device(policy.device); full = time.perf_counter() - t - fwd
+        sync_device(policy.device)
+        full = time.perf_counter() - t - fwd
     finally:
-        for p, f in zip(model.parameters(), flags): p.requires_grad_(f); p.grad = None
+        for p, f in zip(model.parameters(), flags):
+            p.requires_grad_(f)
+            p.grad = None
         for m, mode in zip(model.modules(), modes): m.train(mode)
     return {'forward': fwd, 'full': full}
 
@@ -48,23 +55,29 @@ class RunEstimate(Callback):
                  policy:Policy,    # the device the batches run on, synchronised before each tick
                  after:int=3,      # timed batches before the estimate
                  show:bool=True):  # print the estimate
-        store_attr(); self.stage, self.seconds, self.detail, self._ticks = 1, None, None, []
+        store_attr()
+        self.stage, self.seconds, self.detail, self._ticks = 1, None, None, []
     def before_fit(self): self._fit_start = time.perf_counter()
     def after_batch(self):
         if self.seconds is not None or not self.training: return
-        sync_device(self.policy.device); self._ticks.append(time.perf_counter())
+        sync_device(self.policy.device)
+        self._ticks.append(time.perf_counter())
         if len(self._ticks) > self.after: self.estimate()
     def estimate(self):
-        "Seconds of the whole run: what has passed, plus this and the later stages at the measured (or probed) cost per batch."
-        per_batch = float(np.median(np.diff(self._ticks)))   # ticks start after the first batch: its warm-up is left out
+        """Seconds of the whole run: what has passed, plus this and the later stages at the measured (or probed) cost
+        per batch."""
+        # ticks start after the first batch: its warm-up is left out
+        per_batch = float(np.median(np.diff(self._ticks)))
         stage, dl = self.stages[self.stage - 1], self.learn.dls
         kinds = {s.kind for s in self.stages[self.stage - 1:] if s.epochs > 0}
         probe = probe_seconds(self.learn, self.policy) if kinds != {stage.kind} else None
-        def batch(s): return per_batch if probe is None else max(per_batch - probe[stage.kind] + probe[s.kind], probe[s.kind])
+        def batch(s):
+            return per_batch if probe is None else max(per_batch - probe[stage.kind] + probe[s.kind], probe[s.kind])
         valid = probe['forward'] if probe else per_batch / 3   # a validation batch runs forward only
         stage_s = [s.epochs * (len(dl.train) * batch(s) + len(dl.valid) * valid) for s in self.stages[self.stage - 1:]]
         self.seconds = (self._fit_start - self.started) + sum(stage_s)
         self.detail = {'per_batch': per_batch, 'probe': probe, 'stages': stage_s}
         if self.show:
             parts = ', '.join(f'stage {i}: {format_duration(x)}' for i, x in enumerate(stage_s, self.stage))
-            print(f"estimated run: about {format_duration(self.seconds)} ({parts}; from the first {self.after} batches)")
+            print(f"estimated run: about {format_duration(self.seconds)} ({parts}; from the first {self.after} "
+                  f"batches)")

@@ -13,8 +13,8 @@ import torch, torchvision
 from torch import nn
 from torchvision import transforms as T
 from fastai.vision.all import *
-from fastcore.script import call_parse, Param
-from .archs import Arch, ArchFamily, LiteFamily, TorchvisionFamily, TimmFamily, get_arch, LITE_STATS
+from .cli import command
+from .archs import ARCHS, get_arch, imagenet_net
 from .precision import predict_batches, choose_policy
 from .runtime import EXIT_PARTIAL, print_results, topk_in_batches
 
@@ -47,35 +47,11 @@ class ImagenetClassifier:
         vals, idxs = p.topk(k)
         return [(self.categories[i], float(v)) for v, i in zip(vals, idxs)]
 
-# %% ../nbs/34_predict.imagenet.ipynb #5f2b84ff
-@patch
-def imagenet_net(self:ArchFamily, arch:Arch) -> tuple:
-    "`(network with its 1000-class head and ImageNet weights, the PIL-to-tensor transform it was evaluated with)`."
-    raise NotImplementedError(f"the {self.name} family has no ImageNet classifier here")
-
-@patch
-def imagenet_net(self:LiteFamily, arch:Arch) -> tuple:
-    resize = round(arch.size / 0.875)
-    tfm = T.Compose([T.Resize(resize), T.CenterCrop(arch.size), T.ToTensor(), T.Normalize(*LITE_STATS)])
-    return arch.model(pretrained=True), tfm
-
-@patch
-def imagenet_net(self:TorchvisionFamily, arch:Arch) -> tuple:
-    self.ensure_weights(arch)                      # cached, downloaded, or WeightsNotFound naming the file
-    weights = torchvision.models.get_model_weights(arch.model).DEFAULT
-    return arch.model(weights=weights), weights.transforms()
-
-@patch
-def imagenet_net(self:TimmFamily, arch:Arch) -> tuple:
-    import timm
-    net = timm.create_model(arch.model, pretrained=True, **self.build_kwargs(arch))
-    return net, timm.data.create_transform(**timm.data.resolve_data_config({}, model=net))
-
 # %% ../nbs/34_predict.imagenet.ipynb #9889ef7d
 def imagenet_classifier(arch:str='efficientnet_lite0', device=None) -> ImagenetClassifier:
     "`arch`'s whole ImageNet classifier with its pretrained weights and evaluation transform."
     spec = get_arch(arch)
-    net, tfm = spec.family.imagenet_net(spec)
+    net, tfm = imagenet_net(spec)
     return ImagenetClassifier(spec.name, net.eval().to(ifnone(device, default_device())), tfm, IMAGENET_CLASSES)
 
 # %% ../nbs/34_predict.imagenet.ipynb #9964a662
@@ -100,12 +76,16 @@ def imagenet_topk_many(items,                       # paths, bytes or PIL images
     return topk_in_batches(items, clf.probs, clf.topk, k, bs, names, open_item=open_image)
 
 # %% ../nbs/34_predict.imagenet.ipynb #98370a3d
-@call_parse
-def imagenet_main(images:Param("image files", str, nargs='+'),   # a Param: a docment cannot ask for one or more
-                  arch:str='efficientnet_lite0',   # ImageNet classifier: any architecture of `ARCHS`
-                  k:int=3,                         # how many classes per image
-                  json:bool=False,                 # one JSON object per line
-                  bs:int=32):                      # batch size
+@command('pet_breeds_imagenet', choices={'arch': tuple(ARCHS)}, nargs={'images': '+'})
+def imagenet_main(images:str,                   # image files
+                  arch:str=RECIPE.arch,          # ImageNet classifier: any architecture of `ARCHS`
+                  k:int=3,                       # how many labels (classes) per image
+                  json:bool=False,               # print one JSON object per line
+                  bs:int=RECIPE.bs):             # batch size
     "Print the top-k ImageNet classes of each image, from the pretrained network as it is."
-    with command_errors('pet_breeds_imagenet'): check_range('k', k, lo=1); check_range('bs', bs, lo=1); _classifier(arch)
+    images = images if isinstance(images, (list, tuple)) else [images]
+    with command_errors('pet_breeds_imagenet'):
+        check_range('k', k, lo=1)
+        check_range('bs', bs, lo=1)
+        _classifier(arch)
     if not print_results(imagenet_topk_many(images, arch, k, bs), json): sys.exit(EXIT_PARTIAL)

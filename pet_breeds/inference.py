@@ -34,12 +34,16 @@ def _versions() -> dict:
 # %% ../nbs/32_predict.inference.ipynb #093a576e
 def export_model(learn:Learner, dest, extra:dict=None) -> Path:
     "Save `learn`'s model to the folder `dest` as `model.safetensors` + `model.json`."
-    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
-    onnx = dest/ONNX_FILE   # the earlier model's (`pet_breeds_export --onnx`): it would go on predicting for the old weights
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    # the earlier model's (`pet_breeds_export --onnx`): it would go on predicting for the old weights
+    onnx = dest/ONNX_FILE
     if onnx.is_file() and not onnx.is_symlink(): onnx.unlink()
     dls = learn.dls
-    if not hasattr(dls, 'recipe'): raise PetBreedsError("export_model needs DataLoaders from pets_dataloaders (dls.recipe holds the transforms)")
-    valid = [str(Path(f).relative_to(dls.path)) if Path(f).is_relative_to(dls.path) else str(f) for f in dls.valid_ds.items]
+    if not hasattr(dls, 'recipe'):
+        raise PetBreedsError("export_model needs DataLoaders from pets_dataloaders (dls.recipe holds the transforms)")
+    rel = lambda f: str(Path(f).relative_to(dls.path)) if Path(f).is_relative_to(dls.path) else str(f)
+    valid = [rel(f) for f in dls.valid_ds.items]
     meta = {'format': FORMAT, 'format_version': FORMAT_VERSION, 'mode': getattr(learn, 'mode', 'finetune'),
             'arch': learn.arch_name, 'pretrained': bool(getattr(learn, 'pretrained', False)), 'n_out': len(dls.vocab),
             'vocab': list(map(str, dls.vocab)), 'head': getattr(learn, 'head_kwargs', {}),
@@ -47,33 +51,41 @@ def export_model(learn:Learner, dest, extra:dict=None) -> Path:
             **getattr(learn, 'export_extra', {}), **(extra or {})}
     meta['preprocess'] = preprocess_spec(meta)
     state = {k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}
-    with replacing(dest/'model.safetensors') as tmp: save_file(state, tmp, metadata={'format': FORMAT})   # atomic, as every file the package writes
+    with replacing(dest/'model.safetensors') as tmp:
+        save_file(state, tmp, metadata={'format': FORMAT})  # atomic, as every file the package writes
     write_atomic(dest/'model.json', json.dumps(meta, indent=1))
     return dest
 
 # %% ../nbs/32_predict.inference.ipynb #bc2b847f
 def read_meta(path) -> dict:
-    "The `model.json` of an exported model folder, checked by `runtime.read_model_json` (`BadModel`, a `PetBreedsError`, if unusable)."
+    """The `model.json` of an exported model folder, checked by `runtime.read_model_json` (`BadModel`, a
+    `PetBreedsError`, if unusable)."""
     return read_model_json(path)
 
 # %% ../nbs/32_predict.inference.ipynb #085e6523
 def _few(keys, n:int=3) -> str: return ', '.join(keys[:n]) + (f' and {len(keys) - n} more' if len(keys) > n else '')
 
 def load_weights(model:nn.Module, fn) -> nn.Module:
-    "Load the safetensors file `fn` into `model`; `PetBreedsError` naming `fn` if it is missing, unreadable, or does not fit `model`."
+    """Load the safetensors file `fn` into `model`; `PetBreedsError` naming `fn` if it is missing, unreadable, or does
+    not fit `model`."""
     fn = Path(fn)
     if not fn.is_file():
-        raise PetBreedsError(f"{fn}: missing; an exported model folder holds {MODEL_JSON} and {WEIGHTS_FILE} (copy the whole folder, or export again)")
+        raise PetBreedsError(f"{fn}: missing; an exported model folder holds {MODEL_JSON} and {WEIGHTS_FILE} (copy "
+                             f"the whole folder, or export again)")
     try: state = load_file(fn)
-    except Exception as e: raise PetBreedsError(f"{fn}: unreadable: truncated or damaged ({type(e).__name__}: {e}); copy it again, or export again") from None
+    except Exception as e:
+        raise PetBreedsError(f"{fn}: unreadable: truncated or damaged ({type(e).__name__}: {e}); copy it again, or "
+                             f"export again") from None
     own = model.state_dict()
     linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     w = f'{linears[-1]}.weight' if linears else None
     if w in state and w in own and state[w].ndim == 2 and state[w].shape[0] != own[w].shape[0]:
-        raise PetBreedsError(f"{fn}: wrong class count: its last layer ({w}) has {state[w].shape[0]} outputs, but {MODEL_JSON}'s "
+        raise PetBreedsError(f"{fn}: wrong class count: its last layer ({w}) has {state[w].shape[0]} outputs, but "
+                             f"{MODEL_JSON}'s "
                              f"vocab has {own[w].shape[0]} labels; the two files are not of the same model")
     missing, unexpected = [k for k in own if k not in state], [k for k in state if k not in own]
-    shapes = [f"{k} is {tuple(state[k].shape)}, the network's {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    shapes = [f"{k} is {tuple(state[k].shape)}, the network's {tuple(own[k].shape)}"
+              for k in own if k in state and state[k].shape != own[k].shape]
     problems = ([f"{len(missing)} tensors missing ({_few(missing)})"] if missing else []) + \
                ([f"{len(unexpected)} unexpected ({_few(unexpected)})"] if unexpected else []) + \
                ([f"{len(shapes)} of another shape ({_few(shapes)})"] if shapes else [])
@@ -90,16 +102,19 @@ def load_weights(model:nn.Module, fn) -> nn.Module:
 def _build(meta:dict, fn) -> nn.Module:
     "`build_model(meta)`, its errors naming `fn`."
     try: return build_model(meta)
-    except KeyError as e: raise PetBreedsError(f"{fn}: no {e} entry, which the {meta.get('mode', 'finetune')!r} mode needs to build its network") from None
+    except KeyError as e:
+        raise PetBreedsError(f"{fn}: no {e} entry, which the {meta.get('mode', 'finetune')!r} mode needs to build its "
+                             f"network") from None
     except PetBreedsError as e: raise type(e)(f"{fn}: {e}") from None
 
 # %% ../nbs/32_predict.inference.ipynb #fec487ee
 class PetModel:
-    "An exported model, ready to predict: the network, the vocab, the validation-time transforms and the `precision` policy (see `choose_policy`)."
+    """An exported model, ready to predict: the network, the vocab, the validation-time transforms and the `precision`
+    policy (see `choose_policy`)."""
     def __init__(self, model:nn.Module, # the network
                  meta:dict,                 # its `model.json` (vocab, sizes, normalisation)
                  device=None,               # PyTorch's device (`None`: fastai's default)
-                 precision:str='auto'):     # 'auto' is the 'predict' row of `AUTO` (bf16 where native); 'fp32' for the ONNX model's figures
+                 precision:str='auto'):     # 'auto': `AUTO['predict']`; 'fp32': the ONNX model's figures
         self.meta, self.vocab = meta, list(meta['vocab'])
         self.device = ifnone(device, default_device())
         self.policy = choose_policy(precision, self.device, 'predict')
@@ -110,7 +125,8 @@ class PetModel:
 
     @classmethod
     def load(cls, path, device=None, precision:str='auto') -> PetModel:
-        "Load an exported model folder: `model.json` + `model.safetensors`, both checked (`read_meta`, `load_weights`); never unpickles."
+        """Load an exported model folder: `model.json` + `model.safetensors`, both checked (`read_meta`,
+        `load_weights`); never unpickles."""
         path = Path(path)
         meta = read_meta(path)
         folder = path if path.is_dir() else path.parent
@@ -118,7 +134,8 @@ class PetModel:
 
     @classmethod
     def from_learner(cls, learn:Learner, device=None, source=None, precision:str='auto') -> PetModel:
-        "A fastai `Learner` of this package's recipe (as `load_learner` returns it), ready to predict: its network, vocab and image sizes (`learner_meta`)."
+        """A fastai `Learner` of this package's recipe (as `load_learner` returns it), ready to predict: its network,
+        vocab and image sizes (`learner_meta`)."""
         return cls(learn.model, learner_meta(learn, source), device, precision)
 
 # %% ../nbs/32_predict.inference.ipynb #a47b3005
@@ -130,49 +147,61 @@ class UnpicklingWarning(UserWarning):
 
 # %% ../nbs/32_predict.inference.ipynb #5c33280f
 def fastai_export(path, trust_pickle:bool=False) -> Path|None:
-    "The pickle if `path` names a fastai export (a `.pkl` file, or a folder with `export.pkl` and no `model.json`), else `None`; `PetBreedsError` for one unless `trust_pickle`."
+    """The pickle if `path` names a fastai export (a `.pkl` file, or a folder with `export.pkl` and no `model.json`),
+    else `None`; `PetBreedsError` for one unless `trust_pickle`."""
     path = Path(path)
     if path.suffix == '.pkl': fn = path
     elif path.is_dir() and not (path/MODEL_JSON).exists() and (path/PICKLE_FILE).exists(): fn = path/PICKLE_FILE
     else: return None
     if trust_pickle: return fn
     raise PetBreedsError(f"{fn}: refused: a fastai export is a pickle, and unpickling can run any code the file holds. "
-                         f"If you trust where it came from, opt in: load_model(..., trust_pickle=True), or --trust_pickle on the command line")
+                         f"If you trust where it came from, opt in: load_model(..., trust_pickle=True), or "
+                         f"--trust_pickle on the command line")
 
 # %% ../nbs/32_predict.inference.ipynb #5f22b175
 def learner_meta(learn:Learner, source=None) -> dict:
-    "What `PetModel` needs of a fastai `Learner` trained with this package's recipe: its vocab and the sizes of its `Resize` and `aug_transforms` crop; `PetBreedsError` naming `source` for another input pipeline."
-    dls, names = learn.dls, lambda tfms: sorted(type(t).__name__ for t in unfused(tfms))   # fastai's two, fused or not (an older export)
+    """What `PetModel` needs of a fastai `Learner` trained with this package's recipe: its vocab and the sizes of its
+    `Resize` and `aug_transforms` crop; `PetBreedsError` naming `source` for another input pipeline."""
+    # fastai's two, fused or not (an older export)
+    dls, names = learn.dls, lambda tfms: sorted(type(t).__name__ for t in unfused(tfms))
     vocab = list(map(str, dls.vocab))
     resize = [t for t in dls.after_item if isinstance(t, Resize)]
     crop = [t for t in unfused(dls.after_batch) if isinstance(t, RandomResizedCropGPU)]
-    other = PetBreedsError(f"{ifnone(source, 'the learner')}: its input pipeline ({', '.join(names(dls.after_item) + names(dls.after_batch))}) "
-                           f"is not this package's recipe (a square, cropping Resize, then aug_transforms(size, min_scale)), the only one PetModel rebuilds")
+    other = PetBreedsError(f"{ifnone(source, 'the learner')}: its input pipeline "
+                           f"({', '.join(names(dls.after_item) + names(dls.after_batch))}) "
+                           f"is not this package's recipe (a square, cropping Resize, then aug_transforms(size, "
+                           f"min_scale)), the only one PetModel rebuilds")
     if len(resize) != 1 or len(crop) != 1: raise other
     r, c = resize[0], crop[0]
-    if r.method != ResizeMethod.Crop or r.size[0] != r.size[1] or c.size[0] != c.size[1] or c.valid_scale != 1: raise other
-    meta = {'format': 'fastai-export', 'source': str(source) if source else None, 'mode': getattr(learn, 'mode', 'finetune'),
-            'arch': getattr(learn, 'arch_name', None), 'pretrained': bool(getattr(learn, 'pretrained', False)), 'n_out': len(vocab),
+    if r.method != ResizeMethod.Crop or r.size[0] != r.size[1] or c.size[0] != c.size[1] or c.valid_scale != 1:
+        raise other
+    meta = {'format': 'fastai-export', 'source': str(source) if source else None,
+            'mode': getattr(learn, 'mode', 'finetune'), 'arch': getattr(learn, 'arch_name', None),
+            'pretrained': bool(getattr(learn, 'pretrained', False)), 'n_out': len(vocab),
             'vocab': vocab, 'head': getattr(learn, 'head_kwargs', {}), 'normalize': norm_stats(dls),
             'label': 'species' if set(vocab) <= {'cat', 'dog'} else 'breed',
             'item_size': int(r.size[0]), 'size': int(c.size[0]), 'min_scale': float(c.min_scale), 'valid_files': []}
     item_tfms, batch_tfms = pets_transforms(meta['item_size'], meta['size'], meta['min_scale'])
-    if (names(dls.after_item), names(dls.after_batch)) != (names([*item_tfms, ToTensor()]),
-                                                           names([IntToFloatTensor(), *batch_tfms, *normalize_tfms(meta['normalize'])])): raise other
+    want_batch = [IntToFloatTensor(), *batch_tfms, *normalize_tfms(meta['normalize'])]
+    if (names(dls.after_item), names(dls.after_batch)) != (names([*item_tfms, ToTensor()]), names(want_batch)):
+        raise other
     return meta
 
 # %% ../nbs/32_predict.inference.ipynb #a31329bb
 def _unpickle(fn:Path, device=None, precision:str='auto') -> PetModel:
-    "Unpickle the fastai export `fn` with `load_learner`, after a warning naming it, as a `PetModel`; only for a file the caller trusts."
+    """Unpickle the fastai export `fn` with `load_learner`, after a warning naming it, as a `PetModel`; only for a file
+    the caller trusts."""
     if not fn.is_file(): raise PetBreedsError(f"{fn}: no such file")
-    warnings.warn(f"{fn}: unpickling a fastai export (trust_pickle=True): this runs whatever code the file holds", UnpicklingWarning, stacklevel=3)
+    warnings.warn(f"{fn}: unpickling a fastai export (trust_pickle=True): this runs whatever code the file holds",
+                  UnpicklingWarning, stacklevel=3)
     import fastai.learner
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='load_learner` uses')   # fastai's own, which names no file
             learn = fastai.learner.load_learner(fn, cpu=True)
     except Exception as e: raise PetBreedsError(f"{fn}: fastai cannot load it ({type(e).__name__}: {e})") from None
-    if not isinstance(learn, Learner): raise PetBreedsError(f"{fn}: not a fastai export (it holds a {type(learn).__name__}, not a Learner)")
+    if not isinstance(learn, Learner):
+        raise PetBreedsError(f"{fn}: not a fastai export (it holds a {type(learn).__name__}, not a Learner)")
     return PetModel.from_learner(learn, device, fn, precision)
 
 # %% ../nbs/32_predict.inference.ipynb #5e3d3f0a
@@ -180,9 +209,11 @@ def load_model(path,                 # an exported model folder, its model.json 
                device=None,          # PyTorch's device (`None`: fastai's default)
                onnx:bool=False,      # run model.onnx with onnxruntime even where PyTorch could
                trust_pickle:bool=False,  # allow unpickling a fastai export (it can run any code it holds)
-               precision:str='auto'  # PyTorch's policy: 'auto' is `AUTO['predict']` (bf16 where native); onnxruntime runs fp32
+               precision:str='auto'  # PyTorch's policy ('auto': `AUTO['predict']`); onnxruntime runs fp32
               ) -> PetModel|OnnxModel:
-    "Load an exported pet_breeds model folder (see `export_model`); its `model.onnx` with onnxruntime when `runtime.model_kind` says so; a fastai export only with `trust_pickle` (see `fastai_export`). `precision`: PyTorch's policy (`choose_policy`); onnxruntime runs fp32."
+    """Load an exported pet_breeds model folder (see `export_model`); its `model.onnx` with onnxruntime when
+    `runtime.model_kind` says so; a fastai export only with `trust_pickle` (see `fastai_export`). `precision`: PyTorch's
+    policy (`choose_policy`); onnxruntime runs fp32."""
     pkl = fastai_export(path, trust_pickle)
     if pkl is not None:
         if onnx: raise PetBreedsError(f"{pkl}: a fastai export runs with PyTorch only, not onnxruntime")
@@ -205,13 +236,15 @@ def dl(self:PetModel, images, bs:int=64) -> TfmdDL:
 def probs(self:PetModel, images,  # opened images
           bs:int=64,                # batch size
           tta:bool|None=None,       # the mean over each image and its mirror image (`None`: `runtime.TTA_DEFAULT`)
-          compile:bool=False        # through `torch.compile` (`precision.compiled`); for many images only, see `predict_many`
+          compile:bool=False        # through `torch.compile` (`precision.compiled`); see `predict_many`
          ) -> torch.Tensor:
     "Class probabilities for opened `images`, in order, shape `(n, len(vocab))`."
     if not len(images): return torch.zeros(0, len(self.vocab))
     tta, sizes = use_tta(tta), []
     def batches():
-        for (xb,) in self.dl(images, bs): sizes.append(len(xb)); yield torch.cat([xb, xb.flip(-1)]) if tta else xb
+        for (xb,) in self.dl(images, bs):
+            sizes.append(len(xb))
+            yield torch.cat([xb, xb.flip(-1)]) if tta else xb
     p = predict_batches(self.model, batches(), self.policy, (2 if tta else 1) * bs if compile else None).softmax(dim=1)
     return torch.cat([tta_mean(q, n) for q, n in zip(p.split([2 * n for n in sizes]), sizes)]) if tta else p
 
@@ -231,7 +264,8 @@ def predict(self:PetModel, item, k:int=3, tta:bool|None=None) -> list:
 # %% ../nbs/32_predict.inference.ipynb #6d770f50
 @patch
 def compile_choice(self:PetModel, n:int) -> tuple:
-    "`(compile?, the line saying why)` for predicting `n` images with this model: `precision.compile_choice` under its policy."
+    """`(compile?, the line saying why)` for predicting `n` images with this model: `precision.compile_choice` under its
+    policy."""
     return compile_choice(n, self.policy)
 
 # %% ../nbs/32_predict.inference.ipynb #2451048a
@@ -241,12 +275,13 @@ def predict_many(self:PetModel, items,  # paths, bytes or PIL images
                  bs:int=64,              # batch size
                  names=None,             # what each result's `file` says (default: the path, or 'item i')
                  tta:bool|None=None,     # as in `probs`
-                 compile:bool|None=None  # through `torch.compile`; `None`: where `compile_choice` says it pays for this many items
+                 compile:bool|None=None  # through `torch.compile`; `None`: where `compile_choice` says it pays
                 ) -> list:
-    "One dict per item, in batches: `{'file', 'top'}` or `{'file', 'error'}` for an unreadable one. `tta` as in `probs`."
+    """One dict per item, in batches: `{'file', 'top'}` or `{'file', 'error'}` for an unreadable one. `tta` as in
+    `probs`."""
     if compile is None: compile = hasattr(items, '__len__') and self.compile_choice(len(items))[0]
-    return topk_in_batches(items, lambda imgs, bs: self.probs(imgs, bs, tta=tta, compile=compile), self.topk, k, bs, names,
-                           open_item=open_image)
+    probs = lambda imgs, bs: self.probs(imgs, bs, tta=tta, compile=compile)
+    return topk_in_batches(items, probs, self.topk, k, bs, names, open_item=open_image)
 
 # %% ../nbs/32_predict.inference.ipynb #39bc5620
 def tta_option() -> Param:

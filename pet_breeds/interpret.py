@@ -11,7 +11,8 @@ import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from .core import *
 from fastai.vision.all import *
-from fastcore.script import call_parse
+from .cli import command
+from .precision import PRECISIONS
 from .data import find_layout, pets_datablock, scan_images, normalize_tfms
 from .layout import Layout, BadLayout, LabelTable, TEST_NAME
 from .inference import load_model, PetModel, trust_pickle_option
@@ -26,7 +27,10 @@ __all__ = ['per_class_scores', 'most_confused_pairs', 'PetInterpretation', 'conf
 def per_class_scores(cm, vocab) -> pd.DataFrame:
     "Support, TP, FP, FN, precision, recall and one-vs-rest accuracy per class from a confusion matrix."
     cm = np.asarray(cm)
-    tp = np.diag(cm); support = cm.sum(1); predicted = cm.sum(0); n = cm.sum()
+    tp = np.diag(cm)
+    support = cm.sum(1)
+    predicted = cm.sum(0)
+    n = cm.sum()
     fp, fn = predicted - tp, support - tp
     tn = n - tp - fp - fn
     with np.errstate(invalid='ignore', divide='ignore'):
@@ -60,7 +64,8 @@ class PetInterpretation(ClassificationInterpretation):
                      ds_idx:int=1,      # which of `learn.dls` to predict over (1: validation)
                      dl=None,           # or this `DataLoader`
                      act=None,          # activation of the outputs (`None`: the loss function's)
-                     precision:str='auto'): # 'auto' is the machine's choice (`AUTO['interpret']`); 'fp32' for figures equal on every machine
+                     precision:str='auto'): # 'auto' is the machine's choice (`AUTO['interpret']`); 'fp32' for figures
+                                            # equal on every machine
         "Predict over `dl` (default: the validation set) once."
         if dl is None: dl = learn.dls[ds_idx].new(shuffle=False, drop_last=False)
         fast = FastPath(choose_policy(precision, learn.dls.device, 'interpret'))
@@ -75,7 +80,8 @@ class PetInterpretation(ClassificationInterpretation):
         return cm
 
     def per_class(self) -> pd.DataFrame: return per_class_scores(self.confusion_matrix(), self.vocab)
-    def most_confused_df(self, min_val:int=1) -> pd.DataFrame: return most_confused_pairs(self.confusion_matrix(), self.vocab, min_val)
+    def most_confused_df(self, min_val:int=1) -> pd.DataFrame:
+        return most_confused_pairs(self.confusion_matrix(), self.vocab, min_val)
 
 # %% ../nbs/33_predict.interpret.ipynb #b9019cd9
 def confusion_layout(n_classes:int) -> dict:
@@ -101,7 +107,9 @@ def plot_confusion(interp:ClassificationInterpretation, fname=None, normalize:bo
             txt = f'{shown[i, j]:.2f}' if normalize else f'{cm[i, j]}'
             ax.text(j, i, txt, ha='center', va='center', fontsize=lay['cell_size'],
                     color='white' if shown[i, j] > thresh else 'black')
-    ax.set_xlabel('Predicted'); ax.set_ylabel('Actual'); ax.set_title(title)
+    ax.set_xlabel('Predicted')
+    ax.set_ylabel('Actual')
+    ax.set_title(title)
     return save_figure(fig, fname)
 
 # %% ../nbs/33_predict.interpret.ipynb #6e2a322c
@@ -179,12 +187,13 @@ def _all_in_both(items):
 def interpret_model(model,                 # an exported model folder (or fastai export), or a `PetModel`
                     data=None,             # the folder it was trained on, in any layout (`None`: the PETS lookup)
                     test=None,             # a folder of labelled photos (any layout) to score instead
-                    bs:int=64,             # batch size
+                    bs:int=RECIPE.bs,      # batch size
                     trust_pickle:bool=False,  # allow unpickling a fastai export (it can run any code it holds)
                     precision:str='auto',  # the interpret pass's policy: 'auto' (`AUTO['interpret']`), 'fp32' or 'bf16'
                     labels=None,           # a CSV of `file,label` rows for the folder read (`test`, else `data`)
                    ) -> PetInterpretation:
-    "A `PetInterpretation` of an exported model (path or `PetModel`) on its validation split, or on `test`; a fastai export only with `trust_pickle`."
+    """A `PetInterpretation` of an exported model (path or `PetModel`) on its validation split, or on `test`; a fastai
+    export only with `trust_pickle`."""
     pm = model if isinstance(model, PetModel) else load_model(model, trust_pickle=trust_pickle)
     meta = pm.meta
     photos = labels_to_score(meta, data, test, labels)
@@ -198,7 +207,8 @@ def interpret_model(model,                 # an exported model folder (or fastai
 # %% ../nbs/33_predict.interpret.ipynb #fcee632b
 def write_report(interp:PetInterpretation, out, k:int=9) -> dict:
     "Write `confusion.png`, `top_losses.png`, `most_confused.csv` and `per_class.csv` into `out`."
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     plot_confusion(interp, out/'confusion.png')
     plot_top_losses_grid(interp, k, out/'top_losses.png')
     interp.most_confused_df().to_csv(out/'most_confused.csv', index=False)
@@ -213,25 +223,28 @@ def plot_run(run, fname=None):
     if not isinstance(run, dict):
         p = Path(run)
         p = p/'metrics.json' if p.is_dir() else p
-        if not p.exists(): raise PetBreedsError(f"{p}: no such metrics file (pet_breeds_train writes metrics.json into --out)")
+        if not p.exists():
+            raise PetBreedsError(f"{p}: no such metrics file (pet_breeds_train writes metrics.json into --out)")
         run = json.loads(p.read_text())
     return plot_losses(run, fname)
 
 # %% ../nbs/33_predict.interpret.ipynb #cd885d1f
-@call_parse
+@command('pet_breeds_interpret', choices={'precision': PRECISIONS}, old={'--k': ['--top_losses']},
+         old_kwargs={'k': 'top_losses'})
 def interpret_main(model:str,             # exported model folder
                    data:str=None,         # the folder the model was trained on, in any layout (default: PETS lookup)
                    out:str='interpret',   # output folder
                    test:str=None,         # score this folder of labelled photos instead (any layout; split: test/)
-                   k:int=9,               # top losses to show
-                   bs:int=64,             # batch size
+                   top_losses:int=9,      # how many of the worst-predicted photos top_losses.png shows
+                   bs:int=RECIPE.bs,      # batch size
                    trust_pickle:trust_pickle_option()=False,   # the option several commands share: `inference`'s
-                   precision:str='auto',  # 'auto' (the machine's choice, 23_train.precision's `AUTO`), 'fp32' or 'bf16'; fp32 gives the same figures on every machine
+                   precision:str='auto',  # PyTorch's precision: auto (the machine's choice, 23_train.precision's
+                                          # `AUTO`), fp32 (the same figures on every machine), bf16 or fp16
                    labels:str=None):      # a CSV of file,label rows for the folder read (--test, else --data)
     "Confusion matrix, most confused pairs, top losses and per-class scores of an exported model."
     with command_errors('pet_breeds_interpret'):
-        check_range('k', k, lo=1, hi=100)   # k: one plot of k images
+        check_range('top_losses', top_losses, lo=1, hi=100)   # one plot of that many images
         check_range('bs', bs, lo=1)
-        rep = write_report(interpret_model(model, data, test, bs, trust_pickle, precision, labels), out, k)
+        rep = write_report(interpret_model(model, data, test, bs, trust_pickle, precision, labels), out, top_losses)
     print(f"{rep['images']} images, error rate {rep['error_rate']:.4f}; wrote {out}/confusion.png, top_losses.png, "
           f"most_confused.csv, per_class.csv")

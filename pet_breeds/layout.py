@@ -38,7 +38,8 @@ def check_class_name(name:str,  # a class name, as a folder or a CSV gives it
     "`name` if it can be a class and a folder name on every system (`label_problem`); else `BadLayout` naming `where`."
     problem = 'empty' if not str(name).strip() else label_problem(name)
     if problem:
-        raise BadLayout(f"{shown(where)}: class name {shown(name)!r} ({problem}); a class must be able to name a folder "
+        raise BadLayout(f"{shown(where)}: class name {shown(name)!r} ({problem}); a class must be able to name a "
+                        f"folder "
                         f"on every system (the sorter and the cleaner make one per class)")
     return name
 
@@ -53,7 +54,8 @@ def check_classes(classes,  # the class names of one layout
     for c in sorted(classes):
         other = seen.setdefault(_folded(c), c)
         if other != c:
-            raise BadLayout(f"{shown(where)}: classes {shown(other)!r} and {shown(c)!r} differ only in case (or Unicode "
+            raise BadLayout(f"{shown(where)}: classes {shown(other)!r} and {shown(c)!r} differ only in case (or "
+                            f"Unicode "
                             f"form); they would be one folder on a case-insensitive disk: rename one")
     return sorted(classes)
 
@@ -69,15 +71,15 @@ class LabelTable(DisplayedTransform):
 @dataclass
 class Layout:
     "A folder of photos as the package reads it: its `kind` (see `LAYOUTS`), every photo's label, and its split."
-    kind: str                                  # 'pets', 'folders', 'split' or 'csv'
-    root: Path                                 # the folder the photos are under
-    labels: dict                               # photo (a `Path`) -> class, for training and validation
-    label: str = 'breed'                       # PETS names: 'breed' or 'species'; other layouts: their classes
-    valid: set = None                          # the photos of a given validation set (`None`: a random split)
-    test: dict = field(default_factory=dict)   # photo -> class, from a `test/` folder: scored after training
-    folders: dict = field(default_factory=dict)   # split layouts: {'train': 'train', 'valid': 'val', ...} as on disk
-    csv: Path = None                           # the CSV of a `csv` layout
-    skipped: dict = field(default_factory=dict)   # file -> why it is left out (not an image; a name outside the pattern)
+    kind: str                                   # 'pets', 'folders', 'split' or 'csv'
+    root: Path                                  # the folder the photos are under
+    labels: dict                                # photo (a `Path`) -> class, for training and validation
+    label: str = 'breed'                        # PETS names: 'breed' or 'species'; other layouts: their classes
+    valid: set = None                           # the photos of a given validation set (`None`: a random split)
+    test: dict = field(default_factory=dict)    # photo -> class, from a `test/` folder: scored after training
+    folders: dict = field(default_factory=dict) # split layouts: {'train': 'train', 'valid': 'val', ...} as on disk
+    csv: Path = None                            # the CSV of a `csv` layout
+    skipped: dict = field(default_factory=dict) # file -> why it is left out (not an image; a name outside the pattern)
 
     @property
     def files(self) -> list: return sorted(self.labels)
@@ -92,7 +94,7 @@ class Layout:
         if self.kind == 'csv': return LabelTable(self.labels)
         return parent_label
 
-    def splitter(self, valid_pct:float=0.2, seed:int=42):
+    def splitter(self, valid_pct:float=RECIPE.valid_pct, seed:int=RECIPE.seed):
         "fastai's splitter: the given validation folder or column, else a random split."
         if self.kind == 'split' and 'valid' in self.folders:
             return GrandparentSplitter(train_name=self.folders['train'], valid_name=self.folders['valid'])
@@ -163,7 +165,8 @@ def _class_photos(folder:Path, root:Path, skipped:dict) -> list:
     return [_inside(f, root) for f in images]
 
 def _class_folders(folder:Path, root:Path, skipped:dict) -> dict:
-    "photo -> class for a folder of class folders, with no photos beside them; files that are not photos go in `skipped`."
+    """photo -> class for a folder of class folders, with no photos beside them; files that are not photos go in
+    `skipped`."""
     dirs, images, others = _entries(folder)
     skipped.update(_not_images(others))
     if images:
@@ -177,7 +180,8 @@ def _class_folders(folder:Path, root:Path, skipped:dict) -> dict:
 def _split_layout(root:Path, dirs:list, label:str, skipped:dict) -> Layout:
     names = {d.name.lower(): d for d in dirs}
     valid = [names[n] for n in VALID_NAMES if n in names]
-    if len(valid) > 1: raise BadLayout(f"{shown(root)}: two validation folders ({', '.join(d.name for d in valid)}); keep one")
+    if len(valid) > 1:
+        raise BadLayout(f"{shown(root)}: two validation folders ({', '.join(d.name for d in valid)}); keep one")
     if TRAIN_NAME not in names:
         raise BadLayout(f"{shown(root)}: split folders without a {TRAIN_NAME}/ folder (found {', '.join(names)}); "
                         f"the photos to learn from go in {TRAIN_NAME}/<class>/")
@@ -192,7 +196,8 @@ def _split_layout(root:Path, dirs:list, label:str, skipped:dict) -> Layout:
     for k in ('valid', 'test'):
         unknown = sorted(set(read.get(k, {}).values()) - classes)
         if unknown:
-            raise BadLayout(f"{shown(parts[k]/unknown[0])}: a class that {TRAIN_NAME}/ does not have; the model can only "
+            raise BadLayout(f"{shown(parts[k]/unknown[0])}: a class that {TRAIN_NAME}/ does not have; the model can "
+                            f"only "
                             f"learn classes with photos in {TRAIN_NAME}/")
     return Layout('split', root, {**read['train'], **read.get('valid', {})}, label,
                   valid=set(read['valid']) if 'valid' in read else None, test=read.get('test', {}),
@@ -207,7 +212,8 @@ def _pets_layout(root:Path, images:list, label:str, skipped:dict) -> Layout:
         try: labels[_inside(f, root)] = lab(f)
         except BadImage as e: skipped[f] = str(e).removeprefix(f'{f.name}: ')
     if not labels:
-        raise BadLayout(f"{shown(images[0])}: file name does not follow the PETS pattern '<breed>_<number>.jpg', nor does "
+        raise BadLayout(f"{shown(images[0])}: file name does not follow the PETS pattern '<breed>_<number>.jpg', nor "
+                        f"does "
                         f"any other photo in {shown(root)}, which has no class folders: put the photos in a folder per "
                         f"class (DATA/<class>/photo.jpg), or give their labels in a CSV (--labels FILE.csv)")
     return Layout('pets', root, labels, label, skipped=skipped)
@@ -221,11 +227,13 @@ def read_labels_csv(csv_file,   # a CSV with a header row holding `file` and `la
     root = Path(root).expanduser() if root is not None else csv_file.parent
     if not csv_file.is_file(): raise BadLayout(f"{shown(csv_file)}: no such CSV file")
     try: rows = list(csv.DictReader(csv_file.read_text(encoding='utf-8-sig').splitlines()))
-    except (UnicodeDecodeError, csv.Error) as e: raise BadLayout(f"{shown(csv_file)}: not a readable CSV ({e})") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise BadLayout(f"{shown(csv_file)}: not a readable CSV ({e})") from None
     columns = list(rows[0]) if rows else []
     for col in ('file', 'label'):
         if col not in columns:
-            raise BadLayout(f"{shown(csv_file)}: no {col!r} column (its columns: {', '.join(map(str, columns)) or 'none'}); "
+            raise BadLayout(f"{shown(csv_file)}: no {col!r} column (its columns: "
+                            f"{', '.join(map(str, columns)) or 'none'}); "
                             f"the first row names the columns: file,label")
     labels, valid, first = {}, set(), {}
     for i, row in enumerate(rows, start=2):   # row 1 is the header
@@ -243,9 +251,9 @@ def read_labels_csv(csv_file,   # a CSV with a header row holding `file` and `la
     return Layout('csv', root, labels, valid=valid or None, csv=csv_file)
 
 # %% ../nbs/10_data.layout.ipynb #8e521aac
-def detect_layout(path,            # the data folder
-                  labels=None,     # a CSV of `file,label` rows (overrides the detection; file names relative to `path`)
-                  label:str='breed',  # PETS file names: 'breed' or 'species'; refused for other layouts
+def detect_layout(path,              # the data folder
+                  labels=None,       # a CSV of `file,label` rows, names relative to `path` (overrides the detection)
+                  label:str='breed', # PETS file names: 'breed' or 'species'; refused for other layouts
                  ) -> Layout:
     "The `Layout` of the folder `path`, or `BadLayout` in one line naming what does not fit."
     root = Path(path).expanduser()

@@ -9,7 +9,7 @@ from pathlib import Path
 from .core import *
 from torch import nn
 from fastai.vision.all import *
-from .archs import get_arch, build_kwargs
+from .archs import get_arch, build_kwargs, ensure_weights, arch_model
 
 # %% auto #0
 __all__ = ['HEAD_KWARGS', 'MODEL_BUILDERS', 'default_learner_path', 'pets_learner', 'register_builder', 'lookup_mode',
@@ -19,23 +19,24 @@ __all__ = ['HEAD_KWARGS', 'MODEL_BUILDERS', 'default_learner_path', 'pets_learne
 HEAD_KWARGS = ('concat_pool', 'lin_ftrs', 'ps', 'first_bn', 'bn_final', 'lin_first', 'pool')
 
 def default_learner_path() -> Path:
-    "Where fastai may write (lr_find's temporary weights, `learn.save`): a `pet_breeds` folder in the temp directory, never the images."
+    "Where fastai may write (lr_find's temporary weights, `learn.save`): a temp folder `pet_breeds`, never the images."
     return Path(tempfile.gettempdir())/'pet_breeds'
 
 # %% ../nbs/21_train.learner.ipynb #d2e3bae8
 @delegates(vision_learner)
 def pets_learner(dls,                   # the `DataLoaders` to train on
-                 arch:str='resnet50',   # architecture, by name (see `ARCHS`)
+                 arch:str=RECIPE.arch,  # architecture, by name (see `ARCHS`)
                  pretrained:bool=True,  # start from the ImageNet weights
                  metrics=None,          # default: `error_rate` and `accuracy`
                  path=None,             # where the learner's files go (default: `default_learner_path()`)
                  **kwargs               # passed on to `vision_learner`
                 ) -> Learner:
-    "A `vision_learner` on `dls` with `arch` by name, `error_rate` and `accuracy`; files go under `path`, not the images."
+    "A `vision_learner` on `dls` with `arch` by name, `error_rate` and `accuracy`; files go to `path`, not the images."
     spec = get_arch(arch)
-    if pretrained: spec.family.ensure_weights(spec)   # a missing file is a WeightsNotFound naming it, before fastai tries
+    if pretrained: ensure_weights(spec)   # a missing file is a WeightsNotFound naming it, before fastai tries
     kwargs = {'path': ifnone(path, default_learner_path()), **build_kwargs(spec, pretrained), **kwargs}
-    learn = vision_learner(dls, spec.model, pretrained=pretrained, metrics=ifnone(metrics, [error_rate, accuracy]), **kwargs)
+    metrics = ifnone(metrics, [error_rate, accuracy])
+    learn = vision_learner(dls, spec.model, pretrained=pretrained, metrics=metrics, **kwargs)
     learn.arch_name, learn.pretrained, learn.mode = spec.name, pretrained, 'finetune'
     learn.head_kwargs = {k: kwargs[k] for k in HEAD_KWARGS if k in kwargs}
     return learn
@@ -45,12 +46,14 @@ MODEL_BUILDERS = {}
 
 def register_builder(mode:str):
     "Decorator: `f(meta) -> nn.Module` builds the untrained network of the models that `mode` exports."
-    def _reg(f): MODEL_BUILDERS[mode] = f; return f
+    def _reg(f):
+        MODEL_BUILDERS[mode] = f
+        return f
     return _reg
 
 # %% ../nbs/21_train.learner.ipynb #957216b8
 def lookup_mode(registry:dict, mode:str, what:str='mode'):
-    "`registry[mode]`, importing the module `pet_breeds.<mode>` (where a mode registers itself) on first use; `UnknownChoice` if absent."
+    "`registry[mode]`, importing `pet_breeds.<mode>` (where a mode registers itself) on first use, or `UnknownChoice`."
     if mode not in registry and str(mode).isidentifier():
         name = f'pet_breeds.{mode}'
         try: importlib.import_module(name)
@@ -67,8 +70,7 @@ def model_builder(mode:str):
 @register_builder('finetune')
 def finetune_model(meta:dict) -> nn.Module:
     "`vision_learner`'s network (body + fastai head) for `meta`'s arch, head settings and class count, without weights."
-    arch = get_arch(meta['arch'])
-    return arch.family.create_model(arch, meta['n_out'], pretrained=False, **meta.get('head', {}))
+    return arch_model(meta['arch'], meta['n_out'], pretrained=False, **meta.get('head', {}))
 
 # %% ../nbs/21_train.learner.ipynb #abe762f8
 def build_model(meta:dict) -> nn.Module:

@@ -35,7 +35,8 @@ def model_folder(path) -> Path:
 
 # %% ../nbs/31_predict.runtime.ipynb #6dbb80ee
 def read_model_json(path) -> dict:
-    "The checked `model.json` of the model at `path` (a folder, its `model.json` or its `model.onnx`); `BadModel` if unusable."
+    """The checked `model.json` of the model at `path` (a folder, its `model.json` or its `model.onnx`); `BadModel` if
+    unusable."""
     path = Path(path)
     fn = path if path.suffix == '.json' else model_folder(path)/MODEL_JSON
     if not fn.exists(): raise BadModel(f"{path}: not an exported pet_breeds model (no model.json)")
@@ -47,12 +48,16 @@ def read_model_json(path) -> dict:
         raise BadModel(f"{fn}: " + ("no format_version" if v is None else f"unknown format version {v!r}") +
                        f" (this pet_breeds reads versions 1 to {FORMAT_VERSION}); export the model again")
     if meta.get('format_version', 0) > FORMAT_VERSION:
-        raise BadModel(f"{fn}: format version {meta['format_version']} is newer than this pet_breeds reads; upgrade pet_breeds")
+        raise BadModel(f"{fn}: format version {meta['format_version']} is newer than this pet_breeds reads; upgrade "
+                       f"pet_breeds")
     why = meta_problem(meta)   # every entry's type and range, before anything is built from them
-    if why: raise BadModel(f"{fn}: {why}; the file is damaged or was not written by export_model (export the model again)")
+    if why:
+        raise BadModel(f"{fn}: {why}; the file is damaged or was not written by export_model (export the model again)")
     for label in meta['vocab']:
         why = label_problem(label)
-        if why: raise BadModel(f"{fn}: the label {label!r} in 'vocab' cannot name a folder ({why}); rename the class and train again")
+        if why:
+            raise BadModel(f"{fn}: the label {label!r} in 'vocab' cannot name a folder ({why}); rename the class and "
+                           f"train again")
     return meta
 
 # %% ../nbs/31_predict.runtime.ipynb #0a1943db
@@ -83,7 +88,8 @@ def preprocess_spec(meta:dict) -> dict:
 
 # %% ../nbs/31_predict.runtime.ipynb #445b2676
 def crop_resize(im:Image.Image, size:int) -> Image.Image:
-    "The largest centred square of `im`, resized to `size` x `size` with PIL's bilinear filter (fastai's validation `Resize`)."
+    """The largest centred square of `im`, resized to `size` x `size` with PIL's bilinear filter (fastai's validation
+    `Resize`)."""
     w, h = im.size
     m = w/size if w/size < h/size else h/size
     cw, ch = int(m*size), int(m*size)
@@ -103,7 +109,8 @@ def area_matrix(n_in:int, n_out:int) -> np.ndarray:
 def bilinear_matrix(n_in:int, n_out:int) -> np.ndarray:
     "`(n_out, n_in)` weights of bilinear resampling with `align_corners=True` along one axis."
     x = np.linspace(0, n_in-1, n_out) if n_out > 1 else np.zeros(1)
-    i0 = np.clip(np.floor(x).astype(int), 0, n_in-1); f = x - i0
+    i0 = np.clip(np.floor(x).astype(int), 0, n_in-1)
+    f = x - i0
     B = np.zeros((n_out, n_in))
     np.add.at(B, (np.arange(n_out), i0), 1-f)
     np.add.at(B, (np.arange(n_out), np.minimum(i0+1, n_in-1)), f)
@@ -122,8 +129,8 @@ class Preprocess:
     def __init__(self, spec:dict):
         self.spec, self.R = spec, resize_matrix(spec)
         norm = spec.get('normalize')
-        self.mean, self.std = ((np.asarray(norm['mean'], np.float32)[:, None, None], np.asarray(norm['std'], np.float32)[:, None, None])
-                               if norm else (None, None))
+        stat = lambda k: np.asarray(norm[k], np.float32)[:, None, None]
+        self.mean, self.std = (stat('mean'), stat('std')) if norm else (None, None)
 
     def one(self, im:Image.Image) -> np.ndarray:
         "One image as a `(3, size, size)` array."
@@ -133,7 +140,8 @@ class Preprocess:
 
     def __call__(self, images) -> np.ndarray:
         s = self.spec['resize']['size']
-        return np.stack([self.one(im) for im in images]).astype(np.float32) if len(images) else np.zeros((0, 3, s, s), np.float32)
+        if not len(images): return np.zeros((0, 3, s, s), np.float32)
+        return np.stack([self.one(im) for im in images]).astype(np.float32)
 
 # %% ../nbs/31_predict.runtime.ipynb #2e5717e4
 def _item_name(i:int, o) -> str: return str(o) if isinstance(o, (str, Path)) else f'item {i}'
@@ -147,18 +155,23 @@ def topk_in_batches(items,            # paths, bytes or PIL images
                     open_item=read_rgb,  # `open_item(item, name)`: the opened image, or raises `bad`
                     bad=BadImage      # the exception that makes an item an `error` rather than a crash
                    ) -> list:
-    "Open `items` in chunks of `bs` with `open_item`, run `probs` on the readable ones, and return `{'file', 'top'}` or `{'file', 'error'}` per item."
+    """Open `items` in chunks of `bs` with `open_item`, run `probs` on the readable ones, and return `{'file', 'top'}`
+    or `{'file', 'error'}` per item."""
     items = list(items)
     names = list(names) if names is not None else [_item_name(i, o) for i, o in enumerate(items)]
     res = []
     for i in range(0, len(items), bs):
         chunk, good, imgs = [], [], []
         for name, item in zip(names[i:i+bs], items[i:i+bs]):
-            try: imgs.append(open_item(item, name)); good.append(len(chunk)); chunk.append({'file': name})
+            try:
+                imgs.append(open_item(item, name))
+                good.append(len(chunk))
+                chunk.append({'file': name})
             except bad as e: chunk.append({'file': name, 'error': str(e)})
         for j, p in zip(good, probs(imgs, bs)):
             if not math.isfinite(float(p.sum())):   # a damaged model: its "nan%" is no prediction, and no file is fine
-                raise BadModel(f"{chunk[j]['file']}: the model computed NaN probabilities; its weights are damaged (export it again)")
+                raise BadModel(f"{chunk[j]['file']}: the model computed NaN probabilities; its weights are damaged "
+                               f"(export it again)")
             chunk[j]['top'] = topk(p, k)
         res += chunk
     return res
@@ -184,10 +197,11 @@ def print_results(results, as_json:bool=False) -> bool:
 
 # %% ../nbs/31_predict.runtime.ipynb #49ed086b
 TTA_HELP = ("average each image's probabilities with its mirror image's (test-time augmentation); "
-            "neither --tta nor --no-tta: pet_breeds.runtime.TTA_DEFAULT")
+            "neither --tta nor --no_tta: pet_breeds.runtime.TTA_DEFAULT")
 TRUST_PICKLE_HELP = ("load MODEL even if it is a fastai export (export.pkl): unpickling it runs any code it holds, "
                      "so only for files you trust")
-PRECISION_HELP = ("PyTorch's precision (onnxruntime runs fp32): auto, the default, bf16 where the CPU or GPU computes it "
+PRECISION_HELP = ("PyTorch's precision (onnxruntime runs fp32): auto, the default, bf16 where the CPU or GPU computes "
+                  "it "
                   "natively (faster; the same top-1 as fp32 on real photos, probabilities within 0.1), else fp32; "
                   "fp32, the same figures as the ONNX model on any machine; bf16; fp16")
 
@@ -222,14 +236,17 @@ class OnnxModel:
 
     @classmethod
     def load(cls, path, threads:int=0, precision:str='fp32') -> OnnxModel:
-        "Load the model at `path` (its folder or its `model.onnx`); `threads=0` lets onnxruntime choose; it runs fp32 (`precision` 'fp32' or 'auto')."
+        """Load the model at `path` (its folder or its `model.onnx`); `threads=0` lets onnxruntime choose; it runs fp32
+        (`precision` 'fp32' or 'auto')."""
         path = Path(path)
         if precision not in ('fp32', 'auto'):
-            raise BadModel(f"{path}: onnxruntime runs this model in fp32, not {precision}; drop the precision or run the model with PyTorch")
+            raise BadModel(f"{path}: onnxruntime runs this model in fp32, not {precision}; drop the precision or run "
+                           f"the model with PyTorch")
         fn = path if path.suffix == '.onnx' else model_folder(path)/ONNX_FILE
         meta = read_model_json(path)
         if not fn.exists():
-            raise BadModel(f"{fn}: no ONNX model here; write one where PyTorch is installed: pet_breeds_export {model_folder(path)} --onnx")
+            raise BadModel(f"{fn}: no ONNX model here; write one where PyTorch is installed: pet_breeds_export "
+                           f"{model_folder(path)}")
         try: import onnxruntime as ort
         except ImportError: raise BadModel("running model.onnx needs onnxruntime: pip install onnxruntime") from None
         opts = ort.SessionOptions()
@@ -241,7 +258,8 @@ class OnnxModel:
     def _run(self, x:np.ndarray) -> np.ndarray: return self.session.run([self.output_name], {self.input_name: x})[0]
 
     def probs(self, images, bs:int=64, tta:bool|None=None) -> np.ndarray:
-        "Class probabilities for opened `images`, in order, shape `(n, len(vocab))`; `tta`: the mean over each image and its mirror image (`None`: `TTA_DEFAULT`)."
+        """Class probabilities for opened `images`, in order, shape `(n, len(vocab))`; `tta`: the mean over each image
+        and its mirror image (`None`: `TTA_DEFAULT`)."""
         images, tta, out = list(images), use_tta(tta), []
         for i in range(0, len(images), bs):
             x = self.preprocess(images[i:i+bs])

@@ -9,28 +9,32 @@ from collections import Counter
 from pathlib import Path
 from .core import *
 from fastai.vision.all import *
-from fastcore.script import call_parse
+from .cli import Command, Option, command
 from .data import pets_dataloaders, pets_images_path, sample_path, find_layout, scan_images, ENV_VAR
-from .archs import get_arch, weights_note, weights_here
-from .probe_cv import wilson_interval, PROBE_FOLDS
+from .archs import ARCHS, get_arch, weights_note, weights_here
+from .probe_cv import wilson_interval
 from . import cut, features, probe   # the built-in modes, which register themselves
 from .atomic import write_atomic
-from .precision import choose_policy
+from .precision import PRECISIONS, choose_policy
 from .checkpoint import BadCheckpoint, CHECKPOINT_LAYOUT, unowned, remove_owned
 from .runtime import MODEL_JSON, WEIGHTS_FILE, ONNX_FILE
-from .train import TRAINERS, TrainSpec, get_mode, plot_losses, check_lr_find_its
+from .train import (TRAINERS, RECIPE_MODE, TrainSpec, get_mode, mode_options, plot_losses, check_lr_find_its,
+                              lr_find_iterations)
 from .inference import export_model, load_model
 from .interpret import PetInterpretation, plot_confusion
-from .distrib import (init_distributed, leave_distributed, is_distributed, is_main, world_size, backend, gather, on_main,
-                                 weights_digest, launch_command, without_option)
+from .estimate import format_duration
+from .distrib import (init_distributed, leave_distributed, is_distributed, is_main, world_size, backend,
+                                gather, on_main, weights_digest, launch_command, without_option)
 
 # %% auto #0
-__all__ = ['OPTION_RANGES', 'RUN_LAYOUT', 'SETTINGS', 'FULL_RECIPE', 'mode_choices', 'check_options', 'check_writable',
-           'save_run_options', 'saved_run_options', 'check_same_images', 'check_out', 'find_images', 'score_test',
-           'train_pets', 'write_run', 'run_summary', 'main']
+__all__ = ['OPTION_RANGES', 'RUN_LAYOUT', 'PETS_DOWNLOAD', 'CPU_EFFICIENCY', 'HOURS_ON_CPU', 'SETTINGS', 'FULL_RECIPE',
+           'mode_choices', 'check_options', 'check_mode_options', 'check_writable', 'save_run_options',
+           'saved_run_options', 'check_same_images', 'check_out', 'find_images', 'score_test', 'machine_gflops',
+           'run_gflop', 'plan_text', 'train_pets', 'write_run', 'trained_report', 'run_summary', 'TrainCommand', 'main']
 
 # %% ../nbs/44_modes.train_cli.ipynb #8361b987
-def mode_choices(want:str=None, # a mode asked for: its module `pet_breeds.<want>` is imported first, where a new mode registers
+def mode_choices(want:str=None, # a mode asked for: its module `pet_breeds.<want>` is imported first, where a new mode
+                                # registers
                 ) -> tuple:
     "What `--mode` takes: 'auto' (chosen by images per class) and every registered mode (see `26_train`)."
     if want not in (None, 'auto'):
@@ -40,22 +44,44 @@ def mode_choices(want:str=None, # a mode asked for: its module `pet_breeds.<want
 
 # %% ../nbs/44_modes.train_cli.ipynb #7552717d
 OPTION_RANGES = {   # option: the `Range` its value must be in; an option left out (None) takes its default
-    'bs': Range(1, 4096), 'epochs': Range(0, 10_000), 'freeze_epochs': Range(0, 10_000), 'folds': Range(2, 100),
-    'size': Range(16, 2048), 'item_size': Range(16, 4096),   # a side in pixels: 4096 is already 200 MB a float image
-    'num_workers': Range(0, 256), 'seed': Range(0, 2**32 - 1), 'lr_find_its': Range(1, 100_000), 'holdout': Range(0, 100_000),
-    'lr': Range(above=0, whole=False), 'min_scale': Range(above=0, hi=1, whole=False), 'lr_max': Range(above=0, whole=False, n=2),
+    'bs': Range(1, 4096),
+    'epochs': Range(0, 10_000),
+    'freeze_epochs': Range(0, 10_000),
+    'size': Range(16, 2048),
+    'item_size': Range(16, 4096),   # a side in pixels: 4096 is already 200 MB a float image
+    'num_workers': Range(0, 256),
+    'seed': Range(0, 2**32 - 1),
+    'lr_find_its': Range(1, 100_000),
+    'lr': Range(above=0, whole=False),
+    'min_scale': Range(above=0, hi=1, whole=False),
+    'lr_max': Range(above=0, whole=False, n=2),
     'valid_pct': Range(above=0, below=1, whole=False)}
-_TYPES = {'str': (str, os.PathLike), 'bool': bool, 'int': int, 'float': (int, float)}   # a folder may be given as a Path
+# a folder may be given as a Path
+_TYPES = {'str': (str, os.PathLike), 'bool': bool, 'int': int, 'float': (int, float)}
 
 def check_options(opts:dict):
-    "`BadOptions` naming the first of `opts` (`train_pets`'s arguments) of the wrong type, or `OutOfRange` the first out of its range."
-    params = inspect.signature(train_pets).parameters
+    """`BadOptions` naming the first of `opts` (`train_pets`'s arguments, a mode's own among them) of the wrong type, or
+    `OutOfRange` the first out of its range."""
+    params, own = inspect.signature(train_pets).parameters, mode_options()
     for k, v in opts.items():
-        if k not in params or k.startswith('_'): raise BadOptions(f"unknown option {k!r}")
+        if k in own and k not in params:
+            own[k][0].check(k, v)   # the mode's declared type and range
+            continue
+        if k not in params or k.startswith('_') or k == 'options': raise BadOptions(f"unknown option {k!r}")
         want = _TYPES.get(str(params[k].annotation))
-        if v is not None and want and (not isinstance(v, want) or isinstance(v, bool) != (want is bool)): raise BadOptions(f"--{k} must be of type {params[k].annotation}, not {v!r}")
+        if v is not None and want and (not isinstance(v, want) or isinstance(v, bool) != (want is bool)):
+            raise BadOptions(f"--{k} must be of type {params[k].annotation}, not {v!r}")
         if k == 'lr_find_its' and v is not None: check_lr_find_its(v)   # it says why fewer cannot work
         if v is not None and k in OPTION_RANGES: OPTION_RANGES[k].check(k, v)
+
+def check_mode_options(mode:str,   # the mode chosen
+                       opts:dict,  # the modes' own options, as given (None: not given)
+                      ):
+    "`BadOptions` naming the first of `opts` given that `mode` does not read, and the modes that do."
+    reads, own = get_mode(mode).options, mode_options()
+    for k, v in opts.items():
+        if v is not None and k not in reads:
+            raise BadOptions(f"--{k} is read by --mode {', '.join(own[k][1])}, not by --mode {mode}; leave it out")
 
 # %% ../nbs/44_modes.train_cli.ipynb #408e259c
 def check_writable(out):
@@ -63,7 +89,8 @@ def check_writable(out):
     try:
         Path(out).mkdir(parents=True, exist_ok=True)
         test = Path(out)/f'.write-test-{os.getpid()}'   # one per process: several may check at once
-        write_atomic(test, b'ok'); test.unlink()
+        write_atomic(test, b'ok')
+        test.unlink()
     except OSError as e: raise BadOptions(f"{out}: cannot write the run's output there ({e.strerror or e})") from e
 
 def _images_fingerprint(dls) -> str:
@@ -80,31 +107,41 @@ def save_run_options(out, args:dict, dls):
     "Write the options of a run starting in `out` and its images' fingerprint, for `--resume`."
     (Path(out)/'checkpoints').mkdir(parents=True, exist_ok=True)
     args = {**{k: _plain(v) for k, v in args.items()}, 'data': str(Path(dls.path).resolve())}
-    write_atomic(Path(out)/'checkpoints'/'run.json', json.dumps({'options': args, 'images': _images_fingerprint(dls)}, indent=1))
+    record = {'options': args, 'images': _images_fingerprint(dls)}
+    write_atomic(Path(out)/'checkpoints'/'run.json', json.dumps(record, indent=1))
 
 def saved_run_options(out) -> dict:
-    "The options of the interrupted run in `out`, checked as the command's are; `BadCheckpoint` naming the file if unusable."
+    """The options of the interrupted run in `out`, checked as the command's are; `BadCheckpoint` naming the file if
+    unusable."""
     f = Path(out)/'checkpoints'/'run.json'
     if not f.exists(): raise BadCheckpoint(f"{out}: no interrupted run to resume here ({f} does not exist)")
     try:
         opts = json.loads(f.read_text())['options']
-        if not isinstance(opts, dict) or opts.get('resume') is not None: raise BadOptions("'options' is not an object, or names a run to resume")
+        if not isinstance(opts, dict) or opts.get('resume') is not None:
+            raise BadOptions("'options' is not an object, or names a run to resume")
+        reads = get_mode(opts['mode']).options if 'mode' in opts else {}
+        # earlier releases saved every mode's options, not only its own
+        opts = {k: v for k, v in opts.items() if k in reads or k not in mode_options()}
         check_options({k: v for k, v in opts.items() if k != 'resume'})
         return opts
     except (ValueError, KeyError, TypeError, RecursionError) as e:   # BadOptions is a ValueError
-        raise BadCheckpoint(f"{f}: unusable, edited or damaged ({e}); start a new run instead (another --out)") from None
+        raise BadCheckpoint(f"{f}: unusable, edited or damaged ({e}); start a new run instead "
+                            "(another --out)") from None
 
 def check_same_images(out, dls):
     "Stop a resume whose images differ from those the run began with."
     saved = json.loads((Path(out)/'checkpoints'/'run.json').read_text())['images']
     if saved != _images_fingerprint(dls):
-        raise BadCheckpoint(f"{dls.path}: the images changed since the run in {out} began; resuming would mix two datasets. Start a new run instead (another --out).")
+        raise BadCheckpoint(f"{dls.path}: the images changed since the run in {out} began; resuming would mix two "
+                            "datasets. Start a new run instead (another --out).")
 
 # %% ../nbs/44_modes.train_cli.ipynb #d7d195e1
 RUN_LAYOUT = (('metrics.json', 'loss.png', 'confusion.png', 'lr_find.png', 'predictions.csv', '.write-test-*'),
               {'model': ((MODEL_JSON, WEIGHTS_FILE, ONNX_FILE), {}), 'checkpoints': CHECKPOINT_LAYOUT})
 
-def _few(paths, root) -> str: return ', '.join(shown(p.relative_to(root)) for p in paths[:3]) + (f' and {len(paths) - 3} more' if len(paths) > 3 else '')
+def _few(paths, root) -> str:
+    more = f' and {len(paths) - 3} more' if len(paths) > 3 else ''
+    return ', '.join(shown(p.relative_to(root)) for p in paths[:3]) + more
 
 def check_out(out,                   # the run's output folder
               data,                  # the folder of images it trains on
@@ -113,28 +150,42 @@ def check_out(out,                   # the run's output folder
              ):
     "`BadOptions`, before any work, where writing the run to `out` could lose what is there (see above)."
     out, o, d = Path(out), Path(out).resolve(), Path(data).resolve()
-    if o == d or d in o.parents: raise BadOptions(f"{shown(out)}: the output folder is inside the images folder {shown(data)}, where the next run would read its files as images; choose an --out outside it")
-    if o in d.parents: raise BadOptions(f"{shown(out)}: the images folder {shown(data)} is inside it; choose an --out of its own")
-    if out.exists() and not out.is_dir(): raise BadOptions(f"{shown(out)}: exists and is not a folder; choose a folder with --out")
+    if o == d or d in o.parents:
+        raise BadOptions(f"{shown(out)}: the output folder is inside the images folder {shown(data)}, where the next "
+                         "run would read its files as images; choose an --out outside it")
+    if o in d.parents:
+        raise BadOptions(f"{shown(out)}: the images folder {shown(data)} is inside it; choose an --out of its own")
+    if out.exists() and not out.is_dir():
+        raise BadOptions(f"{shown(out)}: exists and is not a folder; choose a folder with --out")
     foreign = unowned(o, RUN_LAYOUT)
-    if foreign and not overwrite: raise BadOptions(f"{shown(out)}: holds files pet_breeds did not write ({_few(foreign, o)}); choose a new or empty folder with --out, or add --overwrite to write the run there (your files stay)")
-    clash = [p for p in foreign if p == o/'model' or o/'checkpoints' in (p, *p.parents) or p.name in RUN_LAYOUT[0] + RUN_LAYOUT[1]['model'][0]]
-    if clash: raise BadOptions(f"{shown(out)}: the run would replace files pet_breeds did not write ({_few(clash, o)}), even with --overwrite; move them, or choose another --out")
-    if not (resuming or overwrite) and (o/'checkpoints'/'latest.json').is_file(): raise BadOptions(f"{shown(out)}: holds an interrupted run; continue it with --resume {shown(out)}, or add --overwrite to start again there")
+    if foreign and not overwrite:
+        raise BadOptions(f"{shown(out)}: holds files pet_breeds did not write ({_few(foreign, o)}); choose a new or "
+                         "empty folder with --out, or add --overwrite to write the run there (your files stay)")
+    ours = RUN_LAYOUT[0] + RUN_LAYOUT[1]['model'][0]
+    clash = [p for p in foreign if p == o/'model' or o/'checkpoints' in (p, *p.parents) or p.name in ours]
+    if clash:
+        raise BadOptions(f"{shown(out)}: the run would replace files pet_breeds did not write ({_few(clash, o)}), "
+                         "even with --overwrite; move them, or choose another --out")
+    if not (resuming or overwrite) and (o/'checkpoints'/'latest.json').is_file():
+        raise BadOptions(f"{shown(out)}: holds an interrupted run; continue it with --resume {shown(out)}, or add "
+                         "--overwrite to start again there")
 
 # %% ../nbs/44_modes.train_cli.ipynb #b301f343
+PETS_DOWNLOAD = "800 MB"   # what `untar_data(URLs.PETS)` fetches
+
 def find_images(data=None,          # a folder in any layout, 'sample', or `None` (PETS, else the bundled sample)
                 labels=None,        # a CSV of `file,label` rows (overrides the folder's layout)
                 label:str='breed',  # PETS names: 'breed' or 'species'
+                download:bool=False,  # fetch PETS when it is not on this machine (else: the bundled sample)
                ) -> tuple:
     "`(layout, where it came from)`: `data`'s `Layout`, else PETS (see `pets_images_path`), else the bundled sample."
     if str(data) == 'sample':
         return find_layout(sample_path(), label=label), 'the bundled sample (pets-37x10, downsized), as asked'
     if labels is not None: return find_layout(data, labels, label), 'the CSV you named'
     if data is not None or os.environ.get(ENV_VAR): return find_layout(data, label=label), 'the folder you named'
-    try: folder, source = pets_images_path(None), 'PETS (the Oxford-IIIT Pet images)'
+    try: folder, source = pets_images_path(None, download=download), 'PETS (the Oxford-IIIT Pet images)'
     except DataNotFound as e:
-        why = str(e).splitlines()[0]
+        why = str(e).splitlines()[0] if download else f"not in fastai's cache; --yes downloads it, {PETS_DOWNLOAD}"
         folder, source = sample_path(), f"the bundled sample (pets-37x10, downsized): PETS is not here ({why})"
     return find_layout(folder, label=label), source
 
@@ -151,53 +202,121 @@ def score_test(model_dir,   # the exported model
     return {'folder': layout.folders['test'], 'images': len(right), 'unreadable': len(files) - len(right),
             'correct': int(sum(right)), 'accuracy': float(np.mean(right)) if right else None}
 
-# %% ../nbs/44_modes.train_cli.ipynb #5e5247c8
-SETTINGS = ('arch', 'pretrained', 'freeze_epochs', 'epochs', 'lr', 'lr_max', 'bs', 'size', 'item_size', 'min_scale', 'label',
-            'seed', 'valid_pct', 'mode', 'precision', 'compile', 'train_bn')   # recorded in metrics.json, with the mode's own options
+# %% ../nbs/44_modes.train_cli.ipynb #aab450de
+CPU_EFFICIENCY = 0.8    # the measured fp32 matmul rate's share a training step reaches (set against 71_bench's runs)
+HOURS_ON_CPU = 3600.    # a CPU run estimated longer than this asks for --yes
 
-def train_pets(data:str=None,              # folder of photos in any layout (see `find_images`), or 'sample' (default: $PET_BREEDS_DATA, fastai's cache, a download, else the bundled sample)
+def machine_gflops(seconds:float=0.2, # how long to measure
+                  ) -> float:
+    "This CPU's float32 matrix-multiply rate in GFLOP/s, as PyTorch's threads reach it, measured for about `seconds`."
+    a, b = torch.randn(512, 512), torch.randn(512, 512)
+    a @ b   # the first call sets up the threads
+    n, t0 = 0, time.perf_counter()
+    while (dt := time.perf_counter() - t0) < seconds:
+        a @ b
+        n += 1
+    return n * 2 * 512**3 / dt / 1e9
+
+def run_gflop(mode:str,                              # the mode chosen
+              arch:str,                              # the architecture (a mode may count its own: `Mode.gflop`)
+              n_images:int,                          # images in the folder
+              size:int=None,                         # input size (default: the architecture's)
+              valid_pct:float=RECIPE.valid_pct,      # validation share
+              freeze_epochs:int=RECIPE.freeze_epochs,
+              epochs:int=RECIPE.epochs,
+              bs:int=RECIPE.bs,
+              lr_find_its:int=None,                  # lr_find's batches (default: `train.lr_find_iterations`)
+              lr:float=None,                         # stage 1's rate: given, lr_find does not run
+             ) -> float:
+    "The GFLOP a run costs: forward passes for validation and features, about three per image for a training step."
+    f = lambda a: (ifnone(get_arch(a).gflops, get_arch(RECIPE.arch).gflops)
+                   * (ifnone(size, get_arch(a).size) / get_arch(a).size) ** 2)
+    cost = get_mode(mode).gflop   # a mode that does not fine-tune counts its own (the body once per image, ...)
+    if cost: return cost(n_images, f, arch)
+    n_train = n_images * (1 - valid_pct)
+    n_valid = n_images - n_train
+    stage1 = 1.3 * n_train + n_valid   # the body frozen: its backward pass is skipped
+    its = ifnone(lr_find_its, lr_find_iterations(math.ceil(n_train / bs), freeze_epochs + epochs))
+    if lr is not None: its = 0
+    return f(arch) * (1.3 * its * bs + freeze_epochs * stage1 + epochs * (3 * n_train + n_valid))
+
+# %% ../nbs/44_modes.train_cli.ipynb #71ce7e32
+def plan_text(source:str,        # where the images came from (`find_images`)
+              n_images:int,      # how many
+              mode:str,          # the mode chosen
+              why:str,           # and why
+              arch:str|None,     # the architecture (`None`: the mode's choice)
+              pretrained:bool,   # ImageNet weights or random ones
+              seconds,           # the estimate on this CPU, or `None` on a GPU
+             ) -> str:
+    "The plan a run prints before it downloads or trains: data, weights, recipe, estimate."
+    if not pretrained: weights = 'random weights, as asked'
+    elif get_mode(mode).own_weights: weights = get_mode(mode).own_weights
+    else: weights = (f"{arch}'s ImageNet weights: " + ('here' if weights_here(arch) else 'not here; downloaded first'))
+    when = (f"about {format_duration(seconds)} on this machine's CPU ({os.cpu_count()} cores)" if seconds is not None
+            else 'on the GPU: printed after the first batches')
+    return '\n'.join([f"plan: data: {n_images} images from {source}", f"plan: weights: {weights}",
+                      f"plan: recipe: --mode {mode}: {why}", f"plan: estimate: {when}"])
+
+# %% ../nbs/44_modes.train_cli.ipynb #5e5247c8
+SETTINGS = ('arch', 'pretrained', 'freeze_epochs', 'epochs', 'lr', 'lr_max', 'bs', 'size', 'item_size', 'min_scale',
+            # recorded in metrics.json, with the mode's own options
+            'label', 'seed', 'valid_pct', 'mode', 'precision', 'compile', 'train_bn')
+
+def train_pets(data:str=None,              # folder of photos in any layout (see `find_images`), or 'sample' (default:
+                                           # $PET_BREEDS_DATA, fastai's cache, a download with --yes, else the bundled
+                                           # sample)
                out:str='runs/pets',        # output folder
-               labels:str=None,            # a CSV of file,label rows, as fastai's from_csv reads it (overrides the folder's layout)
-               arch:str=None,              # architecture, by name (see `ARCHS`; default: resnet50, or for the probe the backbones it chooses from)
-               pretrained:bool=True,       # start from ImageNet weights (--no-pretrained: random weights, the architecture only)
-               mode:str='auto',            # auto (by images per class) or a registered mode: finetune (two stages), probe (frozen backbones + logistic regression), features, cut
-               freeze_epochs:int=3,        # finetune: stage 1 epochs, body frozen
-               epochs:int=10,              # finetune: stage 2 epochs, unfrozen; features and cut: the head's epochs
+               labels:str=None,            # a CSV of file,label rows, as fastai's from_csv reads it (overrides the
+                                           # folder's layout)
+               arch:str=None,              # architecture, by name (see `ARCHS`; default: resnet50, or for the probe the
+                                           # backbones it chooses from)
+               pretrained:bool=True,       # start from ImageNet weights (--no_pretrained: random weights, the
+                                           # architecture only)
+               mode:str='auto',            # auto (by images per class) or a registered mode (see `26_train`):
+                                           # finetune (two stages), probe (frozen backbones + logistic regression), ...
+               freeze_epochs:int=RECIPE.freeze_epochs,  # finetune: stage 1 epochs, body frozen
+               epochs:int=RECIPE.epochs,   # finetune: stage 2 epochs, unfrozen; features and cut: the head's epochs
                lr:float=None,              # stage 1 learning rate (omitted: lr_find's valley)
-               lr_max=(1e-5, 1e-3),        # finetune: stage 2's discriminative learning rates, first and last group
-               bs:int=64,                  # batch size
+               lr_max=RECIPE.lr_max,       # finetune: stage 2's discriminative learning rates, first and last group
+               bs:int=RECIPE.bs,           # batch size
                size:int=None,              # training image size (default: the architecture's, 224 or 299)
-               item_size:int=460,          # per-item resize before augmentation
-               min_scale:float=0.75,       # smallest crop of the random resized crop, as a fraction of the image
+               item_size:int=RECIPE.item_size,    # per-item resize before augmentation
+               min_scale:float=RECIPE.min_scale,  # smallest crop of the random resized crop, as a fraction of the image
                label:str='breed',          # what to predict: breed or species
-               seed:int=42,                # random seed: the validation split and the initial weights of new layers
-               valid_pct:float=0.2,        # validation fraction
+               seed:int=RECIPE.seed,       # random seed: the validation split and the initial weights of new layers
+               valid_pct:float=RECIPE.valid_pct,  # validation fraction
                num_workers:int=None,       # data loader workers (default: one fewer than the CPU cores, at most 8)
                lr_find_its:int=None,       # lr_find iterations (default: fastai's 100, fewer on a small folder)
-               precision:str='auto',       # auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32, bf16 or fp16
-               compile:bool=False,         # train through torch.compile: each new graph compiles first (about a minute on a CPU), then steps run faster
-               train_bn:bool=False,        # stage 1: train the frozen body's batch norm too (fastai's default; always from scratch)
-               cut_layer:str=None,         # cut: the layer to cut the pretrained body at (default: the article's block1_pool)
-               cache_dir:str=None,         # features and probe: where to cache features (default: features in $PET_BREEDS_CACHE or ~/.cache/pet_breeds)
-               folds:int=PROBE_FOLDS,      # probe: cross-validation folds
-               refit:bool=True,            # probe: fit the final head on every image (--no-refit: on the training split only)
-               holdout:int=None,           # probe: photos held back and predicted at the end (default: 8 on the bundled sample, else 0)
-               resume:str=None,            # continue the interrupted run in this output folder (its options are read from it)
-               overwrite:bool=False,       # write into an --out that holds files pet_breeds did not write (they stay; only its own are replaced)
+               precision:str='auto',       # auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32, bf16 or
+                                           # fp16
+               compile:bool=False,         # train through torch.compile: each new graph compiles first (about a minute
+                                           # on a CPU), then steps run faster
+               train_bn:bool=False,        # stage 1: train the frozen body's batch norm too (fastai's default; always
+                                           # from scratch)
+               resume:str=None,            # continue the interrupted run in this output folder (its options are read
+                                           # from it)
+               yes:bool=False,             # go on where the plan downloads PETS or takes hours on this CPU
+               overwrite:bool=False,       # write into an --out that holds files pet_breeds did not write (they stay;
+                                           # only its own are replaced)
                _resuming:bool=False,       # (internal: this call continues a run)
+               **options,                  # the modes' own options (see `mode_options`), None where not given
               ) -> dict:
-    "Train on the images in `data` (see `find_images`) with the recipe `mode` chooses, and write the model and its report to `out`."
+    """Train on the images in `data` (see `find_images`) with the recipe `mode` chooses, and write the model and its
+    report to `out`."""
     if resume is not None: return train_pets(**{**saved_run_options(resume), 'out': resume}, _resuming=True)
-    args = {k: v for k, v in locals().items() if k not in ('resume', '_resuming')}
+    args = {**{k: v for k, v in locals().items() if k not in ('resume', '_resuming', 'options')}, **options}
     t0, out = time.perf_counter(), Path(out)
     mode = check_choice(mode, mode_choices(mode), 'mode')
     if arch is not None: get_arch(arch)
     labeller(label)
     check_options(args)
-    if mode != 'auto': get_mode(mode).check(pretrained)
-    choose_policy(precision)
+    if mode != 'auto':
+        get_mode(mode).check(pretrained)
+        check_mode_options(mode, options)
+    policy = choose_policy(precision)
     init_distributed()   # before the loaders: on GPUs each process takes its own device
-    layout, source = find_images(data, labels, label)
+    layout, source = find_images(data, labels, label, download=yes)
     folder = layout.root
     if is_main(): print(layout.summary(), flush=True)
     counts = layout.counts
@@ -209,10 +328,21 @@ def train_pets(data:str=None,              # folder of photos in any layout (see
     check_writable(out)
     why = f"--mode {mode}, as asked"
     if mode == 'auto':
-        if not pretrained: mode, why = 'finetune', "--no-pretrained: a random body has no features to probe"
-        else: mode, why = probe.choose_mode(sum(counts.values()), len(counts), ifnone(arch, 'resnet50'))
-        if mode == 'probe' and arch is not None and not weights_here(arch):
-            args['arch'] = None   # the probe chooses among the backbones whose weights are here
+        mode, why = probe.choose_mode(sum(counts.values()), len(counts), ifnone(arch, RECIPE.arch), pretrained)
+        check_mode_options(mode, options)
+        if get_mode(mode).own_weights and arch is not None and not weights_here(arch):
+            args['arch'] = None   # the mode chooses among the backbones whose weights are here
+    seconds, n_images = None, sum(counts.values())
+    if torch.device(policy.device).type == 'cpu':
+        gflop = run_gflop(mode, ifnone(arch, RECIPE.arch), n_images, size, valid_pct, freeze_epochs, epochs, bs,
+                          lr_find_its, lr)
+        seconds = gflop / (machine_gflops() * CPU_EFFICIENCY)
+    if is_main():
+        print(plan_text(source, n_images, mode, why, ifnone(arch, RECIPE.arch), pretrained, seconds), flush=True)
+    if seconds is not None and seconds > HOURS_ON_CPU and not (yes or is_distributed()):
+        raise BadOptions(f"--mode {mode} on {n_images} images would take about {format_duration(seconds)} on "
+                         f"this machine's CPU; choose the fast alternative, --mode probe (minutes), run it on a GPU, "
+                         f"or add --yes to run it here")
     common = dict(data=str(folder), data_source=source, mode_reason=why, layout=layout.to_dict(),
                   layout_summary=layout.summary())
     m = get_mode(mode)
@@ -221,28 +351,32 @@ def train_pets(data:str=None,              # folder of photos in any layout (see
         metrics = {**common, **m.trainer(folder, out, {**args, **m.spec_options(args), 'layout': layout}),
                    'test': score_test(out/'model', layout, bs), 'total_seconds': round(time.perf_counter() - t0, 3)}
         write_atomic(out/'metrics.json', json.dumps(metrics, indent=1))
-        for n in (('loss.png', 'lr_find.png', *(() if metrics['unseen']['predictions'] else ('predictions.csv',))) if mode == 'probe' else ()): (out/n).unlink(missing_ok=True)   # an earlier run's
+        for n in m.stale_files(metrics): (out/n).unlink(missing_ok=True)   # an earlier run's
         return metrics
-    arch = get_arch(ifnone(arch, 'resnet50'))
+    arch = get_arch(ifnone(arch, RECIPE.arch))
     size = ifnone(size, arch.size)
     args.update(mode=mode, arch=arch.name, size=size)   # a resumed run repeats what was chosen, not the choosing
-    spec = TrainSpec.from_args(args, lr_max=tuple(lr_max), lr_find_fname=out/'lr_find.png', train_bn=train_bn or None,
-                               options=m.spec_options(args))
+    spec = TrainSpec.from_args(args, lr_max=tuple(lr_max), lr_find_fname=out/'lr_find.png',
+                               train_bn=train_bn or None, options=m.spec_options(args))
     settings = {k: _plain(v) for k, v in {**{k: args[k] for k in SETTINGS}, **spec.options}.items()}
     set_seed(seed, reproducible=True)
     dls = pets_dataloaders(folder, label=label, bs=bs, valid_pct=valid_pct, seed=seed, item_size=item_size,
                            size=size, min_scale=min_scale, num_workers=num_workers, layout=layout)
     if not len(dls.valid_ds):   # fastai's metrics fail on an empty validation set, after the whole first epoch
-        raise BadOptions(f"{shown(folder)}: no validation photos ({len(dls.train_ds)} photos at --valid_pct {valid_pct} "
-                         f"leave none); add photos, raise --valid_pct, or use --mode probe (it cross-validates)")
+        raise BadOptions(f"{shown(folder)}: no validation photos ({len(dls.train_ds)} photos at --valid_pct "
+                         f"{valid_pct} leave none); add photos, raise --valid_pct, or use --mode probe (it "
+                         f"cross-validates)")
     out.mkdir(parents=True, exist_ok=True)
     spec.checkpoints, spec.resume = out/'checkpoints', _resuming
-    if not _resuming and is_main(): remove_owned(out/'checkpoints', CHECKPOINT_LAYOUT); save_run_options(out, args, dls)   # a fresh run: an earlier run's checkpoints are not this one's
+    if not _resuming and is_main():
+        remove_owned(out/'checkpoints', CHECKPOINT_LAYOUT)
+        save_run_options(out, args, dls)   # a fresh run: an earlier run's checkpoints are not this one's
     elif _resuming: check_same_images(out, dls)
     learn, run = m.trainer(dls, spec)
     digests = gather(weights_digest(learn.model))
-    return on_main(write_run, learn, run, dls, out, spec, t0, dict(common, mode=mode, pretrained=pretrained, arch=arch.name,
-                                                                    label=label, settings=settings, digests=digests))
+    info = dict(common, mode=mode, pretrained=pretrained, arch=arch.name, label=label, settings=settings,
+                digests=digests)
+    return on_main(write_run, learn, run, dls, out, spec, t0, info)
 
 def write_run(learn,      # the trained learner
               run:dict,   # `fit_stages`'s record (epochs, losses, lr_find)
@@ -259,7 +393,8 @@ def write_run(learn,      # the trained learner
     interp = PetInterpretation.from_learner(learn)
     plot_confusion(interp, out/'confusion.png', title=f'Confusion matrix ({label}, validation)')
     common = {k: info[k] for k in ('data', 'data_source', 'mode_reason', 'layout', 'layout_summary')}
-    metrics = {**common, 'mode': mode, 'weights': weights_note([arch]) if info['pretrained'] else 'none: random weights, as asked',
+    weights = weights_note([arch]) if info['pretrained'] else 'none: random weights, as asked'
+    metrics = {**common, 'mode': mode, 'weights': weights,
                'epochs': run['epochs'], 'lr_find': run['lr_find'], 'lr_find_its': run['lr_find_its'], 'lr': run['lr'],
                'stages': run['stages'], 'policy': run['policy'], 'estimated_seconds': run['estimated_seconds'],
                'data_report': dls.report.to_dict(dls.path), 'vocab': list(map(str, dls.vocab)),
@@ -271,7 +406,8 @@ def write_run(learn,      # the trained learner
                **({'distributed': {'processes': len(digests), 'backend': backend(), 'weights_sha256': digests}}
                   if len(digests) > 1 else {})}
     write_atomic(out/'metrics.json', json.dumps(metrics, indent=1))
-    for n in ('predictions.csv', *(() if run['lr_find'] else ('lr_find.png',))): (out/n).unlink(missing_ok=True)   # an earlier run's: not this one's
+    # an earlier run's: not this one's
+    for n in ('predictions.csv', *(() if run['lr_find'] else ('lr_find.png',))): (out/n).unlink(missing_ok=True)
     remove_owned(spec.checkpoints, CHECKPOINT_LAYOUT)   # the run is complete; a file of someone else's there stays
     return metrics
 
@@ -280,52 +416,75 @@ FULL_RECIPE = ("the full PETS recipe (ResNet50 fine-tuned: lr_find, 3 + 10 epoch
                "pet_breeds_train --data PETS_IMAGES --mode finetune, with the images from untar_data(URLs.PETS) or "
                "https://www.robots.ox.ac.uk/~vgg/data/pets/")
 
+def trained_report(m:dict) -> list:
+    "A trained network's line in the run's summary: its validation error, with the interval its split allows."
+    last, n = (m['epochs'][-1] if m['epochs'] else {}), int(np.array(m['confusion']['matrix']).sum())
+    err = last.get('error_rate', float('nan'))
+    span = ''
+    if n and err == err:   # the interval a validation split of n images allows (wide when n is small)
+        lo, hi = wilson_interval(round((1 - err) * n), n)
+        span = f" (accuracy 95% interval {lo:.3f}-{hi:.3f})"
+    return [f"trained {m['settings']['arch']}: error_rate {err:.4f} on {n} validation images{span}"]
+
 def run_summary(m:dict, out) -> str:
-    "What a run used, chose and measured, for the terminal."
+    "What a run used, chose and measured, for the terminal; the mode's own lines from its `Mode.report`."
     rep = m['data_report']
     lines = [f"data: {m['data']}: {m['data_source']}; {rep['images']} images ({len(rep['skipped'])} skipped)",
              m['layout_summary'],
              f"mode: {m['mode']}: {m['mode_reason']}", m['weights']]
-    if m['mode'] == 'probe':
-        cv = m['cv']; lo, hi = cv['interval95']
-        cat_dog = f"; cat vs dog {cv['species_accuracy']:.3f}" if 'species_accuracy' in cv else ''
-        lines += [f"backbones: {'+'.join(m['backbones'])}, chosen by {cv['folds']}-fold cross-validation among "
-                  f"{len(m['candidates'])} candidates",
-                  f"cross-validated accuracy {cv['accuracy']:.3f} (95% interval {lo:.3f}-{hi:.3f}, fold spread "
-                  f"{cv['fold_std']:.3f}) on {cv['images']} images{cat_dog}",
-                  f"final head fitted on {m['trained_on']} images" + (' (all of them: --no-refit keeps a validation split)' if m['refit'] else '')]
-        rows = m['unseen']['predictions']
-        if rows:
-            lines.append(f"held back {len(rows)} photos, {sum(r['correct'] for r in rows)} predicted right (predictions.csv):")
-            lines += [f"  {r['file']}: {r['predicted']} {r['probability']:.2f} ({'right' if r['correct'] else 'wrong, is ' + r['label']})" for r in rows]
-    else:
-        last, n = (m['epochs'][-1] if m['epochs'] else {}), int(np.array(m['confusion']['matrix']).sum())
-        err = last.get('error_rate', float('nan'))
-        span = ''
-        if n and err == err:   # the interval a validation split of n images allows (wide when n is small)
-            lo, hi = wilson_interval(round((1 - err) * n), n)
-            span = f" (accuracy 95% interval {lo:.3f}-{hi:.3f})"
-        lines.append(f"trained {m['settings']['arch']}: error_rate {err:.4f} on {n} validation images{span}")
+    lines += ifnone(get_mode(m['mode']).report, trained_report)(m)
     if m.get('test'):
         t = m['test']
         lo, hi = wilson_interval(t['correct'], t['images'])
         lines.append(f"test: accuracy {t['accuracy']:.4f} on the {t['images']} photos of {t['folder']}/ "
                      f"(95% interval {lo:.3f}-{hi:.3f}), by the exported model")
     lines.append(f"wrote {out} in {m['total_seconds']:.0f}s")
-    pets_names = m.get('layout', {}).get('kind', 'pets') == 'pets'   # the recipe is for PETS; a user's classes are theirs
-    if pets_names and not (m['mode'] == 'finetune' and m['data_source'].startswith('PETS')): lines.append(FULL_RECIPE)
+    # the recipe is for PETS; a user's classes are theirs
+    pets_names = m.get('layout', {}).get('kind', 'pets') == 'pets'
+    full = m['mode'] == RECIPE_MODE and m['data_source'].startswith('PETS')
+    if pets_names and not full: lines.append(FULL_RECIPE)
     return '\n'.join(lines)
 
+# %% ../nbs/44_modes.train_cli.ipynb #7e1c5a90
+class TrainCommand(Command):
+    "The train command's grammar: `train_pets`'s parameters, and every registered mode's own options, naming its modes."
+    def params(self) -> dict:
+        "As `Command.params`, with each mode's options (see `Mode.options`); one not given is None."
+        ps = super().params()
+        for name, (o, modes) in mode_options().items():
+            if name in ps: continue   # the command's own option keeps its meaning
+            what, _, default = o.help.partition(' (default: ')   # a default said in words stays last
+            doc = f"read by --mode {', '.join(modes)}: {what}" + (f"; {o.range}" if o.range is not None else '')
+            if default: doc += f" (default: {default}"
+            elif o.default is not None and o.type is not bool: doc += f" (default: {o.default})"
+            anno = Option(doc, type=bool, tristate=True) if o.type is bool else o.type
+            ps[name] = {'anno': anno, 'default': None, 'docment': doc}
+        return ps
+
+    def parse(self, argv=None) -> dict:
+        "As `Command.parse`, the mode `--mode` names imported first: its module registers its options."
+        argv = list(map(str, sys.argv[1:] if argv is None else argv))
+        for i, a in enumerate(argv):
+            want = argv[i + 1] if a == '--mode' and i + 1 < len(argv) else a[7:] if a.startswith('--mode=') else None
+            if want: mode_choices(want)
+        return super().parse(argv)
+
 # %% ../nbs/44_modes.train_cli.ipynb #9162b780
-@call_parse
+@command('pet_breeds_train', cls=TrainCommand,
+         # both read when a value is checked: a mode or architecture family registered after import is a choice too
+         choices={'mode': mode_choices, 'arch': lambda want=None: tuple(ARCHS), 'label': tuple(LABELLERS),
+                  'precision': PRECISIONS})
 @delegates(train_pets, but=['lr_max', '_resuming'])
-def main(distributed:int=0,   # train data-parallel in this many processes (accelerate launch: GPUs if any, else CPU processes)
+def main(distributed:int=0,   # train data-parallel in this many processes (accelerate launch: GPUs if any, else CPU
+                              # processes)
          **kwargs):
-    "Train a pet-breed classifier (the PETS recipe on PETS; on a small folder or the bundled sample, the probe) and export it."
+    """Train a pet-breed classifier (the PETS recipe on PETS; on a small folder or the bundled sample, the probe) and
+    export it."""
     if distributed > 1 and not is_distributed():
         sys.exit(subprocess.call(launch_command(without_option(sys.argv[1:], 'distributed'), distributed)))
     with command_errors('pet_breeds_train'):
         try: m = train_pets(**kwargs)
-        except UnknownChoice as e: raise BadOptions(str(e)) from None   # an unknown --mode or --arch: a usage error here (exit 2)
+        # an unknown --mode or --arch: a usage error here (exit 2)
+        except UnknownChoice as e: raise BadOptions(str(e)) from None
     leave_distributed()   # while Python is whole: gloo's threads can abort a process that exits still in the group
     if is_main(): print(run_summary(m, kwargs.get('resume') or kwargs.get('out', 'runs/pets')))

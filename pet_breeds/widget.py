@@ -17,10 +17,11 @@ from .inference import PetModel, load_model, read_meta, fastai_export, tta_optio
 from .atomic import write_atomic
 
 # %% auto #0
-__all__ = ['MAX_BYTES', 'MAX_PIXELS', 'CSS', 'MAX_CLASSES_SHOWN', 'CULL_IDLE', 'CULL_INTERVAL', 'KERNEL_MB', 'BUSY_PAGE',
-           'APP_NAME', 'CONFIG', 'open_upload', 'predict_upload', 'result_html', 'result_widget', 'app_wording',
-           'PredictWidget', 'memory_available_mb', 'default_max_sessions', 'voila_config', 'session_cap', 'cap_config',
-           'app_folder', 'app_notebook', 'voila_command', 'is_loopback', 'check_app_runtime', 'serve_app', 'app_main']
+__all__ = ['MAX_BYTES', 'MAX_PIXELS', 'CSS', 'MAX_CLASSES_SHOWN', 'CULL_IDLE', 'CULL_INTERVAL', 'KERNEL_MB', 'POOL_SIZE',
+           'BUSY_PAGE', 'CAPPED_PROVIDER', 'SESSION_SCRIPT', 'SESSION_CELL', 'APP_NAME', 'CONFIG', 'open_upload',
+           'predict_upload', 'result_html', 'result_widget', 'app_wording', 'PredictWidget', 'memory_available_mb',
+           'default_max_sessions', 'voila_config', 'session_cap', 'cap_config', 'app_folder', 'app_notebook',
+           'voila_command', 'is_loopback', 'check_app_runtime', 'serve_app', 'app_main']
 
 # %% ../nbs/60_tools.widget.ipynb #cd0062c3
 MAX_BYTES = 20_000_000               # 20 MB: larger than any phone photo
@@ -184,6 +185,7 @@ def _on_upload(self:PredictWidget, change):
 CULL_IDLE = 60       # seconds a kernel no page is connected to lives on after its last message
 CULL_INTERVAL = 10   # seconds between two looks for such kernels
 KERNEL_MB = 1000     # a page's kernel once its page ran and predicted (the README's model: measured about 0.95 GB)
+POOL_SIZE = 1        # kernels the upload app keeps started, their page already run, for the next views
 
 # %% ../nbs/60_tools.widget.ipynb #30efc7df
 def memory_available_mb() -> float:
@@ -198,22 +200,26 @@ def memory_available_mb() -> float:
 def default_max_sessions(kernel_mb:float=KERNEL_MB,   # one page's kernel, in MB
                          available_mb:float=None,     # memory available (`None`: `memory_available_mb()`)
                          keep_free:float=0.25,        # share of it left for Voila, the system and the predictions
+                         pool_size:int=0,             # kernels kept ready besides the pages' (Voila's pool)
                         ) -> int:
-    "How many page kernels of `kernel_mb` fit in `available_mb` less `keep_free` of it; at least 1."
+    "How many page kernels of `kernel_mb` fit in `available_mb` less `keep_free`, besides `pool_size`; at least 1."
     avail = memory_available_mb() if available_mb is None else available_mb
-    return max(1, int(avail * (1 - keep_free) // kernel_mb))
+    return max(1, int(avail * (1 - keep_free) // kernel_mb) - pool_size)
 
 # %% ../nbs/60_tools.widget.ipynb #75f73a5d
-def voila_config(max_bytes:int=MAX_BYTES,         # largest file the page accepts
-                 remote:bool=False,               # answer requests for any host name
-                 cull_idle:int=CULL_IDLE,         # seconds a kernel no page is connected to outlives its last message
-                 cull_interval:int=CULL_INTERVAL  # seconds between two looks for such kernels
+def voila_config(max_bytes:int=MAX_BYTES,          # largest file the page accepts
+                 remote:bool=False,                # answer requests for any host name
+                 cull_idle:int=CULL_IDLE,          # seconds a kernel no page is connected to outlives its last message
+                 cull_interval:int=CULL_INTERVAL,  # seconds between two looks for such kernels
+                 pool_size:int=0                   # kernels kept started with their page run (0: none)
                 ) -> dict:
-    "The app's `voila.json`: the websocket limit above `max_bytes`, the host check, and the culling of kernels."
+    "The app's `voila.json`: the websocket limit above `max_bytes`, the host check, culling, and the kernel pool."
     ws = max(10 * max_bytes, 10 * 2**20) + 2**20  # several files of max_bytes may come in one message
-    return {'Voila': {'tornado_settings': {'websocket_max_message_size': ws, 'allow_remote_access': remote}},
+    conf = {'Voila': {'tornado_settings': {'websocket_max_message_size': ws, 'allow_remote_access': remote}},
             'MappingKernelManager': {'cull_idle_timeout': cull_idle, 'cull_interval': cull_interval,
                                      'cull_connected': False, 'cull_busy': False}}
+    if pool_size: conf['VoilaConfiguration'] = {'preheat_kernel': True, 'default_pool_size': pool_size}
+    return conf
 
 # %% ../nbs/60_tools.widget.ipynb #1d2e9419
 BUSY_PAGE = ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>Busy</title></head>'
@@ -223,24 +229,38 @@ BUSY_PAGE = ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>Busy</titl
 
 def session_cap(max_sessions:int,   # most page views with a live or starting kernel
                 page:str=BUSY_PAGE, # what a visitor past it gets (`{n}`: `max_sessions`)
-                grace:float=120):   # seconds a view let in still counts while its kernel is not asked for
-    "A Voila `prelaunch_hook(req, notebook, cwd)`: HTTP 503 with `page` for a view past `max_sessions` kernels."
+                grace:float=120):   # seconds a view let in still counts while it has no kernel
+    "A check `check(handler)` for each page view: HTTP 503 with `page` for a view past `max_sessions` page kernels."
     import time
+    from datetime import datetime, timezone
     from tornado.web import HTTPError
-    waiting = []   # when each view let in came, until it asks the kernel manager for its kernel
-    def counted(start):   # the kernel manager's `start_kernel`, ending the oldest view's wait
+    waiting, pages = [], set()   # when each view let in came, until it gets a kernel; the kernels views got
+    def got(km, kernel_id):
+        if waiting: waiting.pop(0)
+        pages.add(kernel_id)
+        kernel = getattr(km, '_kernels', {}).get(kernel_id)
+        if kernel is not None: kernel.last_activity = datetime.now(timezone.utc)   # idle from now, not from its start
+    def wrap(km):   # the kernel manager's two ways to give a view its kernel: started for it, or from the pool
+        start, pooled = km.start_kernel, getattr(km, 'get_rendered_notebook', None)
         async def start_kernel(*args, **kwargs):
-            if waiting: waiting.pop(0)
-            return await start(*args, **kwargs)
-        start_kernel.counted = True
-        return start_kernel
-    def hook(req, notebook, cwd):
+            kernel_id = await start(*args, **kwargs)
+            got(km, kernel_id)
+            return kernel_id
+        km.start_kernel = start_kernel
+        if pooled is not None:
+            async def get_rendered_notebook(*args, **kwargs):
+                rendered = await pooled(*args, **kwargs)   # (render task, rendered cells, kernel id)
+                got(km, rendered[2])
+                return rendered
+            km.get_rendered_notebook = get_rendered_notebook
+        km.pb_capped = True
+    def check(req):
         km = req.settings['kernel_manager']
-        if not getattr(km.start_kernel, 'counted', False): km.start_kernel = counted(km.start_kernel)
-        ids = set(km.list_kernel_ids()) | set(getattr(km, '_pending_kernels', ()))   # live, or starting
+        if not getattr(km, 'pb_capped', False): wrap(km)
+        pages.intersection_update(set(km.list_kernel_ids()))   # the pages' kernels still alive
         now = time.monotonic()
         waiting[:] = [t for t in waiting if now - t < grace]
-        if len(ids) + len(waiting) < max_sessions:
+        if len(pages) + len(waiting) < max_sessions:
             waiting.append(now)
             req.xsrf_token   # sets the `_xsrf` cookie that Voila's page needs to shut its kernel down when closed
             return
@@ -248,36 +268,86 @@ def session_cap(max_sessions:int,   # most page views with a live or starting ke
             req.set_header('Retry-After', '60')
             req.finish(page.format(n=max_sessions))
         req.write_error = busy
-        raise HTTPError(503, f'busy: {len(ids)} kernels and {len(waiting)} views starting, max_sessions {max_sessions}')
-    return hook
+        raise HTTPError(503, f'busy: {len(pages)} pages and {len(waiting)} views starting, max_sessions {max_sessions}')
+    return check
 
 # %% ../nbs/60_tools.widget.ipynb #3ae6692b
+CAPPED_PROVIDER = '''
+from jupyter_server.auth.identity import PasswordIdentityProvider
+from voila.handler import VoilaHandler
+
+class CappedIdentityProvider(PasswordIdentityProvider):
+    "Voila's identity provider, and `check` for each page view."
+    async def get_user(self, handler):
+        user = super().get_user(handler)
+        if hasattr(user, '__await__'): user = await user
+        if isinstance(handler, VoilaHandler) and handler.request.method == 'GET':
+            handler.current_user = user   # read by tornado's `xsrf_token`
+            check(handler)
+        return user
+'''
+
 def cap_config(max_sessions:int) -> str:
-    "The text of the app's `voila.py`: `session_cap(max_sessions)` as Voila's `prelaunch_hook`."
+    "The text of the app's `voila.py`: `session_cap(max_sessions)` run by Voila's identity provider for each page view."
     return ('# written by pet_breeds_app: a page view past max_sessions kernels gets HTTP 503 and BUSY_PAGE\n'
             f'BUSY_PAGE = {BUSY_PAGE!r}\n\n{inspect.getsource(session_cap)}\n'
-            f'c.VoilaConfiguration.prelaunch_hook = session_cap({int(max_sessions)})\n')
+            f'check = session_cap({int(max_sessions)})\n{CAPPED_PROVIDER}\n'
+            'c.Voila.identity_provider_class = CappedIdentityProvider\n')
+
+# %% ../nbs/60_tools.widget.ipynb #ed7f8dd1
+SESSION_SCRIPT = """<script>
+(() => {   // pet_breeds: say so in the page when its kernel is gone, and offer a reload
+  const conf = JSON.parse(document.getElementById('jupyter-config-data').textContent);
+  const url = (conf.baseUrl || '/') + 'api/kernels/' + conf.kernelId;
+  let ended = false;
+  async function check() {
+    if (ended || !conf.kernelId) return;
+    let r;
+    try { r = await fetch(url, {cache: 'no-store'}); } catch (e) { return; }   // the app unreachable: maybe for now
+    if (r.status !== 404) return;
+    ended = true;
+    const bar = document.createElement('div');
+    bar.className = 'pb-timeout';
+    bar.setAttribute('role', 'alert');
+    bar.style.cssText = 'position: sticky; top: 0; z-index: 1000; padding: 10px 14px; background: #fff3cd; ' +
+                        'border-bottom: 1px solid #e0c36c; font: 14px sans-serif';
+    bar.innerHTML = 'This page has timed out: it lost its connection to the app for too long (a computer asleep, ' +
+                    'a network lost), and its session ended to free memory. ' +
+                    '<button class="pb-reload">Reload the page</button> to start again.';
+    bar.querySelector('button').onclick = () => location.reload();
+    document.body.prepend(bar);
+  }
+  setInterval(check, 15000);
+  document.addEventListener('visibilitychange', () => { if (!document.hidden) check(); });
+  window.addEventListener('focus', check);
+  window.addEventListener('online', check);
+})();
+</script>"""
+SESSION_CELL = f"from IPython.display import HTML\nHTML({SESSION_SCRIPT!r})   # pet_breeds: the page says it timed out"
 
 # %% ../nbs/60_tools.widget.ipynb #b2f7cb70
 APP_NAME = 'pet_breeds.ipynb'  # Voila's page title is the notebook's name
 CONFIG = 'config'              # Voila's config folder (a voila.py in the working folder would be `import voila`)
 
-def app_folder(src:str,                  # the code of the page's one cell: its last expression is what the page shows
+def app_folder(src:str,                  # the code of the page's cell: its last expression is what the page shows
                dest,                     # folder to write the notebook into, and Voila's config into `dest/CONFIG`
                max_bytes:int=MAX_BYTES,  # largest file the page accepts
                remote:bool=False,        # answer requests for any host name (else only this machine's: no DNS rebinding)
                max_sessions:int=None,    # most pages with a kernel at once (`None`: `default_max_sessions()`)
                cull_idle:int=CULL_IDLE,  # seconds a kernel no page is connected to outlives its last message
-               cull_interval:int=CULL_INTERVAL   # seconds between two looks for such kernels
+               cull_interval:int=CULL_INTERVAL,  # seconds between two looks for such kernels
+               pool_size:int=0           # kernels kept started with the page run, for the next views (0: none)
               ) -> Path:
-    "Write a one-cell notebook of `src` and Voila's config (`voila.json`, `voila.py`) for Voila; return its path."
-    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src)])
+    "Write a notebook of `SESSION_CELL` and `src`, and Voila's config (`voila.json`, `voila.py`); return its path."
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(SESSION_CELL), nbformat.v4.new_code_cell(src)])
     nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}
     write_atomic(dest/APP_NAME, nbformat.writes(nb))
     (dest/CONFIG).mkdir(exist_ok=True)
-    write_atomic(dest/CONFIG/'voila.json', json.dumps(voila_config(max_bytes, remote, cull_idle, cull_interval)))
-    write_atomic(dest/CONFIG/'voila.py', cap_config(max_sessions or default_max_sessions()))
+    conf = voila_config(max_bytes, remote, cull_idle, cull_interval, pool_size)
+    write_atomic(dest/CONFIG/'voila.json', json.dumps(conf))
+    write_atomic(dest/CONFIG/'voila.py', cap_config(max_sessions or default_max_sessions(pool_size=pool_size)))
     return dest/APP_NAME
 
 # %% ../nbs/60_tools.widget.ipynb #24dbde9c
@@ -288,14 +358,16 @@ def app_notebook(model,                   # the exported model folder the app se
                  tta:bool|None=None,      # average with the mirror image (`None`: `runtime.TTA_DEFAULT`)
                  trust_pickle:bool=False, # the widget may unpickle a fastai export
                  remote:bool=False,       # answer requests for any host name (else only this machine's: no DNS rebinding)
-                 max_sessions:int=None    # most pages with a kernel at once (`None`: `default_max_sessions()`)
+                 max_sessions:int=None,   # most pages with a kernel at once (`None`: `default_max_sessions()`)
+                 cull_idle:int=CULL_IDLE, # seconds a kernel no page is connected to outlives its last message
+                 pool_size:int=POOL_SIZE  # kernels kept started with the page run, for the next views
                 ) -> Path:
     "Write the app's notebook (and its `voila.json`) for the exported `model` folder into `dest`; return its path. `trust_pickle`: the widget may unpickle a fastai export."
     src = ("# written by pet_breeds_app; serve with `voila pet_breeds.ipynb`\n"
            "from pet_breeds.widget import PredictWidget\n"
            f"PredictWidget({str(Path(model).resolve())!r}, k={k}, max_bytes={max_bytes}, tta={tta!r}"
            f"{', trust_pickle=True' if trust_pickle else ''})")
-    return app_folder(src, dest, max_bytes, remote, max_sessions)
+    return app_folder(src, dest, max_bytes, remote, max_sessions, cull_idle, pool_size=pool_size)
 
 # %% ../nbs/60_tools.widget.ipynb #3f782cc4
 def voila_command(nb, port:int=8866, no_browser:bool=False, ip:str='127.0.0.1') -> list:
@@ -324,13 +396,18 @@ def serve_app(nb,                       # the notebook to serve (`app_folder`'s)
               port:int=8866,            # port to serve on
               no_browser:bool=False,    # do not open a web browser
               ip:str='127.0.0.1',       # address to serve on
-              max_sessions:int=None):   # the cap `app_folder` wrote, for the line printed
+              max_sessions:int=None,    # the cap `app_folder` wrote, for the line printed
+              cull_idle:int=CULL_IDLE,  # the culling `app_folder` wrote, for the line printed
+              pool_size:int=0):         # the pool `app_folder` wrote, for the line printed
     "Replace this process with Voila serving `nb` from its folder, so Ctrl-C stops Voila directly."
     cmd = voila_command(nb, port, no_browser, ip)
     print(f"pet_breeds_app: serving {what} at http://{ip}:{port}/ (Ctrl-C to stop)", flush=True)
     if max_sessions:
         print(f"pet_breeds_app: at most {max_sessions} pages at once (--max_sessions); a page's kernel ends when it is "
-              f"closed, or {CULL_IDLE + CULL_INTERVAL} s at most after its browser went away", flush=True)
+              f"closed, or {cull_idle + CULL_INTERVAL} s at most after its browser went away", flush=True)
+    if pool_size:
+        ready = f"{pool_size} kernel{'s'[:pool_size != 1]}"
+        print(f"pet_breeds_app: {ready} kept ready for the next views (--pool)", flush=True)
     if not is_loopback(ip): print(f"pet_breeds_app: --ip {ip}: every machine that can reach this one may use the app; it asks for no password", flush=True)
     os.chdir(Path(nb).parent)  # Voila serves files from the working folder: the app's own, nothing else
     os.execv(cmd[0], cmd)
@@ -345,14 +422,21 @@ def app_main(model:str,                   # exported model folder
              max_mb:float=MAX_BYTES/1e6,   # largest accepted file, in MB
              tta:tta_option()=None,                      # the options several commands share: `inference`'s
              trust_pickle:trust_pickle_option()=False,
-             max_sessions:int=None):       # most pages open at once (default: as many kernels as the memory holds)
+             max_sessions:int=None,        # most pages open at once (default: as many kernels as the memory holds)
+             pool:int=POOL_SIZE,           # kernels kept ready, their page run, so that a view need not wait for one
+             cull_idle:int=CULL_IDLE):     # seconds a kernel outlives its page's connection (at least 10)
     "Serve the upload-and-predict page for an exported model with Voila."
     with command_errors('pet_breeds_app'):
-        check_range('port', port, lo=1, hi=65535); check_range('k', k, lo=1); check_range('max_mb', max_mb, above=0, whole=False)
+        check_range('port', port, lo=1, hi=65535)
+        check_range('k', k, lo=1)
+        check_range('max_mb', max_mb, above=0, whole=False)
         if max_sessions is not None: check_range('max_sessions', max_sessions, lo=1)
+        check_range('pool', pool, lo=0)
+        check_range('cull_idle', cull_idle, lo=10)
         if fastai_export(model, trust_pickle) is None: read_meta(model)
         check_app_runtime()
-    remote, max_sessions = not is_loopback(ip), max_sessions or default_max_sessions()
+    remote, max_sessions = not is_loopback(ip), max_sessions or default_max_sessions(pool_size=pool)
     nb = app_notebook(model, tempfile.mkdtemp(prefix='pet_breeds_app_'), k=k, max_bytes=int(max_mb * 1e6), tta=tta,
-                      trust_pickle=trust_pickle, remote=remote, max_sessions=max_sessions)
-    serve_app(nb, model, port, no_browser, ip, max_sessions)
+                      trust_pickle=trust_pickle, remote=remote, max_sessions=max_sessions, cull_idle=cull_idle,
+                      pool_size=pool)
+    serve_app(nb, model, port, no_browser, ip, max_sessions, cull_idle, pool)
