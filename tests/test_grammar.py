@@ -135,6 +135,17 @@ def test_old_spellings_still_work_with_a_notice(capsys):
         assert f.command.parse(argv)[key] == value
         assert notice in capsys.readouterr().err, f.prog
 
-def test_export_writes_onnx_by_default():
+def test_export_writes_onnx_by_default(monkeypatch, tmp_path):
+    "ONNX goes into MODEL by default; --space alone leaves MODEL as it is (its model is exported in a copy)."
     from pet_breeds import deploy
-    assert deploy.export_main.command.parse(['m'])['onnx'] is True
+    class Called(BaseException): pass   # not an Exception: the command's error handling lets it through
+    def called(name):
+        def f(*a, **k): raise Called(name)
+        return f
+    monkeypatch.setattr(deploy, 'export_onnx', called('onnx'))
+    monkeypatch.setattr(deploy, 'export_space', called('space'))
+    monkeypatch.setattr(deploy, 'torch_available', lambda: True)
+    space = str(tmp_path/'space')
+    for argv, first in ((['m'], 'onnx'), (['m', '--space', space], 'space'), (['m', '--onnx', '--space', space], 'onnx')):
+        with pytest.raises(Called) as e: deploy.export_main(argv)
+        assert e.value.args[0] == first, argv
