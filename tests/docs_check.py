@@ -39,6 +39,11 @@ def opened(browser, base:str):
     page.on('pageerror', lambda e: page.errors.append(str(e)))
     return page
 
+def close_clean(page):
+    "The page raised no script error while it was used; close it."
+    check(page.errors == [], page.errors)
+    page.close()
+
 def in_view(locator) -> bool:
     return locator.evaluate('e => { const r = e.getBoundingClientRect(); return r.top >= -1 && r.top < innerHeight; }')
 
@@ -61,8 +66,7 @@ def sidebar(browser, base:str):
         current = page.locator('nav a[aria-current="page"]')
         expect(current).to_have_count(1)
         check(current.evaluate('a => a.closest(".nav-group").dataset.group') == group, f'{stem} is not under {group}')
-    check(page.errors == [], page.errors)
-    page.close()
+    close_clean(page)
 
 def search(browser, base:str):
     "`pets_dataloaders` is found and its hit opens its show_doc; a phrase finds its page; nonsense finds nothing."
@@ -96,8 +100,7 @@ def search(browser, base:str):
     check(hits.count() == 0, 'nonsense found something')
     box.press('Escape')
     check(not page.locator('#search-results').is_visible(), 'Escape should close the results')
-    check(page.errors == [], page.errors)
-    page.close()
+    close_clean(page)
 
 def docment_link(browser, base:str):
     "On the page of `pets_dataloaders`, a docment's link (in a signature's comment) to another page opens it there."
@@ -120,8 +123,7 @@ def docment_link(browser, base:str):
     expect(defn).to_be_visible()
     check(in_view(defn), f'{href}: not scrolled to')
     check(name.split('.')[-1].lower() in defn.inner_text().lower(), (name, defn.inner_text()))
-    check(page.errors == [], page.errors)
-    page.close()
+    close_clean(page)
 
 def from_files(browser, base:str):
     "Opened from the file system (no server): the search still works, since its index is a script, not a fetch."
@@ -134,8 +136,7 @@ def from_files(browser, base:str):
     expect(page.locator('#search-results a').first).to_have_attribute('href', f'{target}#pets_dataloaders')
     page.locator('#search-results a').first.click()
     expect(page).to_have_url(files + f'{target}#pets_dataloaders')
-    check(page.errors == [], page.errors)
-    page.close()
+    close_clean(page)
 
 CHECKS = [sidebar, search, docment_link, from_files]
 
