@@ -4,7 +4,7 @@
 
 # %% ../nbs/32_predict.inference.ipynb #23b295fd
 from __future__ import annotations
-import argparse, json, os, sys, warnings
+import json, os, sys, warnings
 from pathlib import Path
 from .core import *
 import torch
@@ -19,7 +19,7 @@ from .precision import choose_policy, predict_batches, compile_choice
 from .runtime import (FORMAT, FORMAT_VERSION, MODEL_JSON, WEIGHTS_FILE, ONNX_FILE, read_model_json, preprocess_spec,
                                 model_kind, OnnxModel, format_top, print_results, use_tta, tta_mean, topk_in_batches,
                                 TTA_HELP, TRUST_PICKLE_HELP, PRECISION_HELP)
-from fastcore.script import Param
+from .cli import Option
 
 # %% auto #0
 __all__ = ['PICKLE_FILE', 'export_model', 'read_meta', 'load_weights', 'PetModel', 'UnpicklingWarning', 'fastai_export',
@@ -284,16 +284,16 @@ def predict_many(self:PetModel, items,  # paths, bytes or PIL images
     return topk_in_batches(items, probs, self.topk, k, bs, names, open_item=open_image)
 
 # %% ../nbs/32_predict.inference.ipynb #39bc5620
-def tta_option() -> Param:
-    "`--tta`/`--no-tta` of a `call_parse` command (`tta:tta_option()=None`): neither means `runtime.TTA_DEFAULT`."
-    return Param(TTA_HELP, action=argparse.BooleanOptionalAction)
+def tta_option() -> Option:
+    "`--tta`/`--no_tta` of a command (`tta:tta_option()=None`): neither means `runtime.TTA_DEFAULT`."
+    return Option(TTA_HELP, bool, tristate=True)
 
 # %% ../nbs/32_predict.inference.ipynb #c87079f2
-def trust_pickle_option() -> Param:
-    "`--trust_pickle` of a `call_parse` command (`trust_pickle:trust_pickle_option()=False`): a flag."
-    return Param(TRUST_PICKLE_HELP, bool)
+def trust_pickle_option() -> Option:
+    "`--trust_pickle` of a command (`trust_pickle:trust_pickle_option()=False`): a flag."
+    return Option(TRUST_PICKLE_HELP, bool)
 
 # %% ../nbs/32_predict.inference.ipynb #266403c3
-def precision_option() -> Param:
-    "`--precision` of a `call_parse` command (`precision:precision_option()='auto'`): PyTorch's precision policy."
-    return Param(PRECISION_HELP, str)
+def precision_option() -> Option:
+    "`--precision` of a command (`precision:precision_option()='auto'`): PyTorch's precision policy."
+    return Option(PRECISION_HELP, str)
