@@ -12,7 +12,6 @@ from fastai.vision.core import PILImage
 import ipywidgets as widgets
 import nbformat
 from fastcore.basics import patch
-from fastcore.script import call_parse
 from .inference import PetModel, load_model, read_meta, fastai_export, tta_option, trust_pickle_option
 from .atomic import write_atomic
 
@@ -413,7 +412,6 @@ def serve_app(nb,                       # the notebook to serve (`app_folder`'s)
     os.execv(cmd[0], cmd)
 
 # %% ../nbs/60_tools.widget.ipynb #081dbe5f
-@call_parse
 def app_main(model:str,                   # exported model folder
              port:int=8866,                # port to serve on
              no_browser:bool=False,        # do not open a web browser
