@@ -51,7 +51,8 @@ def audit_main(data:str=None,          # the photos' folder (PETS names, a folde
                top:int=16,             # photos in suspects.png
                bs:int=RECIPE.bs,       # batch size of the feature extraction
                seed:int=RECIPE.seed):  # random seed: the folds' shuffle
-    "Find what is wrong with a folder of photos: ranked label issues, duplicates and leaks, quality flags; moves nothing."
+    """Find what is wrong with a folder of photos: ranked label issues, duplicates and leaks, quality flags; moves
+    nothing."""
     from pet_breeds import audit   # here: the undo needs neither PyTorch nor fastai
     given = {k: v for k, v in dict(folds=folds, near=near).items() if v is not None}
     return audit.audit_main(data=data, out=out, labels=labels, model=model, backbones=backbones, top=top, bs=bs,

@@ -220,7 +220,7 @@ def command(prog:str,        # the console script's name
             "Called with keywords: the function. With a list of arguments, or none (`sys.argv[1:]`): the command."
             return cmd.call(**kw) if kw else cmd(argv)
         _f.command, _f.parser, _f.prog = cmd, cmd.parser, prog
-        # `python -m pet_breeds.x` runs the command, as fastcore's call_parse does (`--distributed` launches workers so);
+        # `python -m pet_breeds.x` runs the command, as fastcore's call_parse does (`--distributed` starts workers so);
         # a notebook's cell is `__main__` too, but has no file of its own
         main_file = getattr(sys.modules.get('__main__'), '__file__', None)
         if func.__module__ == '__main__' and main_file == func.__code__.co_filename: _f()

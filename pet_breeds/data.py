@@ -64,7 +64,7 @@ def pets_images_path(path=None, download:bool=True) -> Path:
 
 # %% ../nbs/13_data.ipynb #20acd573
 def find_layout(path=None,         # the data folder (`None`: see `pets_images_path`)
-                labels=None,       # a CSV of `file,label` rows (file names relative to `path`, else to the CSV's folder)
+                labels=None,       # a CSV of `file,label` rows (names relative to `path`, else to the CSV's folder)
                 label:str='breed', # PETS file names: 'breed' or 'species'
                ) -> Layout:
     "The `Layout` of the photos at `path` (PETS found as `pets_images_path` finds it), or of the CSV `labels`."
@@ -75,14 +75,16 @@ def find_layout(path=None,         # the data folder (`None`: see `pets_images_p
 # %% ../nbs/13_data.ipynb #24f5165a
 @dataclass
 class DataReport:
-    "What `scan_images` found: readable `images`, `skipped` files with reasons, `converted` images, and the pre-sized `cached` copies."
+    """What `scan_images` found: readable `images`, `skipped` files with reasons, `converted` images, and the pre-sized
+    `cached` copies."""
     images: list = field(default_factory=list)     # the readable image files, sorted
     skipped: list = field(default_factory=list)    # `{'file', 'reason'}` for each file left out
     converted: list = field(default_factory=list)  # `{'file', 'format', 'fixes'}` for each image opened with a fix
     cached: dict = field(default_factory=dict)  # image file -> its pre-sized copy (see `ResizeCache`)
     cache: dict = field(default_factory=dict)   # the cache's folder, hits, misses and seconds; empty without a cache
     def to_dict(self, root=None) -> dict:
-        "JSON-ready summary: the image count, skipped/converted files named relative to `root`, and the cache's figures."
+        """JSON-ready summary: the image count, skipped/converted files named relative to `root`, and the cache's
+        figures."""
         rel = (lambda f: str(Path(f).relative_to(root))) if root else str
         d = {'images': len(self.images),
              'skipped': [{**o, 'file': rel(o['file'])} for o in self.skipped],
@@ -112,7 +114,8 @@ class ResizeCache:
     "Images opened by `open_image` and scaled by `resize_short` to `item_size`, stored once per file content."
     def __init__(self, item_size:int, root=None, fmt:str='jpg', quality:int=95):
         check_choice(fmt, ('jpg', 'bmp'), 'cache format')
-        if not isinstance(item_size, int): raise BadOptions(f"the resize cache needs a square item size, not {item_size!r}")
+        if not isinstance(item_size, int):
+            raise BadOptions(f"the resize cache needs a square item size, not {item_size!r}")
         self.item_size, self.fmt, self.quality = item_size, fmt, quality
         self.dir = Path(ifnone(root, pet_breeds_cache_dir()))/'resized'/f'v{RESIZE_CACHE_VERSION}'/str(item_size)
     def __repr__(self): return f"ResizeCache({self.dir}, {self.fmt})"
@@ -126,7 +129,8 @@ class ResizeCache:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             with replacing(dest) as tmp:   # never a name `path` returns, so a reader never sees half a copy
-                resize_short(img, self.item_size).save(tmp, format='JPEG' if self.fmt == 'jpg' else 'BMP', quality=self.quality)
+                fmt = 'JPEG' if self.fmt == 'jpg' else 'BMP'
+                resize_short(img, self.item_size).save(tmp, format=fmt, quality=self.quality)
             return dest
         except OSError as e:   # WriteFailed too: the cache only saves time, so it never stops a run
             warnings.warn(f"resize cache {self.dir} not written ({e}); going on without it")
@@ -165,7 +169,8 @@ def scan_images(path,                     # the folder to scan (every file under
                 progress:bool=False,      # show a progress bar
                 files:list=None,          # the files to scan instead of every file under `path` (a `Layout`'s)
                ) -> DataReport:
-    "Open every file under `path` (or the `files` given) once with `open_image`, filling `cache`; sort readable images from the rest."
+    """Open every file under `path` (or the `files` given) once with `open_image`, filling `cache`; sort readable images
+    from the rest."""
     t0 = time.perf_counter()
     files = sorted(ifnone(files, get_files(path, recurse=True)))
     checks = parallel(partial(_check_file, cache=cache), files, n_workers=ifnone(n_workers, defaults.cpus),
@@ -178,7 +183,8 @@ def scan_images(path,                     # the folder to scan (every file under
         rep.images.append(fn)
         if copy is not None: rep.cached[fn] = copy
         if status == 'converted':
-            rep.converted.append({'file': str(fn), 'format': f"{info['format']} {info['mode']}", 'fixes': info['fixes']})
+            rep.converted.append({'file': str(fn), 'format': f"{info['format']} {info['mode']}",
+                                  'fixes': info['fixes']})
     if cache is not None:
         hits = sum(c[3] for c in checks)
         rep.cache = {'dir': str(cache.dir), 'hits': hits, 'misses': len(rep.images) - hits,
@@ -187,7 +193,8 @@ def scan_images(path,                     # the folder to scan (every file under
 
 # %% ../nbs/13_data.ipynb #34907784
 def pets_transforms(item_size:int=460, size:int=224, min_scale:float=0.75):
-    "The recipe's `(item_tfms, batch_tfms)`: resize big on the CPU, augment and crop on the batch in one resampling (`fuse_affine_crop`)."
+    """The recipe's `(item_tfms, batch_tfms)`: resize big on the CPU, augment and crop on the batch in one resampling
+    (`fuse_affine_crop`)."""
     return [Resize(item_size)], fuse_affine_crop(aug_transforms(size=size, min_scale=min_scale))
 
 # %% ../nbs/13_data.ipynb #622cac4c
@@ -215,18 +222,21 @@ def pets_datablock(label:str='breed',          # what to predict: 'breed' or 'sp
                    vocab=None,                  # a fixed label order (`None`: the sorted labels found)
                    splitter=None,               # a fastai splitter instead of the random split
                    loader=None,                 # what opens an item (`None`: `LoadImage`, i.e. `open_image`)
-                   get_y=None                   # the label function (`None`: PETS file names, by `label`; see `Layout.get_y`)
+                   get_y=None                   # the label function (None: PETS names, by `label`; see `Layout.get_y`)
                   ) -> DataBlock:
-    "The PETS recipe's PETS `DataBlock`, labelling by `'breed'` or `'species'` (a fixed `vocab`, `splitter` and image `loader` optional)."
+    """The PETS recipe's PETS `DataBlock`, labelling by `'breed'` or `'species'` (a fixed `vocab`, `splitter` and image
+    `loader` optional)."""
     item_tfms, batch_tfms = pets_transforms(item_size, size, min_scale)
-    images = TransformBlock(type_tfms=ifnone(loader, LoadImage()), batch_tfms=IntToFloatTensor)  # ImageBlock, opened by open_image
+    # ImageBlock, opened by open_image
+    images = TransformBlock(type_tfms=ifnone(loader, LoadImage()), batch_tfms=IntToFloatTensor)
     return DataBlock(blocks=(images, CategoryBlock(vocab=vocab)), get_items=get_items,
                      splitter=ifnone(splitter, RandomSplitter(valid_pct=valid_pct, seed=seed)),
                      get_y=ifnone(get_y, labeller(label)), item_tfms=item_tfms, batch_tfms=batch_tfms)
 
 # %% ../nbs/13_data.ipynb #0aa918ca
 def fit_workers(cpus:int=None) -> int:
-    "Data-loader workers for a machine with `cpus` cores (default: this one's): one core for the main process, at most 8."
+    """Data-loader workers for a machine with `cpus` cores (default: this one's): one core for the main process, at most
+    8."""
     cpus = ifnone(cpus, defaults.cpus)
     return max(0, min(cpus - 1, 8))
 
@@ -240,7 +250,8 @@ def _check_training_classes(layout:Layout, images:list, train:list):
     missing = sorted({layout.labels[f] for f in images} - {layout.labels[f] for f in train})
     if missing:
         n = sum(layout.labels[f] == missing[0] for f in images)
-        raise BadLayout(f"{shown(layout.root)}: {shown(missing[0])!r} has no photo in the training split ({n} readable, "
+        raise BadLayout(f"{shown(layout.root)}: {shown(missing[0])!r} has no photo in the training split ({n} "
+                        f"readable, "
                         f"all held out for validation); a class needs photos to learn from: add some")
 
 def pets_dataloaders(path=None,                # the images folder (`None`: see `pets_images_path`)
@@ -253,9 +264,11 @@ def pets_dataloaders(path=None,                # the images folder (`None`: see 
                      min_scale:float=0.75,     # smallest fraction of the image a random crop keeps
                      num_workers:int=None,     # loader processes (`None`: `fit_workers` chooses)
                      device=None,              # where batches go (`None`: fastai's default device)
-                     cache:bool|str|Path|ResizeCache=True,  # resized copies: True (the default folder), a folder, a `ResizeCache`, or False
+                     cache:bool|str|Path|ResizeCache=True,  # resized copies: True (the default folder), a folder,
+                                                            # a `ResizeCache`, or False
                      progress:bool=False,      # show a progress bar while scanning the images
-                     valid_kept_mb:float=2048, # keep the validation batches after the first pass, up to this many MiB (0: decode every epoch)
+                     valid_kept_mb:float=2048, # keep the validation batches after the first pass, up to this
+                                               # many MiB (0: decode every epoch)
                      layout:Layout=None,       # the photos and their labels (`None`: `find_layout(path, label=label)`)
                      **kwargs                  # passed on to `DataBlock.dataloaders`
                     ) -> DataLoaders:
@@ -278,7 +291,8 @@ def pets_dataloaders(path=None,                # the images folder (`None`: see 
                         loader=loader, get_y=layout.get_y())
     dls = db.dataloaders(report.images, bs=bs, path=folder, num_workers=ifnone(num_workers, fit_workers()),
                          device=device, **kwargs)
-    dls.loaders[1] = dls.valid.new(cls=KeptBatchesDL, max_mb=valid_kept_mb)   # validation decodes once (see `KeptBatchesDL`)
+    # validation decodes once (see `KeptBatchesDL`)
+    dls.loaders[1] = dls.valid.new(cls=KeptBatchesDL, max_mb=valid_kept_mb)
     dls.report, dls.layout = report, layout
     dls.recipe = dict(label=label, valid_pct=valid_pct, seed=seed, item_size=item_size, size=size, min_scale=min_scale)
     return dls
@@ -299,18 +313,22 @@ def normalize_tfms(stats:dict|None) -> list:
 def _package_dir() -> Path: return Path(str(importlib.resources.files('pet_breeds')))
 
 def sample_path() -> Path:
-    "The bundled sample's images folder: 370 real photos, 10 of each of the 37 breeds (CC BY-SA 4.0, see its README.md)."
+    """The bundled sample's images folder: 370 real photos, 10 of each of the 37 breeds (CC BY-SA 4.0, see its
+    README.md)."""
     p = _package_dir()/'sample'/'images'
     if not p.is_dir() or not any(p.glob('*.jpg')):
         raise DataNotFound(f"the bundled sample is missing: {p} does not exist or holds no images; the pet_breeds "
-                           f"installation is incomplete (reinstall it: pip install --force-reinstall --no-deps pet_breeds)")
+                           f"installation is incomplete (reinstall it: pip install --force-reinstall --no-deps "
+                           f"pet_breeds)")
     return p
 
 # %% ../nbs/13_data.ipynb #bd300779
 def copy_sample(dest) -> Path:
-    "Copy the bundled sample (`images/`, `README.md`, `LICENSE`) to `dest`, a new or empty folder; return `dest/'images'`."
+    """Copy the bundled sample (`images/`, `README.md`, `LICENSE`) to `dest`, a new or empty folder; return
+    `dest/'images'`."""
     src, dest = sample_path().parent, Path(dest).expanduser()
-    if dest.exists() and not dest.is_dir(): raise PetBreedsError(f"{dest}: exists and is not a folder; give a new or empty folder")
+    if dest.exists() and not dest.is_dir():
+        raise PetBreedsError(f"{dest}: exists and is not a folder; give a new or empty folder")
     if dest.is_dir() and any(dest.iterdir()):
         raise PetBreedsError(f"{dest}: folder exists and is not empty; give a new or empty folder (nothing was copied)")
     made = not dest.exists()
@@ -327,7 +345,8 @@ def copy_sample(dest) -> Path:
 
 # %% ../nbs/13_data.ipynb #7ccf1393
 @command('pet_breeds_sample', old={'--copy': ['--out']}, old_kwargs={'copy': 'out'})
-def sample_main(out:str=None):  # copy images/, README.md and LICENSE to this new or empty folder (default: none: print where the sample is)
+def sample_main(out:str=None):  # copy images/, README.md and LICENSE to this new or empty folder
+                                # (default: none: print where the sample is)
     "Print the folder of the bundled sample (370 real PETS photos, CC BY-SA 4.0), or copy it with --out DEST."
     with command_errors('pet_breeds_sample', OSError):
         if out is None: return print(sample_path())

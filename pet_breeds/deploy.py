@@ -48,13 +48,16 @@ def export_onnx(model, opset:int=ONNX_OPSET, tol:float=1e-4, loaded=None) -> Pat
         with warnings.catch_warnings(), torch.no_grad():
             # the tracer's notes on shape arithmetic, constant once the input size is fixed
             warnings.simplefilter('ignore')
-            torch.onnx.export(net, (x,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
+            torch.onnx.export(net, (x,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              opset_version=opset,
                               dynamic_axes={INPUT_NAME: {0: 'batch'}, OUTPUT_NAME: {0: 'batch'}}, dynamo=False)
         with torch.inference_mode(): expected = net(x).numpy()
-        got = ort.InferenceSession(str(tmp), providers=['CPUExecutionProvider']).run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
+        session = ort.InferenceSession(str(tmp), providers=['CPUExecutionProvider'])
+        got = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
         diff = float(np.abs(got - expected).max())
         if not diff <= tol:   # the temporary file is removed: the model is not written
-            raise PetBreedsError(f"{folder}: onnxruntime's probabilities differ from PyTorch's by {diff:.2g} (more than {tol}) "
+            raise PetBreedsError(f"{folder}: onnxruntime's probabilities differ from PyTorch's by {diff:.2g} (more "
+                                 f"than {tol}) "
                                  f"for {meta['arch']} ({meta.get('mode', 'finetune')}); model.onnx was not written")
     meta['preprocess'] = meta.get('preprocess') or preprocess_spec(meta)
     meta['onnx'] = {'file': ONNX_FILE, 'opset': opset, 'sha256': _sha256(fn), 'torch': torch.__version__,
@@ -111,7 +114,8 @@ def quantize_onnx(model,                  # exported model folder holding model.
     k = min(n, len(files) // 2)   # a small folder: half calibrates, half checks
     cal, check = _opened([files[i] for i in order[:k]], pre), _opened([files[i] for i in order[k:k+n]], pre)
     if len(cal) < 8 or len(check) < 8:
-        raise PetBreedsError(f"{calibrate}: {len(files)} photos; calibrating and checking an int8 model needs at least 16 readable ones")
+        raise PetBreedsError(f"{calibrate}: {len(files)} photos; calibrating and checking an int8 model needs at "
+                             f"least 16 readable ones")
     class Photos(CalibrationDataReader):
         def __init__(self): self.it = iter(cal)
         def get_next(self):
@@ -123,14 +127,17 @@ def quantize_onnx(model,                  # exported model folder holding model.
         quant_pre_process(str(folder/ONNX_FILE), f'{d}/pre.onnx', skip_symbolic_shape=True)
         quantize_static(f'{d}/pre.onnx', str(tmp), Photos(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        run = lambda fn, x: ort.InferenceSession(str(fn), providers=['CPUExecutionProvider']).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        def run(fn, x):
+            session = ort.InferenceSession(str(fn), providers=['CPUExecutionProvider'])
+            return session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
         x = np.concatenate(check)
         p32, p8 = run(folder/ONNX_FILE, x), run(tmp, x)
         agree = float((p32.argmax(1) == p8.argmax(1)).mean())
         if agree < min_agreement:   # the temporary file is removed: no int8 model is written
-            raise PetBreedsError(f"{folder}: the int8 model's top-1 agrees with model.onnx on {agree:.1%} of {len(x)} photos of "
-                                 f"{calibrate} (under {min_agreement:.0%}); {INT8_FILE} was not written")
-    meta['onnx_int8'] = {'file': INT8_FILE, 'sha256': _sha256(dest), 'calibration_photos': len(cal), 'checked_on': len(x),
+            raise PetBreedsError(f"{folder}: the int8 model's top-1 agrees with model.onnx on {agree:.1%} of {len(x)} "
+                                 f"photos of {calibrate} (under {min_agreement:.0%}); {INT8_FILE} was not written")
+    meta['onnx_int8'] = {'file': INT8_FILE, 'sha256': _sha256(dest), 'calibration_photos': len(cal),
+                         'checked_on': len(x),
                          'top1_agreement': agree, 'max_abs_diff': float(np.abs(p32 - p8).max())}
     write_atomic(folder/MODEL_JSON, json.dumps(meta, indent=1))
     return dest
@@ -162,7 +169,8 @@ def export_space(model,                 # exported model folder (from pet_breeds
         except PetBreedsError: raise
         except Exception as e:   # the tracer's or the exporter's own error: name what failed to export
             why = (str(e).strip().splitlines() or [''])[0][:200]
-            raise PetBreedsError(f"{folder}: {meta.get('arch')} ({meta.get('mode', 'finetune')}) cannot be exported to ONNX "
+            raise PetBreedsError(f"{folder}: {meta.get('arch')} ({meta.get('mode', 'finetune')}) cannot be exported "
+                                 f"to ONNX "
                                  f"({type(e).__name__}: {why}); a Space needs {ONNX_FILE}") from None
         return write_space(d, dest, overwrite, metrics=read_metrics(folder))
 
@@ -203,7 +211,8 @@ def export_main(model:str,                 # exported model folder (from pet_bre
             print(f"wrote {fn} ({fn.stat().st_size/1e6:.1f} MB); onnxruntime agrees with PyTorch within "
                   f"{meta['onnx']['check_max_abs_diff']:.1g}", flush=True)
             if fn8: print(f"wrote {fn8} ({fn8.stat().st_size/1e6:.1f} MB); its top-1 agrees with model.onnx on "
-                          f"{meta['onnx_int8']['top1_agreement']:.1%} of {meta['onnx_int8']['checked_on']} photos", flush=True)
+                          f"{meta['onnx_int8']['top1_agreement']:.1%} of {meta['onnx_int8']['checked_on']} photos",
+                          flush=True)
         if space:
             dest = export_space(model, space, overwrite, opset)
             print(f"wrote {dest}: a Gradio app ({', '.join(sorted(p.name for p in dest.iterdir()))}); try it: "

@@ -40,7 +40,8 @@ class ImagenetClassifier:
         "Probabilities over the 1000 classes for opened `images`, shape `(n, 1000)`."
         if not len(images): return torch.zeros(0, len(self.categories))
         batches = (torch.stack([self.transform(im) for im in images[i:i+bs]]) for i in range(0, len(images), bs))
-        return predict_batches(self.model, batches, choose_policy(device=next(self.model.parameters()).device, path='imagenet')).softmax(dim=1)
+        policy = choose_policy(device=next(self.model.parameters()).device, path='imagenet')
+        return predict_batches(self.model, batches, policy).softmax(dim=1)
 
     def topk(self, p:torch.Tensor, k:int=3) -> list:
         "`[(class name, prob), ...]` for the `k` most probable classes of a probability vector."

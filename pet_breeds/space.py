@@ -19,13 +19,15 @@ __all__ = ['RUNTIME_MODULE', 'VENDORED', 'GRADIO_VERSION', 'SPACE_REQUIREMENTS',
 # %% ../nbs/50_deploy.space.ipynb #234d7c44
 RUNTIME_MODULE = 'pet_runtime.py'
 VENDORED = ((core, ('PetBreedsError', 'BadImage', 'BadOptions', 'OutOfRange', 'is_whole', 'Range', 'is_finite_number',
-                    'human_size', 'WINDOWS_RESERVED', 'label_problem', 'IMAGE_FORMATS', 'MAX_IMAGE_BYTES', 'MAX_IMAGE_PIXELS',
+                    'human_size', 'WINDOWS_RESERVED', 'label_problem', 'IMAGE_FORMATS', 'MAX_IMAGE_BYTES',
+                    'MAX_IMAGE_PIXELS',
                     '_too_large', '_bomb',
                     'read_image_bytes', '_16BIT', '_orientation', '_has_alpha', '_fixes', '_to_8bit', '_to_rgb',
                     '_describe', '_open_header', '_bad', 'read_rgb')),
             (model_json, None),   # None: every definition of the module (meta_problem's checks)
             (runtime, ('BadModel', 'FORMAT', 'FORMAT_VERSION', 'MODEL_JSON', 'model_folder', 'read_model_json',
-                       'preprocess_spec', 'crop_resize', 'area_matrix', 'bilinear_matrix', 'resize_matrix', 'Preprocess',
+                       'preprocess_spec', 'crop_resize', 'area_matrix', 'bilinear_matrix', 'resize_matrix',
+                       'Preprocess',
                        '_item_name', 'topk_in_batches', 'TTA_DEFAULT', 'use_tta', 'tta_batch', 'tta_mean',
                        'OnnxModel')))
 
