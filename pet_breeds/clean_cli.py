@@ -102,7 +102,8 @@ class _AppCommand:
     @property
     def command(self):
         from pet_breeds.cli import Command
-        return Command(_app_signature(), self.prog, choices={'precision': ('auto', 'fp32', 'bf16', 'fp16')},
+        from pet_breeds.widget import PAGE_RUNTIMES
+        return Command(_app_signature(), self.prog, choices={'runtime': PAGE_RUNTIMES},
                        divert={'--clean': (clean_main, '--data')})
     def parser(self): return self.command.parser()
     def __call__(self, argv=None, **kwargs): return self.command.call(**kwargs) if kwargs else self.command(argv)

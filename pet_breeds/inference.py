@@ -225,8 +225,9 @@ def load_model(path,                 # an exported model folder, its model.json 
 # %% ../nbs/32_predict.inference.ipynb #da01e03c
 @patch
 def dl(self:PetModel, images, bs:int=64) -> TfmdDL:
-    "A `TfmdDL` over already opened `images` with the validation transforms."
-    ds = Datasets(list(images), tfms=[[noop]])
+    "A `TfmdDL` over already opened `images` (PIL images) with the validation transforms."
+    # fastai's transforms act on its `PILImage`: a plain PIL image (`read_rgb`'s, the widget's) becomes one
+    ds = Datasets([o if isinstance(o, PILImage) else PILImage(o) for o in images], tfms=[[noop]])
     for tl in ds.tls: tl.tfms.split_idx = 1  # the validation-time behaviour of every transform, as test_dl
     return TfmdDL(ds, bs=bs, after_item=self.after_item, after_batch=self.after_batch,
                   device=self.device, num_workers=0)

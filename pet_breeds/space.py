@@ -13,8 +13,8 @@ from .runtime import BadModel, MODEL_JSON, ONNX_FILE, model_folder, read_model_j
 # %% auto #0
 __all__ = ['RUNTIME_MODULE', 'VENDORED', 'GRADIO_VERSION', 'SPACE_REQUIREMENTS', 'SPACE_FILES', 'EXAMPLES_DIR', 'N_EXAMPLES',
            'APP_TEMPLATE', 'module_statements', 'undefined_names', 'runtime_source', 'read_metrics',
-           'measured_accuracy', 'example_photos', 'space_model_file', 'app_source', 'space_readme', 'check_space_dest',
-           'write_space', 'push_space']
+           'measured_accuracy', 'example_photos', 'current_onnx', 'space_model_file', 'app_source', 'space_readme',
+           'check_space_dest', 'write_space', 'push_space']
 
 # %% ../nbs/50_deploy.space.ipynb #234d7c44
 RUNTIME_MODULE = 'pet_runtime.py'
@@ -140,6 +140,13 @@ def _sha256(fn) -> str:
         for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
     return h.hexdigest()
 
+def current_onnx(model) -> Path|None:
+    "`model`'s model.onnx where it is the file its model.json records (written by its last export), else `None`."
+    folder = model_folder(model)
+    fn = folder/ONNX_FILE
+    recorded = (read_model_json(folder).get('onnx') or {}).get('sha256')
+    return fn if fn.is_file() and recorded == _sha256(fn) else None
+
 def space_model_file(model) -> str:
     """The ONNX file of `model` the Space runs: its int8 model where one was written (it agrees) and is intact, else
     model.onnx."""
@@ -148,7 +155,7 @@ def space_model_file(model) -> str:
     if q.get('file') and (folder/q['file']).is_file() and q.get('sha256') == _sha256(folder/q['file']): return q['file']
     if not (folder/ONNX_FILE).is_file():
         raise BadModel(f"{folder}: no {ONNX_FILE}; write it first: pet_breeds_export {folder} --onnx")
-    if (meta.get('onnx') or {}).get('sha256') != _sha256(folder/ONNX_FILE):
+    if current_onnx(folder) is None:
         raise BadModel(f"{folder/ONNX_FILE}: not the file model.json records (changed since export); "
                        f"export it again: pet_breeds_export {folder} --onnx")
     return ONNX_FILE

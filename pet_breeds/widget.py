@@ -4,32 +4,35 @@
 
 # %% ../nbs/60_tools.widget.ipynb #511eeef5
 from __future__ import annotations
-import base64, html, io, importlib.util, inspect, ipaddress, json, os, sys, tempfile, time, warnings
+import base64, html, io, importlib.util, inspect, ipaddress, json, os, shutil, sys, tempfile, time
 from pathlib import Path
 from .core import *
 from PIL import Image
-from fastai.vision.core import PILImage
 import ipywidgets as widgets
 import nbformat
 from fastcore.basics import patch
-from .inference import PetModel, load_model, read_meta, fastai_export, tta_option, trust_pickle_option
 from .atomic import write_atomic
+from .cli import Option
+from .runtime import (BadModel, OnnxModel, MODEL_JSON, WEIGHTS_FILE, ONNX_FILE, TTA_HELP, TRUST_PICKLE_HELP,
+                                model_folder, read_model_json, torch_available)
+from .space import current_onnx
 
 # %% auto #0
-__all__ = ['MAX_BYTES', 'MAX_PIXELS', 'CSS', 'MAX_CLASSES_SHOWN', 'CULL_IDLE', 'CULL_INTERVAL', 'KERNEL_MB', 'POOL_SIZE',
-           'BUSY_PAGE', 'CAPPED_PROVIDER', 'SESSION_SCRIPT', 'SESSION_CELL', 'APP_NAME', 'CONFIG', 'open_upload',
-           'predict_upload', 'result_html', 'result_widget', 'app_wording', 'PredictWidget', 'memory_available_mb',
-           'default_max_sessions', 'voila_config', 'session_cap', 'cap_config', 'app_folder', 'app_notebook',
-           'voila_command', 'is_loopback', 'check_app_runtime', 'serve_app', 'app_main']
+__all__ = ['MAX_BYTES', 'MAX_PIXELS', 'CSS', 'PAGE_RUNTIMES', 'MAX_CLASSES_SHOWN', 'CULL_IDLE', 'CULL_INTERVAL', 'KERNEL_MB',
+           'ONNX_KERNEL_MB', 'POOL_SIZE', 'BUSY_PAGE', 'CAPPED_PROVIDER', 'SESSION_SCRIPT', 'SESSION_CELL', 'APP_NAME',
+           'CONFIG', 'open_upload', 'predict_upload', 'result_html', 'result_widget', 'check_runtime', 'page_model',
+           'app_wording', 'PredictWidget', 'memory_available_mb', 'default_max_sessions', 'voila_config', 'session_cap',
+           'cap_config', 'app_folder', 'app_notebook', 'voila_command', 'is_loopback', 'check_app_runtime', 'serve_app',
+           'page_kernel_mb', 'app_model', 'app_main']
 
 # %% ../nbs/60_tools.widget.ipynb #cd0062c3
 MAX_BYTES = 20_000_000               # 20 MB: larger than any phone photo
 MAX_PIXELS = MAX_IMAGE_PIXELS       # the package's limit: PIL's own warning threshold, about 89 megapixels
 
-def open_upload(data, name:str, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS) -> PILImage:
-    """Decode the uploaded bytes `data` as an upright RGB image with `open_image`, after its size and pixel checks;
+def open_upload(data, name:str, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS) -> Image.Image:
+    """Decode the uploaded bytes `data` as an upright RGB PIL image with `read_rgb`, after its size and pixel checks;
     `BadImage` naming `name` if not."""
-    return open_image(data, name, max_bytes=max_bytes, max_pixels=max_pixels)
+    return read_rgb(data, name, max_bytes=max_bytes, max_pixels=max_pixels)
 
 # %% ../nbs/60_tools.widget.ipynb #2ed289ca
 def _upload_name(f) -> str:
@@ -38,11 +41,12 @@ def _upload_name(f) -> str:
 
 def _thumbnail(img, size:int=128) -> bytes:
     "A JPEG of `img` at most `size` pixels wide and high."
-    buf = io.BytesIO()
-    img.to_thumb(size).save(buf, format='JPEG', quality=80)
+    buf, small = io.BytesIO(), img.copy()
+    small.thumbnail((size, size))   # in place, keeping the proportions (fastai's `to_thumb`, without fastai)
+    small.save(buf, format='JPEG', quality=80)
     return buf.getvalue()
 
-def predict_upload(model:PetModel,          # the model that predicts
+def predict_upload(model,                   # the model that predicts: a `PetModel` or an `OnnxModel`
                    f:dict,                  # one entry of `FileUpload.value`: its `name` and `content`
                    k:int=3,                 # labels shown
                    max_bytes:int=MAX_BYTES, # largest accepted file
@@ -96,6 +100,30 @@ def result_widget(r:dict) -> widgets.HTML:
     w.add_class('pb-error' if 'error' in r else 'pb-result')
     return w
 
+# %% ../nbs/60_tools.widget.ipynb #6413d034
+PAGE_RUNTIMES = ('auto', 'onnx', 'torch')
+
+def check_runtime(runtime:str):
+    "`PetBreedsError` unless `runtime` is one of `PAGE_RUNTIMES`."
+    if runtime not in PAGE_RUNTIMES:
+        raise PetBreedsError(f"unknown runtime {runtime!r}; choose one of: {', '.join(PAGE_RUNTIMES)}")
+
+def page_model(model,                   # a loaded model (`PetModel`, `OnnxModel`), or an exported model folder
+               runtime:str='auto',      # auto: the folder's current model.onnx, else PyTorch; onnx; torch
+               trust_pickle:bool=False  # allow unpickling a fastai export (it can run any code it holds)
+              ):
+    "The model a page predicts with: `model` if loaded, else an `OnnxModel` (no PyTorch imported) or a `PetModel`."
+    if not isinstance(model, (str, os.PathLike)): return model
+    check_runtime(runtime)
+    path = Path(model)
+    if runtime == 'onnx' or path.suffix == '.onnx': return OnnxModel.load(path)
+    if runtime == 'auto':
+        try: onnx = current_onnx(path)
+        except BadModel: onnx = None   # not an exported folder: `load_model` says what it is
+        if onnx is not None: return OnnxModel.load(path)
+    from pet_breeds.inference import load_model   # PyTorch and fastai, for the models that need them only
+    return load_model(path, trust_pickle=trust_pickle)
+
 # %% ../nbs/60_tools.widget.ipynb #39e3f51a
 MAX_CLASSES_SHOWN = 8   # the title line names this many classes, then says how many more
 
@@ -109,8 +137,8 @@ def app_wording(vocab,   # the model's classes
 
 # %% ../nbs/60_tools.widget.ipynb #485cd9d6
 class PredictWidget(widgets.VBox):
-    "Upload images and see the top-`k` labels of `model` (a `PetModel` or an exported model folder) for each."
-    def __init__(self, model,                # an exported model folder (or fastai export), or a `PetModel`
+    "Upload images and see the top-`k` labels of `model` (a loaded model or an exported model folder) for each."
+    def __init__(self, model,                # an exported model folder (or fastai export), or a loaded model
                  k:int=3,                    # labels shown per image
                  max_bytes:int=MAX_BYTES,    # largest accepted file
                  max_pixels:int=MAX_PIXELS,  # largest accepted picture (decompression bombs)
@@ -118,8 +146,9 @@ class PredictWidget(widgets.VBox):
                  max_results:int=50,         # most results shown at once
                  tta:bool|None=None,         # average with the mirror image (`None`: `runtime.TTA_DEFAULT`)
                  trust_pickle:bool=False,    # allow unpickling a fastai export (it can run any code it holds)
+                 runtime:str='auto',         # what runs a model folder: auto, onnx or torch (see `page_model`)
                  **kwargs):                  # passed on to `widgets.VBox`
-        self.model = model if isinstance(model, PetModel) else load_model(model, trust_pickle=trust_pickle)
+        self.model = page_model(model, runtime, trust_pickle)
         self.k, self.max_bytes, self.max_pixels = k, max_bytes, max_pixels
         self.thumb, self.max_results = thumb, max_results
         self.tta = tta
@@ -186,7 +215,8 @@ def _on_upload(self:PredictWidget, change):
 # %% ../nbs/60_tools.widget.ipynb #8abca3b1
 CULL_IDLE = 60       # seconds a kernel no page is connected to lives on after its last message
 CULL_INTERVAL = 10   # seconds between two looks for such kernels
-KERNEL_MB = 1000     # a page's kernel once its page ran and predicted (the README's model: measured about 0.95 GB)
+KERNEL_MB = 1000     # a page's kernel running PyTorch once its page ran and predicted (measured about 0.95 GB)
+ONNX_KERNEL_MB = 150 # a page's kernel running onnxruntime, its model's file aside (see `page_kernel_mb`)
 POOL_SIZE = 1        # kernels the upload app keeps started, their page already run, for the next views
 
 # %% ../nbs/60_tools.widget.ipynb #30efc7df
@@ -353,7 +383,7 @@ def app_folder(src:str,                  # the code of the page's cell: its last
     return dest/APP_NAME
 
 # %% ../nbs/60_tools.widget.ipynb #24dbde9c
-def app_notebook(model,                   # the exported model folder the app serves
+def app_notebook(model,                   # the exported model folder the pages run
                  dest,                    # folder to write the notebook and `voila.json` into
                  k:int=3,                 # labels shown per image
                  max_bytes:int=MAX_BYTES, # largest accepted file
@@ -362,14 +392,15 @@ def app_notebook(model,                   # the exported model folder the app se
                  remote:bool=False,       # answer requests for any host (else only this machine's: no DNS rebinding)
                  max_sessions:int=None,   # most pages with a kernel at once (`None`: `default_max_sessions()`)
                  cull_idle:int=CULL_IDLE, # seconds a kernel no page is connected to outlives its last message
-                 pool_size:int=POOL_SIZE  # kernels kept started with the page run, for the next views
+                 pool_size:int=POOL_SIZE, # kernels kept started with the page run, for the next views
+                 runtime:str='auto'       # what runs the model in each page (see `page_model`)
                 ) -> Path:
     """Write the app's notebook (and its `voila.json`) for the exported `model` folder into `dest`; return its path.
     `trust_pickle`: the widget may unpickle a fastai export."""
     src = ("# written by pet_breeds_app; serve with `voila pet_breeds.ipynb`\n"
            "from pet_breeds.widget import PredictWidget\n"
            f"PredictWidget({str(Path(model).resolve())!r}, k={k}, max_bytes={max_bytes}, tta={tta!r}"
-           f"{', trust_pickle=True' if trust_pickle else ''})")
+           f"{', trust_pickle=True' if trust_pickle else ''}, runtime={runtime!r})")
     return app_folder(src, dest, max_bytes, remote, max_sessions, cull_idle, pool_size=pool_size)
 
 # %% ../nbs/60_tools.widget.ipynb #3f782cc4
@@ -419,6 +450,52 @@ def serve_app(nb,                       # the notebook to serve (`app_folder`'s)
     os.chdir(Path(nb).parent)  # Voila serves files from the working folder: the app's own, nothing else
     os.execv(cmd[0], cmd)
 
+# %% ../nbs/60_tools.widget.ipynb #b43b7edf
+def page_kernel_mb(runtime:str,   # what runs the model in the pages: 'onnx' or 'torch'
+                   model=None     # the model folder the pages load (with onnx, its model.onnx's size counts)
+                  ) -> float:
+    "The memory of one page's kernel once its page ran and predicted, in MB: what `default_max_sessions` divides by."
+    if runtime != 'onnx': return KERNEL_MB
+    fn = None if model is None else model_folder(model)/ONNX_FILE
+    size = fn.stat().st_size / 2**20 if fn is not None and fn.is_file() else 0
+    return ONNX_KERNEL_MB + 2 * size   # onnxruntime's copy of the weights, and the arena it computes in
+
+# %% ../nbs/60_tools.widget.ipynb #eff32c7d
+def app_model(model,                   # the exported model folder the app serves, or a fastai export
+              dest,                    # the app's own folder: a model.onnx exported for the pages goes in dest/model
+              runtime:str='auto',      # auto: onnxruntime where the model has or exports an ONNX file; onnx; torch
+              trust_pickle:bool=False  # allow a fastai export (PyTorch runs it)
+             ) -> tuple:
+    """`(folder, runtime, why)`: the model folder each page loads, what runs it ('onnx' or 'torch'), and why, in words;
+    fails in one line where nothing can run it."""
+    from pet_breeds.inference import fastai_export   # PyTorch, in the app's own process, once
+    if fastai_export(model, trust_pickle) is not None:
+        if runtime == 'onnx': raise PetBreedsError(f"{model}: a fastai export runs with PyTorch only: --runtime torch")
+        return Path(model), 'torch', 'a fastai export'
+    read_model_json(model)
+    folder = model_folder(model)
+    if runtime == 'torch': return folder, 'torch', '--runtime torch'
+    if current_onnx(folder) is not None or not (folder/WEIGHTS_FILE).is_file():
+        OnnxModel.load(folder)   # a missing or broken file fails here, in one line, not in every page
+        return folder, 'onnx', f'its {ONNX_FILE}'
+    if not torch_available(): OnnxModel.load(folder)   # says what is missing
+    t0, copy = time.perf_counter(), Path(dest)/'model'
+    copy.mkdir(parents=True)
+    for name in (MODEL_JSON, WEIGHTS_FILE): shutil.copyfile(folder/name, copy/name)
+    try:
+        from pet_breeds.deploy import export_onnx
+        export_onnx(copy)
+    except Exception as e:   # the tracer's, the exporter's or the agreement check's: PyTorch runs the pages then
+        shutil.rmtree(copy, ignore_errors=True)
+        why = (str(e).strip().splitlines() or [''])[0][:200]
+        if runtime == 'onnx':
+            raise PetBreedsError(f"{folder}: cannot be exported to ONNX ({type(e).__name__}: {why}); "
+                                 f"--runtime torch runs it with PyTorch") from None
+        return folder, 'torch', f'no {ONNX_FILE}, and it does not export ({type(e).__name__})'
+    (copy/WEIGHTS_FILE).unlink()   # the pages read model.json and model.onnx only
+    return copy, 'onnx', (f"a {ONNX_FILE} exported for the pages in {time.perf_counter() - t0:.0f} s; "
+                          f"pet_breeds_export {folder} writes one beside the model, and the app starts sooner")
+
 # %% ../nbs/60_tools.widget.ipynb #081dbe5f
 def app_main(model:str,                   # exported model folder
              port:int=8866,                # port to serve on
@@ -426,8 +503,12 @@ def app_main(model:str,                   # exported model folder
              ip:str='127.0.0.1',           # address to serve on (0.0.0.0: every interface)
              k:int=3,                      # labels shown per image
              max_mb:float=MAX_BYTES/1e6,   # largest accepted file, in MB
-             tta:tta_option()=None,                      # the options several commands share: `inference`'s
-             trust_pickle:trust_pickle_option()=False,
+             tta:Option(TTA_HELP, bool, tristate=True)=None,   # the options several commands share: `runtime`'s
+             trust_pickle:Option(TRUST_PICKLE_HELP, bool)=False,
+             runtime:str='auto',           # what runs the model in each page: auto (onnxruntime, no PyTorch in the
+                                           # pages: the model's model.onnx, else one exported into the app's own
+                                           # folder; PyTorch for a model that does not export), onnx (never PyTorch)
+                                           # or torch (PyTorch: about 1 GB a page)
              max_sessions:int=None,        # most pages open at once (default: as many kernels as the memory holds)
              pool:int=POOL_SIZE,           # kernels kept ready, their page run, so that a view need not wait for one
              cull_idle:int=CULL_IDLE):     # seconds a kernel outlives its page's connection (at least 10)
@@ -439,10 +520,18 @@ def app_main(model:str,                   # exported model folder
         if max_sessions is not None: check_range('max_sessions', max_sessions, lo=1)
         check_range('pool', pool, lo=0)
         check_range('cull_idle', cull_idle, lo=10)
-        if fastai_export(model, trust_pickle) is None: read_meta(model)
+        check_runtime(runtime)
         check_app_runtime()
-    remote, max_sessions = not is_loopback(ip), max_sessions or default_max_sessions(pool_size=pool)
-    nb = app_notebook(model, tempfile.mkdtemp(prefix='pet_breeds_app_'), k=k, max_bytes=int(max_mb * 1e6), tta=tta,
-                      trust_pickle=trust_pickle, remote=remote, max_sessions=max_sessions, cull_idle=cull_idle,
-                      pool_size=pool)
+        dest = Path(tempfile.mkdtemp(prefix='pet_breeds_app_'))
+        try: folder, used, why = app_model(model, dest, runtime, trust_pickle)
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+    kernel_mb = page_kernel_mb(used, folder)
+    print(f"pet_breeds_app: each page runs the model with {'onnxruntime' if used == 'onnx' else 'PyTorch'} ({why}): "
+          f"about {kernel_mb:.0f} MB a page", flush=True)
+    remote = not is_loopback(ip)
+    max_sessions = max_sessions or default_max_sessions(kernel_mb, pool_size=pool)
+    nb = app_notebook(folder, dest, k=k, max_bytes=int(max_mb * 1e6), tta=tta, trust_pickle=trust_pickle,
+                      remote=remote, max_sessions=max_sessions, cull_idle=cull_idle, pool_size=pool, runtime=used)
     serve_app(nb, model, port, no_browser, ip, max_sessions, cull_idle, pool)

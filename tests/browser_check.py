@@ -282,6 +282,9 @@ def load(browser, run:Path, tmp:Path):
             opened.append(time.monotonic() - t)
             if i == 0:
                 figures['one view open'] = (len(kernels_of(app)), app_memory(app), [rss_mb(k) for k in kernels_of(app)])
+                # the README's model has no model.onnx: the app exported one for its pages, which run without PyTorch
+                torch_in = [k for k in kernels_of(app) if b'libtorch' in Path(f'/proc/{k}/maps').read_bytes()]
+                check(not torch_in, f"kernels {torch_in} loaded PyTorch: the pages should run onnxruntime")
             leave(page)
             wait_kernels(app, LOAD_POOL, 30)
             voila.append(rss_mb(app.proc.pid))

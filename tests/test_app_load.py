@@ -78,8 +78,12 @@ def check_capped(port:int, log:Path, ready:str, cull_idle:int=60, pooled:bool=Tr
     assert status == 200, f"after the shutdown post the next view got {status}"
 
 def test_upload_app_is_capped_and_culled(serve, tiny_model):
+    before = sorted(p.name for p in tiny_model[0].iterdir())
     port, log = serve(tiny_model[0], '--max_sessions', 1, '--cull_idle', 20)
     check_capped(port, log, 'application/vnd.jupyter.widget-view+json', cull_idle=20)
+    # its pages run onnxruntime, from a model.onnx the app wrote into its own folder if the model had none
+    assert 'pet_breeds_app: each page runs the model with onnxruntime (' in log.read_text(), log.read_text()[:3000]
+    assert sorted(p.name for p in tiny_model[0].iterdir()) == before
 
 def test_cleaner_is_capped_and_culled(serve, tmp_path, sample_dir):
     data, report = tmp_path/'data', tmp_path/'report'
