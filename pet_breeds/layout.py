@@ -87,6 +87,10 @@ class Layout:
     def classes(self) -> list: return sorted(set(self.labels.values()))
     @property
     def counts(self) -> Counter: return Counter(self.labels.values())
+    @property
+    def given_valid(self) -> bool:
+        "Whether the photos name their validation set (a validation folder, a CSV's column), not a random split."
+        return (self.kind == 'split' and 'valid' in self.folders) or self.valid is not None
 
     def get_y(self):
         "The label function of fastai's `DataBlock` for this layout."

@@ -22,12 +22,14 @@ from .atomic import write_atomic
 from .train import ModeOption, register_trainer
 from .inference import export_model, load_model
 from .interpret import plot_confusion
-from .probe_cv import PROBE_C, PROBE_FOLDS, fit_head, head_linear, join_features, cv_folds, choose_backbones
+from .probe_cv import (PROBE_C, PROBE_FOLDS, fit_head, head_probs, head_linear, join_features, cv_folds,
+                                 cross_validate, choose_backbones, wilson_interval)
 
 # %% auto #0
-__all__ = ['FINETUNE_MIN_PER_CLASS', 'PROBE_OPTIONS', 'PROBE_BACKBONES', 'BackboneFeatures', 'FeatureEnsemble', 'probe_model',
-           'branch_key', 'probe_features', 'choose_mode', 'fit_probe', 'pick_holdout', 'write_predictions',
-           'train_probe', 'probe_report', 'probe_stale', 'probe_gflop', 'run_probe']
+__all__ = ['FINETUNE_MIN_PER_CLASS', 'SELECT_PER_CLASS', 'PROBE_OPTIONS', 'PROBE_BACKBONES', 'ROWS_SHOWN', 'BackboneFeatures',
+           'FeatureEnsemble', 'probe_model', 'branch_key', 'probe_features', 'choose_mode', 'choice_subset',
+           'fit_probe', 'pick_holdout', 'write_predictions', 'train_probe', 'probe_report', 'probe_stale',
+           'probe_gflop', 'run_probe']
 
 # %% ../nbs/43_modes.probe.ipynb #e31d825c
 class BackboneFeatures(Module):
@@ -119,6 +121,18 @@ def choose_mode(n_images:int,            # photos in the folder
                      f"features and a logistic-regression head beat fine-tuning (0.91 vs 0.68 top-1 on 10 per breed) "
                      f"in a fraction of the time")
 
+# %% ../nbs/43_modes.probe.ipynb #76220a3c
+SELECT_PER_CLASS = 100   # photos of a class the candidate backbones are compared on; beyond, the chosen see the rest
+
+def choice_subset(y,                                  # the images' class indices
+                  per_class:int=SELECT_PER_CLASS,     # at most this many of each class
+                  seed:int=RECIPE.seed                # the draw
+                 ) -> np.ndarray:
+    "Sorted positions in `y` of at most `per_class` images of each class, drawn reproducibly."
+    rng, y = np.random.default_rng(seed), np.asarray(y)
+    keep = [rng.permutation(np.flatnonzero(y == c))[:per_class] for c in np.unique(y)]
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=int)
+
 # %% ../nbs/43_modes.probe.ipynb #c0d984d5
 def fit_probe(files:list,             # image files
               y,                      # their class indices, into `vocab`
@@ -133,27 +147,42 @@ def fit_probe(files:list,             # image files
               cache_dir=None,         # feature cache (default: `default_cache_dir()`)
               species=None,           # each class's species: the CV also scores cat or dog
               show=print,             # where the line saying what is computed goes
+              select_per_class:int=SELECT_PER_CLASS,  # photos of a class the candidates are compared on, at most
              ) -> tuple:
     """Choose backbones by CV on `files` (labels `y`, indices into `vocab`) and fit a `FeatureEnsemble`; return it and
     its record."""
-    t0, y = time.perf_counter(), np.asarray(y)
+    t0, y, files = time.perf_counter(), np.asarray(y), list(files)
     backbones = ifnone(backbones, ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2'])
     branches = [BackboneFeatures(b, pretrained=True) for b in backbones]
     size = ifnone(size, max(b.size for b in branches))
-    show(f"features of {len(files)} images from {', '.join(backbones)} at {size} px (cached after the first run)")
-    feats = probe_features(branches, dl_of, files, size, cache_dir)
-    t_feat = time.perf_counter() - t0
     fit_idx = np.arange(len(y)) if train_idx is None else np.asarray(train_idx)
-    folds_ = cv_folds(y[fit_idx], folds, seed)
-    fit_feats = {k: v[fit_idx] for k, v in feats.items()}
-    chosen, cv, table = choose_backbones(fit_feats, y[fit_idx], len(vocab), folds_, C, species)
-    X = join_features(feats, chosen)
-    model = FeatureEnsemble(chosen, len(vocab), pretrained=False)
+    pick = fit_idx[choice_subset(y[fit_idx], select_per_class, seed)] if len(branches) > 1 else fit_idx
+    first = pick if len(branches) > 1 else np.arange(len(files))   # one backbone: nothing to choose, every photo
+    show(f"features of {len(first)} images from {', '.join(backbones)} at {size} px (cached after the first run)")
+    got = probe_features(branches, dl_of, [files[i] for i in first], size, cache_dir)
+    at = np.searchsorted(first, pick)   # `first` is sorted and holds `pick`
+    sub = {b: v[at] for b, v in got.items()}
+    # on a sample, a candidate better by less than its noise is not worth its cost on every other photo
+    chosen, cv, table = choose_backbones(sub, y[pick], len(vocab), cv_folds(y[pick], folds, seed), C, species,
+                                         simplest=len(pick) < len(fit_idx))
     keep = {b.name: b for b in branches}
+    if len(first) == len(files): feats = got
+    else:   # the chosen backbones on every photo (those of the sample come from the cache)
+        show(f"features of {len(files)} images from {', '.join(chosen)}, chosen on {len(pick)} of them")
+        feats = probe_features([keep[c] for c in chosen], dl_of, files, size, cache_dir)
+    t_feat = time.perf_counter() - t0
+    X = join_features(feats, chosen)
+    if len(pick) < len(fit_idx):   # the chosen model's accuracy, cross-validated on every photo it learns from
+        cv = cross_validate(X[fit_idx], y[fit_idx], len(vocab), cv_folds(y[fit_idx], folds, seed), C, species)
+    head = fit_head(X[fit_idx], y[fit_idx], len(vocab), C)
+    model = FeatureEnsemble(chosen, len(vocab), pretrained=False)
     model.branches = nn.ModuleList([keep[c] for c in chosen])   # the pretrained branches the features came from
-    model.head = head_linear(fit_head(X[fit_idx], y[fit_idx], len(vocab), C), X.shape[1], len(vocab))
+    model.head = head_linear(head, X.shape[1], len(vocab))
+    rest = np.setdiff1d(np.arange(len(files)), fit_idx)   # the validation set, when the head did not learn from it
+    held = head_probs(head, X[rest], len(vocab)) if len(rest) else np.zeros((0, len(vocab)))
     oof = cv.pop('oof_probs')
     record = {'mode': 'probe', 'backbones': chosen, 'size': size, 'C': C, 'refit': train_idx is None,
+              'chosen_on': len(pick), 'held_index': rest.tolist(), 'held_probs': held,
               'cv': cv, 'candidates': table, 'oof_pred': oof.argmax(1).tolist(), 'oof_index': fit_idx.tolist(),
               'seconds_features': round(t_feat, 2), 'total_seconds': round(time.perf_counter() - t0, 2)}
     return model.eval(), record
@@ -185,7 +214,8 @@ def train_probe(folder,                           # images named as PETS names t
                 seed:int=RECIPE.seed,             # the split, the folds and the held-back photos
                 valid_pct:float=RECIPE.valid_pct, # the validation split (unseen only with `refit=False`)
                 folds:int=PROBE_FOLDS,            # cross-validation folds
-                refit:bool=True,                  # fit the final head on every image (else on the training split only)
+                refit:bool=None,                  # fit the final head on every image, else on the training split only
+                                                  # (`None`: every image unless the layout names its validation set)
                 holdout:int=0,                    # photos held back and predicted at the end, one per class
                 num_workers:int=None,             # data loader workers
                 cache_dir=None,                   # feature cache (default: `default_cache_dir()`)
@@ -199,6 +229,7 @@ def train_probe(folder,                           # images named as PETS names t
     size = ifnone(size, max(get_arch(b).size for b in backbones))
     dls = pets_dataloaders(folder, label=label, bs=bs, valid_pct=valid_pct, seed=seed, item_size=size, size=size,
                            cache=False, num_workers=num_workers, layout=layout)
+    refit = ifnone(refit, not dls.layout.given_valid)   # a validation folder the user made is held out and scored
     files, lab = list(dls.report.images), dls.layout.labels.__getitem__
     labels = [lab(f) for f in files]
     vocab = sorted(set(labels))
@@ -211,28 +242,29 @@ def train_probe(folder,                           # images named as PETS names t
     species = [species_label(f'{v}_1.jpg') for v in vocab] if pets_breeds else None
     model, rec = fit_probe(fit_files, y, vocab, lambda fs: dls.test_dl(fs, bs=bs), backbones, size, folds, seed,
                            train_idx=train_idx, cache_dir=cache_dir, species=species)
-    unseen = [files[i] for i in held]
-    if not refit:
-        fitted = set(train_idx)
-        unseen += [f for j, f in enumerate(fit_files) if j not in fitted]
+    unseen = [files[i] for i in held]   # predicted by the exported model; the validation split by the head it holds
+    valid_preds = [(fit_files[j], int(np.argmax(p)), float(np.max(p)))
+                   for j, p in zip(rec.pop('held_index'), rec.pop('held_probs'))]
     learn = Learner(dls, model)
     learn.arch_name, learn.pretrained, learn.mode = '+'.join(rec['backbones']), True, 'probe'
     rel = lambda f: str(Path(f).relative_to(dls.path)) if Path(f).is_relative_to(dls.path) else str(f)
     export_model(learn, out/'model', extra={'backbones': rec['backbones'], 'vocab': vocab, 'n_out': len(vocab),
-                                            'valid_files': [rel(f) for f in unseen]})
+                                            'valid_files': [rel(f) for f in unseen + [v[0] for v in valid_preds]]})
     cm = np.zeros((len(vocab), len(vocab)), dtype=int)
     for i, p in zip(rec['oof_index'], rec.pop('oof_pred')): cm[y[i], p] += 1
     rec.pop('oof_index')
     plot_confusion(SimpleNamespace(confusion_matrix=lambda: cm, vocab=vocab), out/'confusion.png',
                    title=f'Confusion matrix ({label}, out-of-fold)')
+    row = lambda f, pred, prob: {'file': rel(f), 'label': lab(f), 'predicted': pred, 'probability': round(prob, 4),
+                                 'correct': pred == lab(f)}
     rows = []
     if unseen:
         preds = load_model(out/'model').predict_many(unseen, k=1, bs=bs)
         for f, r in zip(unseen, preds):
             top = r.get('top') or [('', 0.0)]
-            rows.append({'file': rel(f), 'label': lab(f), 'predicted': top[0][0], 'probability': round(top[0][1], 4),
-                         'correct': top[0][0] == lab(f)})
-        write_predictions(out/'predictions.csv', rows)
+            rows.append(row(f, top[0][0], top[0][1]))
+    rows += [row(f, vocab[i], p) for f, i, p in valid_preds]
+    if rows: write_predictions(out/'predictions.csv', rows)
     return {**rec, 'dls': dls, 'vocab': vocab, 'trained_on': len(fit_files) if refit else len(train_idx),
             'confusion': {'labels': vocab, 'matrix': cm.tolist(), 'kind': 'out-of-fold'},
             'unseen': {'images': len(rows), 'accuracy': float(np.mean([r['correct'] for r in rows])) if rows else None,
@@ -242,31 +274,39 @@ def train_probe(folder,                           # images named as PETS names t
 # %% ../nbs/43_modes.probe.ipynb #4b899510
 PROBE_OPTIONS = dict(
     folds=ModeOption(PROBE_FOLDS, int, Range(2, 100), 'cross-validation folds'),
-    refit=ModeOption(True, bool, help='fit the final head on every image, the default (--no_refit: fit it on the '
-                                      'training split only)'),
+    refit=ModeOption(None, bool, help='fit the final head on every image (--no_refit: on the training split only, '
+                                      'the rest scored) (default: every image, unless the layout names its '
+                                      'validation set: a validation folder or column is held out and scored)'),
     holdout=ModeOption(None, int, Range(0, 100_000), 'photos held back and predicted at the end (default: 8 on the '
                                                     'bundled sample, else 0)'),
     cache_dir=CACHE_DIR)
 PROBE_BACKBONES = ('efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2')   # what its estimate counts
 
 # %% ../nbs/43_modes.probe.ipynb #a1b2c3d4
+ROWS_SHOWN = 20   # held-back photos listed one by one in the summary; more are counted, each in predictions.csv
+
 def probe_report(m:dict) -> list:
     "The probe's lines in `pet_breeds_train`'s summary: the backbones chosen, the cross-validated accuracy, the unseen."
     cv = m['cv']
     lo, hi = cv['interval95']
     cat_dog = f"; cat vs dog {cv['species_accuracy']:.3f}" if 'species_accuracy' in cv else ''
     refit = ' (all of them: --no_refit keeps a validation split)' if m['refit'] else ''
+    sample = f" on {m['chosen_on']} of them ({SELECT_PER_CLASS} a class at most)" if m.get('chosen_on', 0) < cv['images'] \
+        else ''
     lines = [f"backbones: {'+'.join(m['backbones'])}, chosen by {cv['folds']}-fold cross-validation among "
-             f"{len(m['candidates'])} candidates",
+             f"{len(m['candidates'])} candidates{sample}",
              f"cross-validated accuracy {cv['accuracy']:.3f} (95% interval {lo:.3f}-{hi:.3f}, fold spread "
              f"{cv['fold_std']:.3f}) on {cv['images']} images{cat_dog}",
              f"final head fitted on {m['trained_on']} images{refit}"]
     rows = m['unseen']['predictions']
     if rows:
-        right = sum(r['correct'] for r in rows)
-        lines.append(f"held back {len(rows)} photos, {right} predicted right (predictions.csv):")
-        lines += [f"  {r['file']}: {r['predicted']} {r['probability']:.2f} "
-                  f"({'right' if r['correct'] else 'wrong, is ' + r['label']})" for r in rows]
+        right, shown = sum(r['correct'] for r in rows), len(rows) <= ROWS_SHOWN
+        lo, hi = wilson_interval(right, len(rows))
+        lines.append(f"held back {len(rows)} photos, {right} predicted right (predictions.csv)" + (':' if shown else
+                     f": accuracy {right / len(rows):.3f} (95% interval {lo:.3f}-{hi:.3f})"))
+        if shown:
+            lines += [f"  {r['file']}: {r['predicted']} {r['probability']:.2f} "
+                      f"({'right' if r['correct'] else 'wrong, is ' + r['label']})" for r in rows]
     return lines
 
 # %% ../nbs/43_modes.probe.ipynb #a1b2c3d5
@@ -293,7 +333,7 @@ def run_probe(folder, out, opts:dict) -> dict:
                       cache_dir=opts.get('cache_dir'), size=opts.get('size'), layout=opts.get('layout'))
     dls = run.pop('dls')
     settings = dict(mode='probe', backbones=run['backbones'], size=run['size'], C=run['C'], folds=opts['folds'],
-                    refit=opts['refit'], holdout=holdout, label=opts['label'], seed=opts['seed'],
+                    refit=run['refit'], holdout=holdout, label=opts['label'], seed=opts['seed'],
                     valid_pct=opts['valid_pct'], bs=opts['bs'])
     return {**run, 'weights': weights_note(run['backbones']), 'epochs': [], 'lr_find': None,
             'data_report': dls.report.to_dict(dls.path), 'settings': settings}

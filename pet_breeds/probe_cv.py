@@ -105,13 +105,20 @@ def choose_backbones(feats:dict,        # `{backbone: (n, d) features}`, as `pro
                      C:float=PROBE_C,   # the head's inverse penalty
                      species=None,      # each class's species, for `cross_validate`
                      max_join:int=3,    # the most backbones one candidate joins
+                     simplest:bool=False, # the first candidate within one standard error of the best, not the best
                     ) -> tuple:
-    "`(best backbones, its CV result, [every candidate's summary])`, by out-of-fold accuracy."
-    table, best = [], None
+    """`(chosen backbones, its CV result, [every candidate's summary])`: the best by out-of-fold accuracy (the first on a
+    tie), or with `simplest` the first (the cheapest, in `candidate_sets`'s order) within one standard error of it."""
+    table, results = [], []
     for cand in candidate_sets(list(feats), max_join):
         t0 = time.perf_counter()
         res = cross_validate(join_features(feats, cand), y, n_classes, folds, C, species)
         table.append({'backbones': cand, 'accuracy': res['accuracy'], 'interval95': res['interval95'],
                       'fold_std': res['fold_std'], 'seconds': round(time.perf_counter() - t0, 2)})
-        if best is None or res['accuracy'] > best[1]['accuracy']: best = (cand, res)
+        results.append((cand, res))
+    best = max(results, key=lambda r: r[1]['accuracy'])
+    if simplest:   # the one-standard-error rule: a difference within the noise of the sample does not pay for more
+        a, n = best[1]['accuracy'], max(best[1]['images'], 1)
+        se = max(math.sqrt(a * (1 - a) / n), 1 / n)   # one photo at least: a perfect score has no spread of its own
+        best = next(r for r in results if r[1]['accuracy'] >= a - se)
     return best[0], best[1], table

@@ -49,6 +49,13 @@ def test_each_layout_trains_the_probe(layouts, kind, tmp_path):
         assert m['test']['accuracy'] >= 0.8, m['test']
         assert f"test: accuracy {m['test']['accuracy']:.4f} on the {n_test} photos of test/" in r.stdout
     else: assert m['test'] is None
+    assert bool(m['layout']['valid']) == (kind == 'split')
+    if m['layout']['valid']:   # the validation folder the user made is held out, and scored
+        n_valid = m['layout']['valid']
+        assert not m['refit'] and m['trained_on'] == sum(m['layout']['counts'].values()) - n_valid, m['layout']
+        assert m['unseen']['images'] == n_valid and m['unseen']['accuracy'] >= 0.8, m['unseen']
+        assert f"held back {n_valid} photos" in r.stdout
+    else: assert m['refit'] and m['unseen']['images'] == 0
 
 def test_split_folders_fine_tune_on_their_validation_folder(layouts, tmp_path):
     "The given validation folder is the validation set (no random split), and test/ is scored after training."
