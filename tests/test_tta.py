@@ -216,7 +216,7 @@ def test_widget_passes_tta(lr_models, sample_dir, tmp_path):
     from pet_breeds.clean_cli import app_main as app_command   # the console script's parser
     assert [app_command.command.parse(['m', *a])['tta'] for a in (['--tta'], ['--no_tta'], [])] == [True, False, None]
     for tta in (True, False, None):
-        assert f'tta={tta!r})' in (app_notebook(lr_models[2], tmp_path/str(tta), tta=tta)).read_text()
+        assert f'tta={tta!r}, ' in (app_notebook(lr_models[2], tmp_path/str(tta), tta=tta)).read_text()
 
 def test_app_command_passes_tta(lr_models, tmp_path, monkeypatch):
     "pet_breeds_app --tta / --no-tta / neither: the served notebook builds its widget so (Voila is not started)."
