@@ -14,8 +14,8 @@ from .space import check_space_dest, push_space, read_metrics, space_model_file,
 
 # %% auto #0
 __all__ = ['ONNX_OPSET', 'INPUT_NAME', 'OUTPUT_NAME', 'INT8_FILE', 'INT8_MIN_AGREEMENT', 'INT8_CALIBRATION', 'GLOB_CHARS',
-           'SKIPPED_FOLDERS', 'RUNTIMES', 'export_onnx', 'photo_files', 'quantize_onnx', 'export_space', 'export_main',
-           'load_predictor', 'expand_images', 'write_csv', 'predict_main']
+           'SKIPPED_FOLDERS', 'RUNTIMES', 'export_onnx', 'photo_files', 'quantize_onnx', 'export_onnx_copy',
+           'export_space', 'export_main', 'load_predictor', 'expand_images', 'write_csv', 'predict_main']
 
 # %% ../nbs/51_deploy.ipynb #0bef56ee
 ONNX_OPSET = 17
@@ -142,6 +142,27 @@ def quantize_onnx(model,                  # exported model folder holding model.
     write_atomic(folder/MODEL_JSON, json.dumps(meta, indent=1))
     return dest
 
+# %% ../nbs/51_deploy.ipynb #8ca005e0
+def export_onnx_copy(model,                # exported model folder, left as it is
+                     dest,                 # folder for the copy: its model.json and weights, and the model.onnx made
+                     opset:int=ONNX_OPSET, # the ONNX opset
+                     needs:str=''          # what needs the file, said after the reason when the model does not export
+                    ) -> Path:
+    """`export_onnx` on a copy of `model` in `dest` (the Space's, the app's pages'); `PetBreedsError` naming the model
+    and the exporter's reason where it does not export."""
+    import shutil
+    folder, dest = model_folder(model), Path(dest)
+    meta = read_model_json(folder)
+    dest.mkdir(parents=True, exist_ok=True)
+    for n in (MODEL_JSON, WEIGHTS_FILE):
+        if (folder/n).is_file(): shutil.copy2(folder/n, dest/n)
+    try: return export_onnx(dest, opset=opset)
+    except PetBreedsError: raise
+    except Exception as e:   # the tracer's or the exporter's own error: name what failed to export
+        why = (str(e).strip().splitlines() or [''])[0][:200]
+        raise PetBreedsError(f"{folder}: {meta.get('arch')} ({meta.get('mode', 'finetune')}) cannot be exported to "
+                             f"ONNX ({type(e).__name__}: {why})" + (f"; {needs}" if needs else '')) from None
+
 # %% ../nbs/51_deploy.ipynb #823be69b
 def export_space(model,                 # exported model folder (from pet_breeds_train)
                  dest,                  # the Space's folder: new or empty, or `overwrite`
@@ -150,10 +171,9 @@ def export_space(model,                 # exported model folder (from pet_breeds
                 ) -> Path:
     """Write the Gradio app folder `dest` for `model`: its current ONNX file, else one exported in a temporary copy of
     it."""
-    import shutil, tempfile
+    import tempfile
     folder = model_folder(model)
     check_space_dest(dest, overwrite)
-    meta = read_model_json(folder)
     try:
         space_model_file(folder)
         current = True
@@ -163,15 +183,7 @@ def export_space(model,                 # exported model folder (from pet_breeds
         raise BadModel(f"{folder}: no current {ONNX_FILE}, and exporting one needs PyTorch; "
                        f"run pet_breeds_export {folder} where it is installed")
     with tempfile.TemporaryDirectory() as d:
-        for n in (MODEL_JSON, WEIGHTS_FILE):
-            if (folder/n).is_file(): shutil.copy2(folder/n, Path(d)/n)
-        try: export_onnx(d, opset=opset)
-        except PetBreedsError: raise
-        except Exception as e:   # the tracer's or the exporter's own error: name what failed to export
-            why = (str(e).strip().splitlines() or [''])[0][:200]
-            raise PetBreedsError(f"{folder}: {meta.get('arch')} ({meta.get('mode', 'finetune')}) cannot be exported "
-                                 f"to ONNX "
-                                 f"({type(e).__name__}: {why}); a Space needs {ONNX_FILE}") from None
+        export_onnx_copy(folder, d, opset, needs=f"a Space needs {ONNX_FILE}")
         return write_space(d, dest, overwrite, metrics=read_metrics(folder))
 
 # %% ../nbs/51_deploy.ipynb #86283bf6

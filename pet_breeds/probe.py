@@ -291,8 +291,8 @@ def probe_report(m:dict) -> list:
     lo, hi = cv['interval95']
     cat_dog = f"; cat vs dog {cv['species_accuracy']:.3f}" if 'species_accuracy' in cv else ''
     refit = ' (all of them: --no_refit keeps a validation split)' if m['refit'] else ''
-    sample = f" on {m['chosen_on']} of them ({SELECT_PER_CLASS} a class at most)" if m.get('chosen_on', 0) < cv['images'] \
-        else ''
+    sampled = m.get('chosen_on', cv['images']) < cv['images']
+    sample = f" on {m['chosen_on']} of them ({SELECT_PER_CLASS} a class at most)" if sampled else ''
     lines = [f"backbones: {'+'.join(m['backbones'])}, chosen by {cv['folds']}-fold cross-validation among "
              f"{len(m['candidates'])} candidates{sample}",
              f"cross-validated accuracy {cv['accuracy']:.3f} (95% interval {lo:.3f}-{hi:.3f}, fold spread "

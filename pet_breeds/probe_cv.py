@@ -107,8 +107,9 @@ def choose_backbones(feats:dict,        # `{backbone: (n, d) features}`, as `pro
                      max_join:int=3,    # the most backbones one candidate joins
                      simplest:bool=False, # the first candidate within one standard error of the best, not the best
                     ) -> tuple:
-    """`(chosen backbones, its CV result, [every candidate's summary])`: the best by out-of-fold accuracy (the first on a
-    tie), or with `simplest` the first (the cheapest, in `candidate_sets`'s order) within one standard error of it."""
+    """`(chosen backbones, its CV result, [every candidate's summary])`: the best by out-of-fold accuracy (the first
+    on a tie), or with `simplest` the first (the cheapest, in `candidate_sets`'s order) within one standard error of
+    it."""
     table, results = [], []
     for cand in candidate_sets(list(feats), max_join):
         t0 = time.perf_counter()

@@ -479,19 +479,13 @@ def app_model(model,                   # the exported model folder the app serve
         OnnxModel.load(folder)   # a missing or broken file fails here, in one line, not in every page
         return folder, 'onnx', f'its {ONNX_FILE}'
     if not torch_available(): OnnxModel.load(folder)   # says what is missing
+    from pet_breeds.deploy import export_onnx_copy
     t0, copy = time.perf_counter(), Path(dest)/'model'
-    copy.mkdir(parents=True)
-    for name in (MODEL_JSON, WEIGHTS_FILE): shutil.copyfile(folder/name, copy/name)
-    try:
-        from pet_breeds.deploy import export_onnx
-        export_onnx(copy)
-    except Exception as e:   # the tracer's, the exporter's or the agreement check's: PyTorch runs the pages then
+    try: export_onnx_copy(folder, copy)
+    except PetBreedsError as e:   # it does not export, or its ONNX file disagrees with PyTorch: PyTorch runs the pages
         shutil.rmtree(copy, ignore_errors=True)
-        why = (str(e).strip().splitlines() or [''])[0][:200]
-        if runtime == 'onnx':
-            raise PetBreedsError(f"{folder}: cannot be exported to ONNX ({type(e).__name__}: {why}); "
-                                 f"--runtime torch runs it with PyTorch") from None
-        return folder, 'torch', f'no {ONNX_FILE}, and it does not export ({type(e).__name__})'
+        if runtime == 'onnx': raise PetBreedsError(f"{e}; --runtime torch runs it with PyTorch") from None
+        return folder, 'torch', f'no current {ONNX_FILE}: {e}'
     (copy/WEIGHTS_FILE).unlink()   # the pages read model.json and model.onnx only
     return copy, 'onnx', (f"a {ONNX_FILE} exported for the pages in {time.perf_counter() - t0:.0f} s; "
                           f"pet_breeds_export {folder} writes one beside the model, and the app starts sooner")
