@@ -142,7 +142,7 @@ def quantize_onnx(model,                  # exported model folder holding model.
     write_atomic(folder/MODEL_JSON, json.dumps(meta, indent=1))
     return dest
 
-# %% ../nbs/51_deploy.ipynb #8ca005e0
+# %% ../nbs/51_deploy.ipynb #4ded14b9
 def export_onnx_copy(model,                # exported model folder, left as it is
                      dest,                 # folder for the copy: its model.json and weights, and the model.onnx made
                      opset:int=ONNX_OPSET, # the ONNX opset
