@@ -4,13 +4,13 @@
 
 # %% ../nbs/03_core.cli.ipynb #9e17ea7d
 from __future__ import annotations
-import argparse, ast, inspect, io, re, sys, textwrap, tokenize
+import argparse, ast, inspect, io, re, sys, textwrap, tokenize, warnings
 from functools import wraps
 from .core import *
 
 # %% auto #0
 __all__ = ['CLOSED_SETS', 'OLD_NOTICE', 'old_spelling', 'CommandParser', 'snake_text', 'negation_help', 'param_docs', 'Option',
-           'Command', 'command']
+           'Command', 'one_line_warning', 'command']
 
 # %% ../nbs/03_core.cli.ipynb #2f58c3d0
 CLOSED_SETS = ('precision', 'mode', 'label', 'arch', 'runtime')   # options whose values are a closed set
@@ -197,7 +197,9 @@ class Command:
                 i = hit[0]
                 argv[i] = option + argv[i][len(flag):]
                 return other(argv)
-        self.func(**self.parse(argv))
+        with warnings.catch_warnings():   # restores Python's own display when the command returns
+            warnings.showwarning = one_line_warning(self.prog)
+            self.func(**self.parse(argv))
 
     def call(self, **kwargs):
         "`func(**kwargs)`, last release's keywords understood (with a notice)."
@@ -207,6 +209,14 @@ class Command:
             old_spelling(self.prog, k, ', '.join(f'{a}={b!r}' for a, b in upd.items()))
             kwargs.update(upd)
         return self.func(**kwargs)
+
+# %% ../nbs/03_core.cli.ipynb #570a01c8
+def one_line_warning(prog:str): # the console script's name, as its errors begin
+    "A `warnings.showwarning` printing `prog: warning: message` in one line (the category's name, if not plain)."
+    def show(message, category, filename, lineno, file=None, line=None):
+        what = 'warning' if category is UserWarning else category.__name__
+        print(f"{prog}: {what}: {' '.join(str(message).split())}", file=file or sys.stderr)
+    return show
 
 # %% ../nbs/03_core.cli.ipynb #2f9f9a26
 def command(prog:str,        # the console script's name

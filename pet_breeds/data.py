@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 from .core import *
 from .cli import command
-from .layout import Layout, BadLayout, detect_layout
+from .layout import Layout, BadLayout, detect_layout, is_ignored
 from .atomic import replacing
 from .kept_batches import KeptBatchesDL
 from .augment import fuse_affine_crop
@@ -26,7 +26,11 @@ __all__ = ['ENV_VAR', 'CACHE_ENV_VAR', 'RESIZE_CACHE_VERSION', 'pets_cache_dir',
 # %% ../nbs/13_data.ipynb #d58071ff
 ENV_VAR = 'PET_BREEDS_DATA'
 
-def _images_dir(p:Path) -> Path: return p/'images' if (p/'images').is_dir() else p
+def _images_dir(p:Path) -> Path:
+    "PETS as its archive unpacks (`images/`, beside `annotations/`): its `images/`; any other folder as it is."
+    sub = {d.name for d in p.iterdir() if d.is_dir() and not is_ignored(d.name)}
+    # a folder-per-class set may have a class called `images`: it is one folder among its classes
+    return p/'images' if 'images' in sub and sub <= {'images', 'annotations'} else p
 
 # %% ../nbs/13_data.ipynb #f39747a9
 def pets_cache_dir() -> Path:
@@ -269,6 +273,7 @@ def pets_dataloaders(path=None,                # the images folder (`None`: see 
                      progress:bool=False,      # show a progress bar while scanning the images
                      valid_kept_mb:float=2048, # keep the validation batches after the first pass, up to this
                                                # many MiB (0: decode every epoch)
+                     need_valid:bool=False,    # refuse a split that leaves no validation photos (`BadOptions`)
                      layout:Layout=None,       # the photos and their labels (`None`: `find_layout(path, label=label)`)
                      **kwargs                  # passed on to `DataBlock.dataloaders`
                     ) -> DataLoaders:
@@ -281,8 +286,12 @@ def pets_dataloaders(path=None,                # the images folder (`None`: see 
                             key=lambda o: o['file'])
     if not report.images: raise DataNotFound(f"{folder}: no readable images found")
     splitter = layout.splitter(valid_pct, seed)
-    train = [report.images[i] for i in splitter(report.images)[0]]
+    train_idx, valid_idx = splitter(report.images)
+    train = [report.images[i] for i in train_idx]
     _check_training_classes(layout, report.images, train)
+    if need_valid and not len(valid_idx):   # fastai's metrics would fail on it, after the whole first epoch
+        raise BadOptions(f"{shown(folder)}: no validation photos ({len(train)} photos at --valid_pct {valid_pct} leave "
+                         f"none); add photos, raise --valid_pct, or use --mode probe (it cross-validates)")
     if len(train) < bs:   # fastai drops the last partial batch: with fewer photos than a batch, nothing would train
         warnings.warn(f"{len(train)} training photos, fewer than a batch of {bs}: batches of {len(train)}")
         bs = len(train)

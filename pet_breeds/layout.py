@@ -138,10 +138,14 @@ def _entries(folder:Path) -> tuple:
         else: others.append(p)
     return dirs, images, others
 
-def _has_images(folder:Path) -> bool:
-    "Whether any image file lies anywhere under `folder`, the ignored folders left out."
+def _has_images(folder:Path, seen:set=None) -> bool:
+    "Whether any image file lies anywhere under `folder`, the ignored folders left out, each real folder read once."
+    seen = set() if seen is None else seen
+    real = folder.resolve()
+    if real in seen: return False   # a link back up the tree (`cats/up -> ..`) would recurse forever
+    seen.add(real)
     dirs, images, _ = _entries(folder)
-    return bool(images) or any(_has_images(d) for d in dirs)
+    return bool(images) or any(_has_images(d, seen) for d in dirs)
 
 def _inside(p:Path, root:Path) -> Path:
     "`p` if it resolves inside `root`; else `BadLayout`: a link that leaves the data folder."
@@ -173,6 +177,10 @@ def _class_folders(folder:Path, root:Path, skipped:dict) -> dict:
     `skipped`."""
     dirs, images, others = _entries(folder)
     skipped.update(_not_images(others))
+    if not dirs:   # a split folder (`train/`) with its photos loose, or with nothing in it
+        what = f"photos ({shown(images[0].name)}, ...) but no class folders" if images else "no class folders"
+        raise BadLayout(f"{shown(folder)}: {what}; each photo goes in its class's folder: "
+                        f"{folder.name}/<class>/photo.jpg")
     if images:
         raise BadLayout(f"{shown(folder)}: mixes photos at the top ({shown(images[0].name)}, ...) with class folders "
                         f"({shown(dirs[0].name)}/, ...); move the photos into their class's folder")
@@ -181,8 +189,11 @@ def _class_folders(folder:Path, root:Path, skipped:dict) -> dict:
     return labels
 
 # %% ../nbs/10_data.layout.ipynb #eccb2bc3
-def _split_layout(root:Path, dirs:list, label:str, skipped:dict) -> Layout:
+def _split_layout(root:Path, dirs:list, images:list, label:str, skipped:dict) -> Layout:
     names = {d.name.lower(): d for d in dirs}
+    if images:
+        raise BadLayout(f"{shown(root)}: photos at the top ({shown(images[0].name)}, ...) beside the split folders; "
+                        f"move them into {TRAIN_NAME}/<class>/ (or the validation or test folder)")
     valid = [names[n] for n in VALID_NAMES if n in names]
     if len(valid) > 1:
         raise BadLayout(f"{shown(root)}: two validation folders ({', '.join(d.name for d in valid)}); keep one")
@@ -230,10 +241,12 @@ def read_labels_csv(csv_file,   # a CSV with a header row holding `file` and `la
     csv_file = Path(csv_file).expanduser()
     root = Path(root).expanduser() if root is not None else csv_file.parent
     if not csv_file.is_file(): raise BadLayout(f"{shown(csv_file)}: no such CSV file")
-    try: rows = list(csv.DictReader(csv_file.read_text(encoding='utf-8-sig').splitlines()))
+    try:
+        reader = csv.DictReader(csv_file.read_text(encoding='utf-8-sig').splitlines())
+        rows = list(reader)
     except (UnicodeDecodeError, csv.Error) as e:
         raise BadLayout(f"{shown(csv_file)}: not a readable CSV ({e})") from None
-    columns = list(rows[0]) if rows else []
+    columns = reader.fieldnames or []   # the header's, so a CSV with no rows below it is said as such
     for col in ('file', 'label'):
         if col not in columns:
             raise BadLayout(f"{shown(csv_file)}: no {col!r} column (its columns: "
@@ -245,8 +258,9 @@ def read_labels_csv(csv_file,   # a CSV with a header row holding `file` and `la
         name = (row['file'] or '').strip()
         if not name: raise BadLayout(f"{where}: no file named")
         f = root/name
-        if name in first: raise BadLayout(f"{where}: {shown(name)} is listed twice (rows {first[name]} and {i})")
-        first[name] = i
+        same = f.resolve()   # `a.jpg` and `./a.jpg` are one photo: the second row's label would win silently
+        if same in first: raise BadLayout(f"{where}: {shown(name)} is listed twice (rows {first[same]} and {i})")
+        first[same] = i
         if not f.is_file(): raise BadLayout(f"{where}: {shown(name)}: no such file under {shown(root)}")
         labels[_inside(f, root)] = check_class_name(row['label'] or '', where)
         if str(row.get('is_valid') or '').strip().lower() in ('1', 'true', 'yes'): valid.add(f)
@@ -268,7 +282,7 @@ def detect_layout(path,              # the data folder
         dirs, images, others = _entries(root)
         skipped = _not_images(others)
         if any(d.name.lower() in (TRAIN_NAME, TEST_NAME, *VALID_NAMES) for d in dirs):
-            lay = _split_layout(root, dirs, label, skipped)
+            lay = _split_layout(root, dirs, images, label, skipped)
         elif dirs: lay = Layout('folders', root, _class_folders(root, root, skipped), label, skipped=skipped)
         elif images: lay = _pets_layout(root, images, label, skipped)
         else: raise BadLayout(f"{shown(root)}: no photos (image files) in it, nor class folders")

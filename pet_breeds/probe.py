@@ -4,7 +4,7 @@
 
 # %% ../nbs/43_modes.probe.ipynb #6d297660
 from __future__ import annotations
-import csv, io, time
+import csv, io, time, warnings
 from types import SimpleNamespace
 from pathlib import Path
 from .core import *
@@ -227,8 +227,10 @@ def train_probe(folder,                           # images named as PETS names t
     t0, out = time.perf_counter(), Path(out)
     backbones = [get_arch(arch).name] if arch else offline_backbones()
     size = ifnone(size, max(get_arch(b).size for b in backbones))
-    dls = pets_dataloaders(folder, label=label, bs=bs, valid_pct=valid_pct, seed=seed, item_size=size, size=size,
-                           cache=False, num_workers=num_workers, layout=layout)
+    with warnings.catch_warnings():   # the probe trains no batches (it reads features through `test_dl`)
+        warnings.filterwarnings('ignore', message='.* fewer than a batch of')
+        dls = pets_dataloaders(folder, label=label, bs=bs, valid_pct=valid_pct, seed=seed, item_size=size,
+                               size=size, cache=False, num_workers=num_workers, layout=layout)
     refit = ifnone(refit, not dls.layout.given_valid)   # a validation folder the user made is held out and scored
     files, lab = list(dls.report.images), dls.layout.labels.__getitem__
     labels = [lab(f) for f in files]

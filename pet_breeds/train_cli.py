@@ -324,6 +324,9 @@ def train_pets(data:str=None,              # folder of photos in any layout (see
         what, other = (label, ', or choose another --label') if layout.kind == 'pets' else ('class', '')
         raise BadOptions(f"{shown(folder)}: every image is of one {what} ({shown(next(iter(counts)))}); a classifier "
                          f"needs two or more: add images of another{other}")
+    if max(counts.values()) < 2:   # before --out is made: no mode can both learn a class and check it on one photo
+        raise BadOptions(f"{shown(folder)}: one photo in each of the {len(counts)} classes; learning a class and "
+                         f"checking it needs two photos of it at least: add photos")
     check_out(out, folder, overwrite, _resuming)
     check_writable(out)
     why = f"--mode {mode}, as asked"
@@ -361,11 +364,7 @@ def train_pets(data:str=None,              # folder of photos in any layout (see
     settings = {k: _plain(v) for k, v in {**{k: args[k] for k in SETTINGS}, **spec.options}.items()}
     set_seed(seed, reproducible=True)
     dls = pets_dataloaders(folder, label=label, bs=bs, valid_pct=valid_pct, seed=seed, item_size=item_size,
-                           size=size, min_scale=min_scale, num_workers=num_workers, layout=layout)
-    if not len(dls.valid_ds):   # fastai's metrics fail on an empty validation set, after the whole first epoch
-        raise BadOptions(f"{shown(folder)}: no validation photos ({len(dls.train_ds)} photos at --valid_pct "
-                         f"{valid_pct} leave none); add photos, raise --valid_pct, or use --mode probe (it "
-                         f"cross-validates)")
+                           size=size, min_scale=min_scale, num_workers=num_workers, layout=layout, need_valid=True)
     out.mkdir(parents=True, exist_ok=True)
     spec.checkpoints, spec.resume = out/'checkpoints', _resuming
     if not _resuming and is_main():
