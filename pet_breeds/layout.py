@@ -138,14 +138,11 @@ def _entries(folder:Path) -> tuple:
         else: others.append(p)
     return dirs, images, others
 
-def _has_images(folder:Path, seen:set=None) -> bool:
-    "Whether any image file lies anywhere under `folder`, the ignored folders left out, each real folder read once."
-    seen = set() if seen is None else seen
-    real = folder.resolve()
-    if real in seen: return False   # a link back up the tree (`cats/up -> ..`) would recurse forever
-    seen.add(real)
+def _has_images(folder:Path) -> bool:
+    "Whether any image file lies anywhere under `folder`, the ignored folders left out."
+    # a link in a loop ends: past the kernel's 40 links a path is no folder (`is_dir` is False)
     dirs, images, _ = _entries(folder)
-    return bool(images) or any(_has_images(d, seen) for d in dirs)
+    return bool(images) or any(_has_images(d) for d in dirs)
 
 def _inside(p:Path, root:Path) -> Path:
     "`p` if it resolves inside `root`; else `BadLayout`: a link that leaves the data folder."

@@ -153,6 +153,7 @@ def test_a_handful_of_photos_gives_a_result_or_one_line(mode, tmp_path):
     if mode == 'probe':
         assert r.returncode == 0, r.stderr[-3000:]
         assert json.loads((tmp_path/'out'/'metrics.json').read_text())['cv']['images'] == 4
+        assert 'fewer than a batch' not in r.stderr   # the probe makes no training batches
     else:
         assert r.returncode == 2 and r.stderr.strip().splitlines() == [(
             f"pet_breeds_train: {data}: no validation photos (4 photos at --valid_pct 0.2 leave none); add photos, "
@@ -168,5 +169,7 @@ def test_fewer_photos_than_a_batch_still_train(tmp_path):
                 '--no_pretrained', '--freeze_epochs', '1', '--epochs', '0', '--lr', '1e-3', '--size', '32',
                 '--item_size', '48', '--num_workers', '0')
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "pet_breeds_train: warning: 8 training photos, fewer than a batch of 64: batches of 8" in r.stderr.splitlines()
+    assert 'warnings.warn(' not in r.stderr   # one line, not Python's two (the code that warned is no user's business)
     m = json.loads((tmp_path/'out'/'metrics.json').read_text())
     assert len(m['batch_losses']) >= 1 and sum(map(sum, m['confusion']['matrix'])) == 2, m['batch_losses']
