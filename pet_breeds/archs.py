@@ -284,6 +284,7 @@ class ArchFamily:
     onnx: bool = True              # whether its networks export to ONNX (`pet_breeds_export --onnx`, the deploy bench)
     meta: dict = None              # fastai's `model_meta` for its builders (cut, split, stats), if fastai lacks one
     min_size: int = 32             # the smallest input its networks take, in pixels
+    cpu_speed: float = 1.0         # its GFLOP rate on a CPU as a share of ResNet's (plan estimates; 71_bench measures)
 
     def __repr__(self): return f"ArchFamily({self.name!r}, {', '.join(self.archs)}; {self.source.name})"
     @property
@@ -340,7 +341,8 @@ EFFICIENTNET_LITE = register_family(ArchFamily(
     'efficientnet_lite', {'efficientnet_lite0': (efficientnet_lite0, 224, 0.41),
                           'efficientnet_lite1': (efficientnet_lite1, 240, 0.63),
                           'efficientnet_lite2': (efficientnet_lite2, 260, 0.9)},
-    PYPI, lite_layers, lite_imagenet, meta={'cut': EfficientNetLiteBody, 'split': _lite_split, 'stats': LITE_STATS}))
+    PYPI, lite_layers, lite_imagenet, meta={'cut': EfficientNetLiteBody, 'split': _lite_split, 'stats': LITE_STATS},
+    cpu_speed=0.25))   # thin depthwise layers: memory-bound on a CPU, a quarter of ResNet's rate per GFLOP
 
 # %% ../nbs/20_train.archs.ipynb #c1bc7a25
 def get_arch(name:str) -> Arch:

@@ -4,15 +4,16 @@
 
 # %% ../nbs/23_train.precision.ipynb #59be16df
 from __future__ import annotations
+import ctypes, ctypes.util, functools
 from dataclasses import dataclass, asdict
 from .core import *
 from fastai.vision.all import *
 from fastai.callback.fp16 import MixedPrecision
 
 # %% auto #0
-__all__ = ['NATIVE_BF16_FLAGS', 'PRECISIONS', 'AUTO', 'COMPILE_OPTIONS', 'COMPILE_FROM', 'cpu_flags', 'native_bf16_cpu', 'Policy',
-           'choose_policy', 'FastPath', 'compiled', 'memory_format_of', 'predict_batches', 'compile_choice',
-           'sync_device']
+__all__ = ['NATIVE_BF16_FLAGS', 'MALLOC_ENV', 'KEEP_FREED_BYTES', 'PRECISIONS', 'AUTO', 'COMPILE_OPTIONS', 'COMPILE_FROM',
+           'cpu_flags', 'native_bf16_cpu', 'keep_freed_memory', 'Policy', 'choose_policy', 'FastPath', 'compiled',
+           'memory_format_of', 'predict_batches', 'compile_choice', 'sync_device']
 
 # %% ../nbs/23_train.precision.ipynb #49f9bd94
 def cpu_flags() -> set:
@@ -31,6 +32,19 @@ def native_bf16_cpu(flags=None) -> bool:
     flags = cpu_flags() if flags is None else set(flags)
     if flags: return bool(flags & NATIVE_BF16_FLAGS)
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+# %% ../nbs/23_train.precision.ipynb #c4d14e96
+MALLOC_ENV = 'PET_BREEDS_MALLOC'    # 'system': leave glibc's allocator settings as they are
+KEEP_FREED_BYTES = 1 << 30          # blocks up to this size are kept for reuse, freed memory up to it not trimmed
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    "Ask glibc's `malloc` to keep freed blocks for reuse, once per process; whether it did (not without glibc)."
+    if os.environ.get(MALLOC_ENV, '').lower() == 'system': return False
+    try: mallopt = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6').mallopt
+    except (OSError, AttributeError): return False   # no glibc: macOS, Windows, musl
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3      # glibc's malloc.h
+    return bool(mallopt(M_MMAP_THRESHOLD, KEEP_FREED_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES))
 
 # %% ../nbs/23_train.precision.ipynb #9e931db1
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
@@ -93,6 +107,7 @@ class FastPath(MixedPrecision):
         self.policy = policy
     def before_fit(self):
         p = self.policy
+        if p.device_type == 'cpu': keep_freed_memory()
         self.learn.model.to(memory_format=p.memory_format())
         self.autocast = p.autocast()
         self.learn.scaler = torch.amp.GradScaler(p.device_type, enabled=p.dtype == 'float16')
@@ -143,6 +158,7 @@ def predict_batches(model:nn.Module, # any network; left in the memory layout it
                    ) -> torch.Tensor:
     "`model`'s outputs (fp32, on the CPU) for each batch in `batches`, under `policy`."
     policy, layout = ifnone(policy, choose_policy(path='predict')), memory_format_of(model)
+    if policy.device_type == 'cpu': keep_freed_memory()
     model.eval().to(policy.device).to(memory_format=policy.memory_format())
     run, outs = model if compiled_bs is None else compiled(model), []
     try:

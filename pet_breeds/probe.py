@@ -23,13 +23,13 @@ from .train import ModeOption, register_trainer
 from .inference import export_model, load_model
 from .interpret import plot_confusion
 from .probe_cv import (PROBE_C, PROBE_FOLDS, fit_head, head_probs, head_linear, join_features, cv_folds,
-                                 cross_validate, choose_backbones, wilson_interval)
+                                 cross_validate, choose_backbones, wilson_interval, candidate_sets)
 
 # %% auto #0
-__all__ = ['FINETUNE_MIN_PER_CLASS', 'SELECT_PER_CLASS', 'PROBE_OPTIONS', 'PROBE_BACKBONES', 'ROWS_SHOWN', 'BackboneFeatures',
-           'FeatureEnsemble', 'probe_model', 'branch_key', 'probe_features', 'choose_mode', 'choice_subset',
-           'fit_probe', 'pick_holdout', 'write_predictions', 'train_probe', 'probe_report', 'probe_stale',
-           'probe_gflop', 'run_probe']
+__all__ = ['FINETUNE_MIN_PER_CLASS', 'SELECT_PER_CLASS', 'PROBE_OPTIONS', 'PROBE_BACKBONES', 'ROWS_SHOWN', 'PROBE_FEATURES',
+           'PROBE_HEAD_PASSES', 'BackboneFeatures', 'FeatureEnsemble', 'probe_model', 'branch_key', 'probe_features',
+           'choose_mode', 'choice_subset', 'fit_probe', 'pick_holdout', 'write_predictions', 'train_probe',
+           'probe_report', 'probe_stale', 'probe_gflop', 'run_probe']
 
 # %% ../nbs/43_modes.probe.ipynb #e31d825c
 class BackboneFeatures(Module):
@@ -317,9 +317,22 @@ def probe_stale(m:dict) -> tuple:
     return ('loss.png', 'lr_find.png', *(() if m['unseen']['predictions'] else ('predictions.csv',)))
 
 # %% ../nbs/43_modes.probe.ipynb #a1b2c3d6
-def probe_gflop(n_images:int, per_image, arch) -> float:
-    "Every candidate backbone's features once per image; the head is cheap."
-    return n_images * sum(map(per_image, PROBE_BACKBONES))
+PROBE_FEATURES = 1280      # features per backbone (the EfficientNet-Lites' last convolution)
+PROBE_HEAD_PASSES = 1000   # the heads' L-BFGS fits as passes over images x features x classes (set against 71_bench)
+
+def probe_gflop(n_images:int,   # photos in the folder
+                n_classes:int,  # classes among them
+                per_image,      # `per_image(arch)`: GFLOP of one image's forward pass
+                arch,           # unused: the probe counts its own candidates
+               ) -> float:
+    """The candidates' features on the photos they are compared on and the costliest's on the rest, and the heads'
+    cross-validation, which many classes make the larger part of a small run."""
+    sample = min(n_images, SELECT_PER_CLASS * n_classes)
+    each = [per_image(b) for b in PROBE_BACKBONES]
+    dims = [PROBE_FEATURES * len(c) for c in candidate_sets(list(PROBE_BACKBONES))]
+    rest = n_images - sample   # past the sample: the chosen backbones' features, and a cross-validation on every photo
+    fits = (PROBE_FOLDS + 1) * (sample * sum(dims) + (n_images * max(dims) if rest else 0))
+    return sample * sum(each) + rest * max(each) + PROBE_HEAD_PASSES * 2 * n_classes * fits / 1e9
 
 # %% ../nbs/43_modes.probe.ipynb #a1b2c3d7
 @register_trainer('probe', options=PROBE_OPTIONS, pretrained_only=True, whole_run=True, report=probe_report,

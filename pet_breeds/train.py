@@ -310,7 +310,7 @@ class Mode:
                                                 # network's validation error)
     stale: Callable = None                      # `stale(metrics) -> file names` an earlier run in the folder may have
                                                 # left that this run does not write (a whole run's: it removes them)
-    gflop: Callable = None                      # `gflop(n_images, per_image, arch)`: what the run costs, from
+    gflop: Callable = None                      # `gflop(n_images, n_classes, per_image, arch)`: the run's cost, from
                                                 # `per_image(arch)`, one forward pass (None: a fine-tune's steps)
     own_weights: str = None                     # the plan's weights line, for a mode that chooses its own backbones
 
@@ -359,6 +359,7 @@ def mode_options() -> dict:
 
 # %% ../nbs/26_train.ipynb #d2e6f1a4
 def forward_once(n_images:int,   # images in the folder
+                 n_classes:int,  # classes among them (the small head's cost is left out)
                  per_image,      # `per_image(arch)`: GFLOP of one image's forward pass
                  arch:str,       # the architecture
                 ) -> float:

@@ -227,12 +227,14 @@ def run_gflop(mode:str,                              # the mode chosen
               bs:int=RECIPE.bs,
               lr_find_its:int=None,                  # lr_find's batches (default: `train.lr_find_iterations`)
               lr:float=None,                         # stage 1's rate: given, lr_find does not run
+              n_classes:int=2,                       # classes among the images
              ) -> float:
-    "The GFLOP a run costs: forward passes for validation and features, about three per image for a training step."
+    """The GFLOP a run costs, as ResNet reaches them on a CPU: forward passes for validation and features, about three
+    per image for a training step; a family slower per GFLOP (`ArchFamily.cpu_speed`) counts for more."""
     f = lambda a: (ifnone(get_arch(a).gflops, get_arch(RECIPE.arch).gflops)
-                   * (ifnone(size, get_arch(a).size) / get_arch(a).size) ** 2)
+                   * (ifnone(size, get_arch(a).size) / get_arch(a).size) ** 2 / get_arch(a).family.cpu_speed)
     cost = get_mode(mode).gflop   # a mode that does not fine-tune counts its own (the body once per image, ...)
-    if cost: return cost(n_images, f, arch)
+    if cost: return cost(n_images, n_classes, f, arch)
     n_train = n_images * (1 - valid_pct)
     n_valid = n_images - n_train
     stage1 = 1.3 * n_train + n_valid   # the body frozen: its backward pass is skipped
@@ -338,7 +340,7 @@ def train_pets(data:str=None,              # folder of photos in any layout (see
     seconds, n_images = None, sum(counts.values())
     if torch.device(policy.device).type == 'cpu':
         gflop = run_gflop(mode, ifnone(arch, RECIPE.arch), n_images, size, valid_pct, freeze_epochs, epochs, bs,
-                          lr_find_its, lr)
+                          lr_find_its, lr, n_classes=len(counts))
         seconds = gflop / (machine_gflops() * CPU_EFFICIENCY)
     if is_main():
         print(plan_text(source, n_images, mode, why, ifnone(arch, RECIPE.arch), pretrained, seconds), flush=True)
