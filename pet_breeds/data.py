@@ -28,9 +28,10 @@ ENV_VAR = 'PET_BREEDS_DATA'
 
 def _images_dir(p:Path) -> Path:
     "PETS as its archive unpacks (`images/`, beside `annotations/`): its `images/`; any other folder as it is."
-    sub = {d.name for d in p.iterdir() if d.is_dir() and not is_ignored(d.name)}
+    if not (p/'images').is_dir(): return p
     # a folder-per-class set may have a class called `images`: it is one folder among its classes
-    return p/'images' if 'images' in sub and sub <= {'images', 'annotations'} else p
+    folders = {d.name for d in p.iterdir() if d.is_dir() and not is_ignored(d.name)}
+    return p/'images' if folders <= {'images', 'annotations'} else p
 
 # %% ../nbs/13_data.ipynb #f39747a9
 def pets_cache_dir() -> Path:

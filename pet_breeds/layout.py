@@ -169,10 +169,10 @@ def _class_photos(folder:Path, root:Path, skipped:dict) -> list:
     check_class_name(folder.name, folder)
     return [_inside(f, root) for f in images]
 
-def _class_folders(folder:Path, root:Path, skipped:dict) -> dict:
+def _class_folders(folder:Path, root:Path, skipped:dict, entries:tuple=None) -> dict:
     """photo -> class for a folder of class folders, with no photos beside them; files that are not photos go in
-    `skipped`."""
-    dirs, images, others = _entries(folder)
+    `skipped`; `entries` are `folder`'s, where the caller has listed it already."""
+    dirs, images, others = entries or _entries(folder)
     skipped.update(_not_images(others))
     if not dirs:   # a split folder (`train/`) with its photos loose, or with nothing in it
         what = f"photos ({shown(images[0].name)}, ...) but no class folders" if images else "no class folders"
@@ -280,7 +280,8 @@ def detect_layout(path,              # the data folder
         skipped = _not_images(others)
         if any(d.name.lower() in (TRAIN_NAME, TEST_NAME, *VALID_NAMES) for d in dirs):
             lay = _split_layout(root, dirs, images, label, skipped)
-        elif dirs: lay = Layout('folders', root, _class_folders(root, root, skipped), label, skipped=skipped)
+        elif dirs: lay = Layout('folders', root, _class_folders(root, root, skipped, (dirs, images, others)), label,
+                                skipped=skipped)
         elif images: lay = _pets_layout(root, images, label, skipped)
         else: raise BadLayout(f"{shown(root)}: no photos (image files) in it, nor class folders")
     if label != 'breed' and lay.kind != 'pets':

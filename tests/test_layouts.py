@@ -30,13 +30,18 @@ def layouts(tmp_path_factory) -> dict:
             'csv': (SAMPLE, ['--labels', root/'labels.csv'])}
 
 @pytest.mark.parametrize('kind', ['folders', 'split', 'pets', 'csv'])
-def test_each_layout_trains_the_probe(layouts, kind, tmp_path):
-    "`--mode auto` chooses the probe (about 40 photos a class) in every layout; its classes are the layout's."
+def test_each_layout_trains_the_probe(layouts, kind, tmp_path, monkeypatch):
+    """`--mode auto` chooses the probe (about 40 photos a class) in every layout; its classes are the layout's. The
+    folder is listed once: the layout is detected once and handed on to the data, the probe and the test/ scoring."""
+    from pet_breeds import layout as layout_module
     data, extra = layouts[kind]
+    listed, entries = [], layout_module._entries
+    monkeypatch.setattr(layout_module, '_entries', lambda folder: listed.append(Path(folder)) or entries(folder))
     out = tmp_path/'run'
     r = run_cli('pet_breeds_train', '--data', data, '--out', out, '--arch', 'efficientnet_lite0', '--size', '128',
                 '--bs', '32', '--num_workers', '0', *extra)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert listed.count(data) == (0 if kind == 'csv' else 1), listed   # a CSV's rows name the photos: no listing
     m = json.loads((out/'metrics.json').read_text())
     assert (m['mode'], m['layout']['kind'], m['vocab']) == ('probe', kind, CLASSES[kind])
     assert f"layout: {detect_layout(data, *extra[1:]).summary().removeprefix('layout: ')}" in r.stdout
