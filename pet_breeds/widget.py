@@ -9,7 +9,6 @@ from pathlib import Path
 from .core import *
 from PIL import Image
 import ipywidgets as widgets
-import nbformat
 from fastcore.basics import patch
 from .atomic import write_atomic
 from .cli import Option
@@ -371,6 +370,8 @@ def app_folder(src:str,                  # the code of the page's cell: its last
                pool_size:int=0           # kernels kept started with the page run, for the next views (0: none)
               ) -> Path:
     "Write a notebook of `SESSION_CELL` and `src`, and Voila's config (`voila.json`, `voila.py`); return its path."
+    import nbformat   # here, not at the top: every page's kernel imports this module, and nbformat's schema checks
+                      # cost it over a second (jsonschema's URI grammar is compiled at import)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(SESSION_CELL), nbformat.v4.new_code_cell(src)])
