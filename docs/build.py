@@ -43,7 +43,7 @@ screenshot, which tests/browser_check.py writes only when asked to:
 
     PET_BREEDS_UPDATE_SCREENSHOT=1 .venv-browser/bin/python tests/browser_check.py RUN
 """
-import argparse, ast, copy, functools, hashlib, html, os, re, shutil, sys, warnings
+import argparse, ast, copy, functools, hashlib, html, multiprocessing, os, re, shutil, sys, warnings
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -300,24 +300,53 @@ def group(src:Path) -> str:
                          "or add the topic to TOPICS in docs/build.py")
     return TOPICS[m[1].lower()]
 
+def prepare(nb_path:Path) -> dict:
+    """The slow part of a page, alone so that worker processes make the pages side by side: nbdev's processors and
+    nbconvert's HTML, with the title, description and code-fold summaries."""
+    from nbconvert import HTMLExporter
+    nb = nbdev_process(nb_path)
+    fm = nb.frontmatter_ or {}
+    nbn = to_nbformat(quarto_view(nb))
+    body, figures = convert(nbn, HTMLExporter, nb_path.stem, template_name='basic', exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    return dict(title=str(fm.get('title') or nb_path.stem), description=str(fm.get('description') or ''), nbn=nbn,
+                summaries=list(nb.summaries_), body=body, figures=figures)
+
+def _prepared(nb_path:Path):
+    "`prepare(nb_path)`, or the message that names the notebook and what failed (an exception may not pickle)."
+    try: return prepare(nb_path)
+    except Exception as e:
+        cause = f'\n{type(e.__cause__).__name__}: {e.__cause__}' if e.__cause__ else ''
+        return f'docs/build.py: {_src_name(nb_path)}: {e}{cause}'
+
+def prepare_all(srcs:list, n:int) -> list:
+    """`_prepared` of each of `srcs`, in `n` forked processes, a share each (the same settings, hash seed and folder;
+    forked, not pooled: nbdev's shell replaces `__main__`, where a pool would look the function up)."""
+    if n < 2: return [_prepared(s) for s in srcs]
+    ctx, shares, readers, procs = multiprocessing.get_context('fork'), [srcs[i::n] for i in range(n)], [], []
+    for share in shares:
+        reader, writer = ctx.Pipe(duplex=False)
+        procs.append(ctx.Process(target=lambda share=share, writer=writer: writer.send([_prepared(s) for s in share])))
+        procs[-1].start()
+        readers.append(reader)
+    done = {}
+    for share, reader in zip(shares, readers): done.update(zip(share, reader.recv()))   # before join: a full pipe
+    for p in procs: p.join()
+    return [done[s] for s in srcs]
+
 class Page:
-    """One notebook's (or markdown page's) page: its processed notebook, name, title, sidebar group and HTML (a
-    BeautifulSoup tree until written)."""
-    def __init__(self, nb_path:Path):
+    """One notebook's (or markdown page's) page: its processed notebook (nbformat's), name, title, sidebar group and
+    HTML (a BeautifulSoup tree until written)."""
+    def __init__(self, nb_path:Path, prepared:dict=None):
         self.src, self.name = nb_path, f'{nb_path.stem.lower()}.html'
         self.group = group(nb_path)
-        self.nb = nbdev_process(nb_path)
-        fm = self.nb.frontmatter_ or {}
-        self.title, self.description = str(fm.get('title') or nb_path.stem), str(fm.get('description') or '')
-        self.nbn = to_nbformat(quarto_view(self.nb))
-        self.summaries = self.nb.summaries_
+        d = prepared or prepare(nb_path)
+        self.title, self.description, self.nbn, self.summaries = d['title'], d['description'], d['nbn'], d['summaries']
+        self.body, self.figures = d['body'], d['figures']
 
     def render(self):
         from bs4 import BeautifulSoup
-        from nbconvert import HTMLExporter
-        body, self.figures = convert(self.nbn, HTMLExporter, self.src.stem, template_name='basic',
-                                     exclude_input_prompt=True, exclude_output_prompt=True)
-        soup = BeautifulSoup(body, 'html.parser')
+        soup = BeautifulSoup(self.body, 'html.parser')
         seen = {'title'}
         for h in soup.find_all(re.compile('^h[1-6]$')):
             a = h.find('a', class_='anchor-link')
@@ -545,9 +574,13 @@ def _src_name(p:Path) -> Path: return p.relative_to(ROOT) if p.is_relative_to(RO
 def targets(nbs:Path=NBS) -> dict:
     "Relative output path -> bytes: README.md and everything under docs/ that the build makes."
     os.chdir(ROOT)  # nbdev reads settings.ini from here
+    srcs = notebooks(nbs)
+    prepared = prepare_all(srcs, min(2, os.cpu_count() or 1))
+    failed = [d for d in prepared if isinstance(d, str)]
+    if failed: raise SystemExit(failed[0])
     pages = []
-    for p in notebooks(nbs):
-        try: pages.append(Page(p).render())
+    for p, d in zip(srcs, prepared):
+        try: pages.append(Page(p, d).render())
         except Exception as e:
             cause = f'\n{type(e.__cause__).__name__}: {e.__cause__}' if e.__cause__ else ''
             raise SystemExit(f'docs/build.py: {_src_name(p)}: {e}{cause}') from e
