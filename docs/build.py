@@ -312,12 +312,15 @@ def prepare(nb_path:Path) -> dict:
     return dict(title=str(fm.get('title') or nb_path.stem), description=str(fm.get('description') or ''), nbn=nbn,
                 summaries=list(nb.summaries_), body=body, figures=figures)
 
+def _failure(src:Path, e:Exception) -> str:
+    "The message that names the source `src` and what failed in it."
+    cause = f'\n{type(e.__cause__).__name__}: {e.__cause__}' if e.__cause__ else ''
+    return f'docs/build.py: {_src_name(src)}: {e}{cause}'
+
 def _prepared(nb_path:Path):
-    "`prepare(nb_path)`, or the message that names the notebook and what failed (an exception may not pickle)."
+    "`prepare(nb_path)`, or `_failure`'s message (an exception may not pickle back from a worker)."
     try: return prepare(nb_path)
-    except Exception as e:
-        cause = f'\n{type(e.__cause__).__name__}: {e.__cause__}' if e.__cause__ else ''
-        return f'docs/build.py: {_src_name(nb_path)}: {e}{cause}'
+    except Exception as e: return _failure(nb_path, e)
 
 def prepare_all(srcs:list, n:int) -> list:
     """`_prepared` of each of `srcs`, in `n` forked processes, a share each (the same settings, hash seed and folder;
@@ -581,9 +584,7 @@ def targets(nbs:Path=NBS) -> dict:
     pages = []
     for p, d in zip(srcs, prepared):
         try: pages.append(Page(p, d).render())
-        except Exception as e:
-            cause = f'\n{type(e.__cause__).__name__}: {e.__cause__}' if e.__cause__ else ''
-            raise SystemExit(f'docs/build.py: {_src_name(p)}: {e}{cause}') from e
+        except Exception as e: raise SystemExit(_failure(p, e)) from e
     names = [p.name for p in pages]
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash: raise SystemExit(f'docs/build.py: two sources make each of {clash}: rename one')

@@ -18,10 +18,10 @@ from fastcore.parallel import parallel
 from fastai.vision.all import *
 
 # %% auto #0
-__all__ = ['ENV_VAR', 'CACHE_ENV_VAR', 'RESIZE_CACHE_VERSION', 'pets_cache_dir', 'pets_images_path', 'find_layout', 'DataReport',
-           'pet_breeds_cache_dir', 'resize_short', 'ResizeCache', 'scan_images', 'pets_transforms', 'LoadImage',
-           'pets_datablock', 'fit_workers', 'pets_dataloaders', 'norm_stats', 'normalize_tfms', 'sample_path',
-           'copy_sample', 'sample_main']
+__all__ = ['ENV_VAR', 'CACHE_ENV_VAR', 'RESIZE_CACHE_VERSION', 'SMALL_BATCH', 'pets_cache_dir', 'pets_images_path', 'find_layout',
+           'DataReport', 'pet_breeds_cache_dir', 'resize_short', 'ResizeCache', 'scan_images', 'pets_transforms',
+           'LoadImage', 'pets_datablock', 'fit_workers', 'pets_dataloaders', 'norm_stats', 'normalize_tfms',
+           'sample_path', 'copy_sample', 'sample_main']
 
 # %% ../nbs/13_data.ipynb #d58071ff
 ENV_VAR = 'PET_BREEDS_DATA'
@@ -250,6 +250,8 @@ def _resize_cache(cache, item_size) -> ResizeCache|None:
     if isinstance(cache, ResizeCache) or not cache: return cache or None
     return ResizeCache(item_size, root=None if cache is True else cache)
 
+SMALL_BATCH = 'fewer than a batch of'   # the warning's words, by which a caller that trains no batches filters it
+
 def _check_training_classes(layout:Layout, images:list, train:list):
     "`BadLayout` naming the first class that has readable photos but none in the training split."
     missing = sorted({layout.labels[f] for f in images} - {layout.labels[f] for f in train})
@@ -294,7 +296,7 @@ def pets_dataloaders(path=None,                # the images folder (`None`: see 
         raise BadOptions(f"{shown(folder)}: no validation photos ({len(train)} photos at --valid_pct {valid_pct} leave "
                          f"none); add photos, raise --valid_pct, or use --mode probe (it cross-validates)")
     if len(train) < bs:   # fastai drops the last partial batch: with fewer photos than a batch, nothing would train
-        warnings.warn(f"{len(train)} training photos, fewer than a batch of {bs}: batches of {len(train)}")
+        warnings.warn(f"{len(train)} training photos, {SMALL_BATCH} {bs}: batches of {len(train)}")
         bs = len(train)
     loader = LoadImage({f: report.cached[f] for f in train if f in report.cached})
     db = pets_datablock(layout.label, valid_pct, seed, item_size, size, min_scale, get_items=None, splitter=splitter,

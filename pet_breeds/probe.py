@@ -17,7 +17,7 @@ from .learner import register_builder
 from .precision import predict_batches, choose_policy
 from .distrib import weights_digest
 from .features import FeatureCache, file_digest, default_cache_dir, CACHE_DIR
-from .data import pets_dataloaders, sample_path
+from .data import pets_dataloaders, sample_path, SMALL_BATCH
 from .atomic import write_atomic
 from .train import ModeOption, register_trainer
 from .inference import export_model, load_model
@@ -228,7 +228,7 @@ def train_probe(folder,                           # images named as PETS names t
     backbones = [get_arch(arch).name] if arch else offline_backbones()
     size = ifnone(size, max(get_arch(b).size for b in backbones))
     with warnings.catch_warnings():   # the probe trains no batches (it reads features through `test_dl`)
-        warnings.filterwarnings('ignore', message='.* fewer than a batch of')
+        warnings.filterwarnings('ignore', message=f'.* {SMALL_BATCH}')
         dls = pets_dataloaders(folder, label=label, bs=bs, valid_pct=valid_pct, seed=seed, item_size=size,
                                size=size, cache=False, num_workers=num_workers, layout=layout)
     refit = ifnone(refit, not dls.layout.given_valid)   # a validation folder the user made is held out and scored

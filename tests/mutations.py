@@ -637,7 +637,7 @@ MUTATIONS += [
              [("    return p/'images' if folders <= {'images', 'annotations'} else p", "    return p/'images'")],
              ['nbs/13_data.ipynb']),
     Mutation("the probe warns of batches it never makes", 'probe.py',
-             [("        warnings.filterwarnings('ignore', message='.* fewer than a batch of')\n", "")],
+             [("        warnings.filterwarnings('ignore', message=f'.* {SMALL_BATCH}')\n", "")],
              [LT + 'test_a_handful_of_photos_gives_a_result_or_one_line[probe]']),
     Mutation("auto fine-tunes without the weights", 'probe.py',
              [("and finetune_arch is not None and not weights_here(finetune_arch):", "and False:")],
