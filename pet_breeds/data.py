@@ -203,15 +203,24 @@ def pets_transforms(item_size:int=460, size:int=224, min_scale:float=0.75):
     return [Resize(item_size)], fuse_affine_crop(aug_transforms(size=size, min_scale=min_scale))
 
 # %% ../nbs/13_data.ipynb #622cac4c
+def _stamp(f) -> tuple|None:
+    "What tells that a file changed: its size and modification time (`None` once it is gone)."
+    try: st = os.stat(f)
+    except OSError: return None
+    return st.st_size, st.st_mtime_ns
+
 class LoadImage(Transform):
-    "Open an image with `open_image`, or its pre-sized copy when the dict `cached` (file -> copy) has one."
+    """Open an image with `open_image`, or its pre-sized copy when the dict `cached` (file -> copy) has one and the
+    file is as it was when the loader was made."""
     def __init__(self, cached:dict=None):
         super().__init__()
         self.cached = cached or {}
+        # made right after the scan: a photo replaced later under the same name is opened afresh, not from its copy
+        self.stamps = {Path(f): _stamp(f) for f in self.cached}
         self.input_types = (Path, str, bytes, Image.Image)   # what `test_dl` may be given (fastai reads this)
     def encodes(self, o):
         copy = self.cached.get(Path(o)) if isinstance(o, (str, Path)) else None
-        if copy is not None:
+        if copy is not None and _stamp(o) == self.stamps[Path(o)]:
             try: return ResizeCache.open(copy)
             except Exception: pass  # a damaged or deleted copy: open the original instead
         return open_image(o)

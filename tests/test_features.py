@@ -55,7 +55,8 @@ def test_changed_image_content_is_recomputed_and_only_it(few_pets, tmp_path):
     after, s = extract_features(ext, dls, files, cache)
     assert (s['hits'], s['misses'], s['body_images']) == (len(files) - 1, 1, 1)
     assert count.images == n + 1
-    assert not torch.allclose(after[3], before[3])
+    # the new picture's features, not the old one's again (batch order alone moves them by about 1e-5)
+    assert (after[3] - before[3]).abs().max() > 0.1
     assert torch.equal(torch.cat([after[:3], after[4:]]), torch.cat([before[:3], before[4:]]))
 
 def test_the_key_changes_with_the_model_and_the_sizes(few_pets):
