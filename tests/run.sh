@@ -8,8 +8,8 @@
 #      then tests/space_check.py: `pet_breeds_export --space` of that model, run as a Space runs it, in a venv of
 #      its own (.venv-space) holding only the folder's requirements.txt, in Chromium and through gradio_client;
 #   3. the dev requirements;
-#   4. every notebook with nbdev_test;
-#   5. tests/ with pytest.
+#   4. every notebook with nbdev_test, in two processes;
+#   5. tests/ with pytest, in two processes.
 # Safe to re-run: it reuses .venv (phase 1 then runs in an environment that holds more than the README's install).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +50,10 @@ phase "docs site in Chromium (tests/docs_check.py)" .venv-browser/bin/python tes
 # (.venv-space, reused while they stay the same: the first pip install takes about 20 s from PyPI)
 phase "the Space in its own venv, in Chromium (tests/space_check.py)" .venv-browser/bin/python tests/space_check.py "$README_RUN"
 phase "dev install" .venv/bin/pip install -q -c constraints.txt -e ".[dev]"
-# one worker: every notebook in one process pays the torch and fastai imports once, and two workers on two cores
-# fight over them (measured: 66 s in one process against 182 s in two)
-PET_BREEDS_CACHE=$(mktemp -d) phase "notebooks (nbdev_test)" .venv/bin/nbdev_test --n_workers 1 --timing
-phase "pytest" .venv/bin/pytest tests -q -p no:cacheprovider --durations=15 "$@"
+# two processes of one thread each (OMP_NUM_THREADS=1), for the notebooks and for pytest (pytest-xdist, a file's
+# tests in one worker, so that its module fixtures, a trained run or a served app, are made once): much of a notebook's
+# or a test's time is Python, which holds one core, so one process with two threads leaves a core idle, and two
+# processes with two threads each fight over the cores (71_bench's suite table has the figures)
+ONE_THREAD="env OMP_NUM_THREADS=1"
+PET_BREEDS_CACHE=$(mktemp -d) phase "notebooks (nbdev_test)" $ONE_THREAD .venv/bin/nbdev_test --n_workers 2 --timing
+phase "pytest" $ONE_THREAD .venv/bin/pytest tests -q -p no:cacheprovider -n 2 --dist loadfile --durations=15 "$@"
