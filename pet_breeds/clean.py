@@ -13,7 +13,7 @@ from fastcore.basics import patch
 from fastcore.script import call_parse, anno_parser
 from .core import *
 from .atomic import write_atomic, replacing
-from .files import (BadJournal, Journal, transfer, free_name, file_sha256, same_content, unlink_missing_ok,
+from .files import (BadJournal, Journal, transfer, free_name, same_content, unlink_missing_ok,
                               inside, lock_folder)
 from .files import fsync_dir
 

@@ -4,9 +4,10 @@
 
 # %% ../nbs/51_deploy.ipynb #da949291
 from __future__ import annotations
-import argparse, csv, glob, hashlib, io, itertools, json, os, sys
+import argparse, csv, glob, io, itertools, json, os, sys
 from pathlib import Path
-from .core import PetBreedsError, BadOptions, DataNotFound, IMAGE_EXTENSIONS, command_errors, check_range, shown
+from .core import (PetBreedsError, BadOptions, DataNotFound, IMAGE_EXTENSIONS, command_errors, check_range,
+                             shown, file_sha256)
 from .runtime import *
 from .core import RECIPE
 from .cli import command, Option
@@ -20,12 +21,6 @@ __all__ = ['ONNX_OPSET', 'INPUT_NAME', 'OUTPUT_NAME', 'INT8_FILE', 'INT8_MIN_AGR
 # %% ../nbs/51_deploy.ipynb #0bef56ee
 ONNX_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = 'image', 'probs'
-
-def _sha256(fn) -> str:
-    h = hashlib.sha256()
-    with open(fn, 'rb') as f:
-        for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
-    return h.hexdigest()
 
 
 
@@ -60,7 +55,7 @@ def export_onnx(model, opset:int=ONNX_OPSET, tol:float=1e-4, loaded=None) -> Pat
                                  f"than {tol}) "
                                  f"for {meta['arch']} ({meta.get('mode', 'finetune')}); model.onnx was not written")
     meta['preprocess'] = meta.get('preprocess') or preprocess_spec(meta)
-    meta['onnx'] = {'file': ONNX_FILE, 'opset': opset, 'sha256': _sha256(fn), 'torch': torch.__version__,
+    meta['onnx'] = {'file': ONNX_FILE, 'opset': opset, 'sha256': file_sha256(fn), 'torch': torch.__version__,
                     'input': {'name': INPUT_NAME, 'shape': ['batch', 3, s, s], 'dtype': 'float32'},
                     'output': {'name': OUTPUT_NAME, 'shape': ['batch', len(meta['vocab'])], 'dtype': 'float32'},
                     'check_max_abs_diff': diff}
@@ -136,7 +131,7 @@ def quantize_onnx(model,                  # exported model folder holding model.
         if agree < min_agreement:   # the temporary file is removed: no int8 model is written
             raise PetBreedsError(f"{folder}: the int8 model's top-1 agrees with model.onnx on {agree:.1%} of {len(x)} "
                                  f"photos of {calibrate} (under {min_agreement:.0%}); {INT8_FILE} was not written")
-    meta['onnx_int8'] = {'file': INT8_FILE, 'sha256': _sha256(dest), 'calibration_photos': len(cal),
+    meta['onnx_int8'] = {'file': INT8_FILE, 'sha256': file_sha256(dest), 'calibration_photos': len(cal),
                          'checked_on': len(x),
                          'top1_agreement': agree, 'max_abs_diff': float(np.abs(p32 - p8).max())}
     write_atomic(folder/MODEL_JSON, json.dumps(meta, indent=1))

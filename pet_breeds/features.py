@@ -35,8 +35,8 @@ def split_at_features(model:nn.Module) -> tuple[nn.Module, nn.Module]:
 FEATURES_VERSION = 1
 
 def file_digest(fn) -> str:
-    "SHA-256 of a file's bytes: the cache key of one image."
-    return hashlib.sha256(Path(fn).read_bytes()).hexdigest()
+    "The cache key of one image: its content's SHA-256 (`file_sha256`)."
+    return file_sha256(fn)
 
 # %% ../nbs/41_modes.features.ipynb #49974f9c
 def extractor_key(arch_name:str, extractor:nn.Module, dls, precision:str='fp32') -> str:

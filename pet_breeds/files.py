@@ -4,17 +4,16 @@
 
 # %% ../nbs/61_tools.files.ipynb #fa762f4f
 from __future__ import annotations
-import csv, errno, hashlib, io, json, os, stat
+import csv, errno, io, json, os, stat
 from pathlib import Path
-from .core import PetBreedsError, shown
+from .core import PetBreedsError, file_sha256, shown
 try: import fcntl
 except ImportError: fcntl = None  # Windows: no advisory lock, the rest works
 
 # %% auto #0
 __all__ = ['PARTIAL_SUFFIXES', 'LINE_BREAKS', 'JOURNAL_NAME', 'CSV_NAME', 'COLUMNS', 'LOCK_NAME', 'is_partial_name',
            'incoming_files', 'input_file', 'one_line', 'clean_name', 'free_name', 'fsync_dir', 'transfer',
-           'file_sha256', 'same_content', 'unlink_missing_ok', 'BadJournal', 'Journal', 'PredictionsCSV', 'lock_folder',
-           'inside']
+           'same_content', 'unlink_missing_ok', 'BadJournal', 'Journal', 'PredictionsCSV', 'lock_folder', 'inside']
 
 # %% ../nbs/61_tools.files.ipynb #247275e5
 PARTIAL_SUFFIXES = ('.part', '.partial', '.crdownload', '.download', '.tmp', '.temp', '.swp', '.filepart')
@@ -137,14 +136,6 @@ def transfer(src,             # the file to move or copy
     if move:
         os.unlink(src)
         fsync_dir(src.parent)
-
-# %% ../nbs/61_tools.files.ipynb #5619b3b8
-def file_sha256(path) -> str:
-    "The sha256 of a file's content, read in pieces."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while chunk := f.read(1 << 20): h.update(chunk)
-    return h.hexdigest()
 
 # %% ../nbs/61_tools.files.ipynb #a0c9b58a
 def same_content(path, sha:str, twin=None) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 from fastcore.basics import patch
 from fastcore.meta import delegates
 from fastprogress import progress_bar
-from .core import PetBreedsError, shown
+from .core import PetBreedsError, file_sha256, shown
 from .files import *
 from .inference import load_model
 from .layout import BadLayout, check_class_name, check_classes

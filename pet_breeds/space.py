@@ -4,10 +4,10 @@
 
 # %% ../nbs/50_deploy.space.ipynb #bcf87da2
 from __future__ import annotations
-import ast, builtins, hashlib, inspect, json, os, pprint, shutil, symtable, sys
+import ast, builtins, inspect, json, os, pprint, shutil, symtable, sys
 from pathlib import Path
 from . import __version__, core, model_json, runtime
-from .core import PetBreedsError, BadOptions, MAX_IMAGE_BYTES, shown
+from .core import PetBreedsError, BadOptions, MAX_IMAGE_BYTES, file_sha256, shown
 from .runtime import BadModel, MODEL_JSON, ONNX_FILE, model_folder, read_model_json
 
 # %% auto #0
@@ -134,25 +134,19 @@ def example_photos(meta:dict, metrics:dict|None, n:int=N_EXAMPLES) -> list:
     return (firsts + [f for f in found if f not in firsts])[:n]
 
 # %% ../nbs/50_deploy.space.ipynb #6ee79b39
-def _sha256(fn) -> str:
-    h = hashlib.sha256()
-    with open(fn, 'rb') as f:
-        for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
-    return h.hexdigest()
-
 def current_onnx(model) -> Path|None:
     "`model`'s model.onnx where it is the file its model.json records (written by its last export), else `None`."
     folder = model_folder(model)
     fn = folder/ONNX_FILE
     recorded = (read_model_json(folder).get('onnx') or {}).get('sha256')
-    return fn if fn.is_file() and recorded == _sha256(fn) else None
+    return fn if fn.is_file() and recorded == file_sha256(fn) else None
 
 def space_model_file(model) -> str:
     """The ONNX file of `model` the Space runs: its int8 model where one was written (it agrees) and is intact, else
     model.onnx."""
     folder, meta = model_folder(model), read_model_json(model)
     q = meta.get('onnx_int8') or {}
-    if q.get('file') and (folder/q['file']).is_file() and q.get('sha256') == _sha256(folder/q['file']): return q['file']
+    if q.get('file') and (folder/q['file']).is_file() and q.get('sha256') == file_sha256(folder/q['file']): return q['file']
     if not (folder/ONNX_FILE).is_file():
         raise BadModel(f"{folder}: no {ONNX_FILE}; write it first: pet_breeds_export {folder} --onnx")
     if current_onnx(folder) is None:

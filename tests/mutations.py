@@ -236,7 +236,7 @@ MUTATIONS = [
              ['nbs/60_tools.widget.ipynb']),
     # --- widget.py: the app's pages run onnxruntime (issue 33) ---------------------------------------------------
     Mutation("a page runs a model.onnx changed since export", 'space.py',
-             [("return fn if fn.is_file() and recorded == _sha256(fn) else None", "return fn if fn.is_file() else None")],
+             [("return fn if fn.is_file() and recorded == file_sha256(fn) else None", "return fn if fn.is_file() else None")],
              ['nbs/60_tools.widget.ipynb']),
     Mutation("the app's pages run PyTorch (no model.onnx exported for them)", 'widget.py',
              [("    if current_onnx(folder) is not None or not (folder/WEIGHTS_FILE).is_file():",
