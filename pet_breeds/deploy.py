@@ -6,10 +6,9 @@
 from __future__ import annotations
 import argparse, csv, glob, io, itertools, json, os, sys
 from pathlib import Path
-from .core import (PetBreedsError, BadOptions, DataNotFound, IMAGE_EXTENSIONS, command_errors, check_range,
-                             shown, file_sha256)
+from .core import PetBreedsError, BadOptions, DataNotFound, IMAGE_EXTENSIONS, command_errors, check_range, shown
 from .runtime import *
-from .core import RECIPE
+from .core import RECIPE, file_sha256
 from .cli import command, Option
 from .space import check_space_dest, push_space, read_metrics, space_model_file, write_space
 
@@ -21,8 +20,6 @@ __all__ = ['ONNX_OPSET', 'INPUT_NAME', 'OUTPUT_NAME', 'INT8_FILE', 'INT8_MIN_AGR
 # %% ../nbs/51_deploy.ipynb #0bef56ee
 ONNX_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = 'image', 'probs'
-
-
 
 # %% ../nbs/51_deploy.ipynb #e3e0ef2c
 def export_onnx(model, opset:int=ONNX_OPSET, tol:float=1e-4, loaded=None) -> Path:
