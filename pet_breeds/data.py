@@ -204,10 +204,9 @@ def pets_transforms(item_size:int=460, size:int=224, min_scale:float=0.75):
 
 # %% ../nbs/13_data.ipynb #622cac4c
 def _stamp(f) -> tuple|None:
-    "What tells that a file changed: its size and modification time (`None` once it is gone)."
-    try: st = os.stat(f)
+    "`file_signature(f)`, or `None` once the file is gone."
+    try: return file_signature(f)
     except OSError: return None
-    return st.st_size, st.st_mtime_ns
 
 class LoadImage(Transform):
     """Open an image with `open_image`, or its pre-sized copy when the dict `cached` (file -> copy) has one and the

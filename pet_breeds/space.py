@@ -146,7 +146,8 @@ def space_model_file(model) -> str:
     model.onnx."""
     folder, meta = model_folder(model), read_model_json(model)
     q = meta.get('onnx_int8') or {}
-    if q.get('file') and (folder/q['file']).is_file() and q.get('sha256') == file_sha256(folder/q['file']): return q['file']
+    if q.get('file') and (folder/q['file']).is_file() and q.get('sha256') == file_sha256(folder/q['file']):
+        return q['file']
     if not (folder/ONNX_FILE).is_file():
         raise BadModel(f"{folder}: no {ONNX_FILE}; write it first: pet_breeds_export {folder} --onnx")
     if current_onnx(folder) is None:

@@ -12,6 +12,7 @@ from fastcore.meta import delegates
 from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
+from .core import file_signature
 from .files import incoming_files, is_partial_name
 from .sort import Sorter, check_folders
 
@@ -30,14 +31,6 @@ class _Arrivals(FileSystemEventHandler):
         while True:
             try: paths.append(self.q.get_nowait())
             except Empty: return paths
-
-# %% ../nbs/66_tools.watch.ipynb #8ea95963
-def _signature(path):
-    """What changes while a file is being written: its size, modification time and inode (a link that leads nowhere: its
-    own)."""
-    try: st = os.stat(path)
-    except OSError: st = os.lstat(path)  # a dangling link or a loop settles too, for the sorter to name; gone: raises
-    return st.st_size, st.st_mtime_ns, st.st_ino
 
 # %% ../nbs/66_tools.watch.ipynb #23bf2bd8
 def _can_open(path) -> bool:
@@ -64,7 +57,7 @@ def ready(self:Settling, now:float) -> list:
     "The files unchanged for `settle` seconds (an empty one: 5x longer) that open, and were not handled as they are."
     out = []
     for p, (sig0, since) in list(self.seen.items()):
-        try: sig = _signature(p)
+        try: sig = file_signature(p)
         except OSError:
             del self.seen[p]
             continue  # gone (moved away by us or someone else)

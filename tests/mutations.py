@@ -295,7 +295,7 @@ MUTATIONS = [
     Mutation("watch opens a fifo to see whether it is written (blocks)", 'watch.py',
              [("        if not stat.S_ISREG(os.stat(path).st_mode):\n            return True", "        os.stat(path)")],
              [T+'test_watch_names_fifos_and_dangling_links_and_goes_on']),
-    Mutation("watch drops a dangling link unnamed", 'watch.py',
+    Mutation("watch drops a dangling link unnamed", 'core.py',
              [("    except OSError: st = os.lstat(path)", "    except OSError: raise")],
              [T+'test_watch_names_fifos_and_dangling_links_and_goes_on']),
     Mutation("recovery acts on journal records unchecked (unlinks any path)", 'sort.py',

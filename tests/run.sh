@@ -53,7 +53,7 @@ phase "dev install" .venv/bin/pip install -q -c constraints.txt -e ".[dev]"
 # two processes of one thread each (OMP_NUM_THREADS=1), for the notebooks and for pytest (pytest-xdist, a file's
 # tests in one worker, so that its module fixtures, a trained run or a served app, are made once): much of a notebook's
 # or a test's time is Python, which holds one core, so one process with two threads leaves a core idle, and two
-# processes with two threads each fight over the cores (71_bench's suite table has the figures)
+# processes with two threads each fight over the cores (the benchmarks page's suite table has the figures)
 ONE_THREAD="env OMP_NUM_THREADS=1"
 PET_BREEDS_CACHE=$(mktemp -d) phase "notebooks (nbdev_test)" $ONE_THREAD .venv/bin/nbdev_test --n_workers 2 --timing
 phase "pytest" $ONE_THREAD .venv/bin/pytest tests -q -p no:cacheprovider -n 2 --dist loadfile --durations=15 "$@"
