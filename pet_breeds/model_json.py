@@ -7,8 +7,8 @@ from __future__ import annotations
 from .core import Range, is_finite_number
 
 # %% auto #0
-__all__ = ['MAX_CLASSES', 'MAX_SIZE', 'MAX_ITEM_SIZE', 'MAX_HEAD_WIDTH', 'MAX_HEAD_LAYERS', 'MAX_BACKBONES', 'MAX_NAME',
-           'HEAD_FLAGS', 'REQUIRED', 'OPTIONAL', 'normalize_problem', 'head_problem', 'preprocess_problem',
+__all__ = ['MAX_CLASSES', 'MAX_SIZE', 'MAX_ITEM_SIZE', 'MAX_HEAD_WIDTH', 'MAX_HEAD_LAYERS', 'MAX_BACKBONES', 'MAX_BACKBONE_SCALE',
+           'MAX_NAME', 'HEAD_FLAGS', 'REQUIRED', 'OPTIONAL', 'normalize_problem', 'head_problem', 'preprocess_problem',
            'meta_problem']
 
 # %% ../nbs/30_predict.model_json.ipynb #06041893
@@ -18,6 +18,7 @@ MAX_ITEM_SIZE = 2048      # the side images are cropped to before the batch tran
 MAX_HEAD_WIDTH = 8192     # one hidden layer of the head (fastai's default: 512)
 MAX_HEAD_LAYERS = 8       # hidden layers of the head (fastai's default: 1)
 MAX_BACKBONES = 8         # backbones a probe ensemble concatenates
+MAX_BACKBONE_SCALE = 4    # a probe's input side over its backbones' training size (the probe: 1.15)
 MAX_NAME = 200            # characters of an architecture, mode or layer name
 
 # %% ../nbs/30_predict.model_json.ipynb #97afccf3
@@ -86,7 +87,9 @@ REQUIRED = (('vocab', _vocab_ok, f"a list of 1 to {MAX_CLASSES} labels"), ('n_ou
             ('min_scale', Range(above=0, hi=1, whole=False)))
 OPTIONAL = (('mode', _name, 'a name'), ('arch', _name, 'a name'), ('cut_layer', _name, 'a layer name'),
             ('backbones', lambda v: isinstance(v, list) and 0 < len(v) <= MAX_BACKBONES and all(map(_name, v)),
-             f"a list of 1 to {MAX_BACKBONES} architecture names"))
+             f"a list of 1 to {MAX_BACKBONES} architecture names"),
+            ('backbone_scale', Range(above=0, hi=MAX_BACKBONE_SCALE, whole=False),
+             f"a multiple of the backbones' training size, above 0 and at most {MAX_BACKBONE_SCALE}"))
 
 def meta_problem(meta:dict) -> str|None:
     """What is wrong with the entries of `meta` (a `model.json`'s content), or `None` if every one is of its type and in

@@ -26,18 +26,31 @@ from .probe_cv import (PROBE_C, PROBE_FOLDS, fit_head, head_probs, head_linear, 
                                  cross_validate, choose_backbones, wilson_interval, candidate_sets)
 
 # %% auto #0
-__all__ = ['FINETUNE_MIN_PER_CLASS', 'SELECT_PER_CLASS', 'PROBE_OPTIONS', 'PROBE_BACKBONES', 'ROWS_SHOWN', 'PROBE_FEATURES',
-           'PROBE_HEAD_PASSES', 'BackboneFeatures', 'FeatureEnsemble', 'probe_model', 'branch_key', 'probe_features',
-           'choose_mode', 'choice_subset', 'fit_probe', 'pick_holdout', 'write_predictions', 'train_probe',
-           'probe_report', 'probe_stale', 'probe_gflop', 'run_probe']
+__all__ = ['PROBE_SCALE', 'FINETUNE_MIN_PER_CLASS', 'SELECT_PER_CLASS', 'PROBE_OPTIONS', 'PROBE_BACKBONES', 'ROWS_SHOWN',
+           'PROBE_FEATURES', 'PROBE_HEAD_PASSES', 'fed_size', 'BackboneFeatures', 'FeatureEnsemble', 'probe_model',
+           'branch_key', 'probe_features', 'choose_mode', 'choice_subset', 'fit_probe', 'pick_holdout',
+           'write_predictions', 'train_probe', 'probe_report', 'probe_stale', 'probe_gflop', 'run_probe']
+
+# %% ../nbs/43_modes.probe.ipynb #f82737af
+PROBE_SCALE = 1.15   # each backbone's input side as a multiple of its training size (FixRes; see above)
+
+def fed_size(name:str,        # an architecture
+             scale:float=1.0, # the multiple of its training size
+            ) -> int:
+    "The input side `BackboneFeatures(name, scale=scale)` feeds its backbone."
+    return round(get_arch(name).size * scale)
 
 # %% ../nbs/43_modes.probe.ipynb #e31d825c
 class BackboneFeatures(Module):
-    """One backbone's L2-normalised, average-pooled features of a batch of `[0, 1]` images (resized to its own size,
-    normalised its own way)."""
-    def __init__(self, name:str, pretrained:bool=True):
+    """One backbone's L2-normalised, average-pooled features of a batch of `[0, 1]` images (resized to `scale` times
+    its training size, normalised its own way)."""
+    def __init__(self,
+                 name:str,               # the backbone's architecture
+                 pretrained:bool=True,   # its ImageNet weights (else random ones, to be loaded from an export)
+                 scale:float=1.0,        # the input side as a multiple of the size it was trained at
+                ):
         arch = get_arch(name)
-        self.name, self.size, self.body = arch.name, arch.size, arch_body(arch, pretrained)
+        self.name, self.size, self.body = arch.name, fed_size(arch.name, scale), arch_body(arch, pretrained)
         mean, std = arch_stats(arch)
         self.register_buffer('mean', torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer('std', torch.tensor(std).view(1, 3, 1, 1))
@@ -51,8 +64,13 @@ class BackboneFeatures(Module):
 # %% ../nbs/43_modes.probe.ipynb #507cafd3
 class FeatureEnsemble(Module):
     "The features of several `BackboneFeatures`, joined and L2-normalised, and a linear classifier on top."
-    def __init__(self, backbones:list, n_out:int, pretrained:bool=True):
-        self.branches = nn.ModuleList([BackboneFeatures(b, pretrained) for b in backbones])
+    def __init__(self,
+                 backbones:list,         # architecture names
+                 n_out:int,              # classes
+                 pretrained:bool=True,   # the backbones' ImageNet weights
+                 scale:float=1.0,        # each backbone's input side as a multiple of its training size
+                ):
+        self.branches = nn.ModuleList([BackboneFeatures(b, pretrained, scale) for b in backbones])
         self.head = nn.Linear(sum(b.n_features for b in self.branches), n_out)
 
     @property
@@ -63,13 +81,14 @@ class FeatureEnsemble(Module):
 # %% ../nbs/43_modes.probe.ipynb #100baeda
 @register_builder('probe')
 def probe_model(meta:dict) -> nn.Module:
-    "The untrained `FeatureEnsemble` an exported probe model's `meta` describes."
-    return FeatureEnsemble(meta['backbones'], meta['n_out'], pretrained=False)
+    """The untrained `FeatureEnsemble` an exported probe model's `meta` describes (`backbone_scale` 1 in a model
+    exported before the probe recorded it)."""
+    return FeatureEnsemble(meta['backbones'], meta['n_out'], pretrained=False, scale=meta.get('backbone_scale', 1.0))
 
 # %% ../nbs/43_modes.probe.ipynb #70517a2c
 def branch_key(branch:BackboneFeatures, size:int) -> str:
-    "The cache folder of one backbone's features for images fed at `size`."
-    return f"probe-{branch.name}-{size}-{weights_digest(branch)[:16]}"
+    "The cache folder of one backbone's features for images fed at `size` and resized to the backbone's `size`."
+    return f"probe-{branch.name}-{branch.size}-{size}-{weights_digest(branch)[:16]}"
 
 def probe_features(branches:list,     # `BackboneFeatures` to compute, all from the same batches
                    dl_of,             # `dl_of(files)`: a data loader of those files' images, at `size`
@@ -139,7 +158,7 @@ def fit_probe(files:list,             # image files
               vocab:list,             # class names
               dl_of,                  # `dl_of(files)`: a data loader of those files' images
               backbones:list=None,    # candidate backbones (default: the three EfficientNet-Lites)
-              size:int=None,          # input size (default: the largest the backbones take)
+              size:int=None,          # input size (default: the largest the backbones take at `scale`)
               folds:int=PROBE_FOLDS,  # cross-validation folds
               seed:int=RECIPE.seed,   # the folds' shuffle
               C:float=PROBE_C,        # the head's inverse penalty
@@ -148,17 +167,19 @@ def fit_probe(files:list,             # image files
               species=None,           # each class's species: the CV also scores cat or dog
               show=print,             # where the line saying what is computed goes
               select_per_class:int=SELECT_PER_CLASS,  # photos of a class the candidates are compared on, at most
+              scale:float=PROBE_SCALE, # each backbone's input side as a multiple of its training size
              ) -> tuple:
     """Choose backbones by CV on `files` (labels `y`, indices into `vocab`) and fit a `FeatureEnsemble`; return it and
     its record."""
     t0, y, files = time.perf_counter(), np.asarray(y), list(files)
     backbones = ifnone(backbones, ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2'])
-    branches = [BackboneFeatures(b, pretrained=True) for b in backbones]
+    branches = [BackboneFeatures(b, pretrained=True, scale=scale) for b in backbones]
     size = ifnone(size, max(b.size for b in branches))
     fit_idx = np.arange(len(y)) if train_idx is None else np.asarray(train_idx)
     pick = fit_idx[choice_subset(y[fit_idx], select_per_class, seed)] if len(branches) > 1 else fit_idx
     first = pick if len(branches) > 1 else np.arange(len(files))   # one backbone: nothing to choose, every photo
-    show(f"features of {len(first)} images from {', '.join(backbones)} at {size} px (cached after the first run)")
+    show(f"features of {len(first)} images from {', '.join(backbones)} at {scale:g} times their training size, "
+         f"read at {size} px (cached after the first run)")
     got = probe_features(branches, dl_of, [files[i] for i in first], size, cache_dir)
     at = np.searchsorted(first, pick)   # `first` is sorted and holds `pick`
     sub = {b: v[at] for b, v in got.items()}
@@ -175,13 +196,13 @@ def fit_probe(files:list,             # image files
     if len(pick) < len(fit_idx):   # the chosen model's accuracy, cross-validated on every photo it learns from
         cv = cross_validate(X[fit_idx], y[fit_idx], len(vocab), cv_folds(y[fit_idx], folds, seed), C, species)
     head = fit_head(X[fit_idx], y[fit_idx], len(vocab), C)
-    model = FeatureEnsemble(chosen, len(vocab), pretrained=False)
+    model = FeatureEnsemble(chosen, len(vocab), pretrained=False, scale=scale)
     model.branches = nn.ModuleList([keep[c] for c in chosen])   # the pretrained branches the features came from
     model.head = head_linear(head, X.shape[1], len(vocab))
     rest = np.setdiff1d(np.arange(len(files)), fit_idx)   # the validation set, when the head did not learn from it
     held = head_probs(head, X[rest], len(vocab)) if len(rest) else np.zeros((0, len(vocab)))
     oof = cv.pop('oof_probs')
-    record = {'mode': 'probe', 'backbones': chosen, 'size': size, 'C': C, 'refit': train_idx is None,
+    record = {'mode': 'probe', 'backbones': chosen, 'size': size, 'scale': scale, 'C': C, 'refit': train_idx is None,
               'chosen_on': len(pick), 'held_index': rest.tolist(), 'held_probs': held,
               'cv': cv, 'candidates': table, 'oof_pred': oof.argmax(1).tolist(), 'oof_index': fit_idx.tolist(),
               'seconds_features': round(t_feat, 2), 'total_seconds': round(time.perf_counter() - t0, 2)}
@@ -219,14 +240,15 @@ def train_probe(folder,                           # images named as PETS names t
                 holdout:int=0,                    # photos held back and predicted at the end, one per class
                 num_workers:int=None,             # data loader workers
                 cache_dir=None,                   # feature cache (default: `default_cache_dir()`)
-                size:int=None,                    # input size (default: the largest the backbones take)
+                size:int=None,                    # input size (default: the largest the backbones take at `scale`)
                 layout=None,                      # the photos and labels (`None`: `find_layout(folder, label=label)`)
+                scale:float=PROBE_SCALE,          # each backbone's input side as a multiple of its training size
                ) -> dict:
     """The probe recipe on `folder`: features, backbones chosen by CV, head fitted, exported to `out`; returns the
     record."""
     t0, out = time.perf_counter(), Path(out)
     backbones = [get_arch(arch).name] if arch else offline_backbones()
-    size = ifnone(size, max(get_arch(b).size for b in backbones))
+    size = ifnone(size, max(fed_size(b, scale) for b in backbones))
     with warnings.catch_warnings():   # the probe trains no batches (it reads features through `test_dl`)
         warnings.filterwarnings('ignore', message=f'.* {SMALL_BATCH}')
         dls = pets_dataloaders(folder, label=label, bs=bs, valid_pct=valid_pct, seed=seed, item_size=size,
@@ -243,14 +265,15 @@ def train_probe(folder,                           # images named as PETS names t
     pets_breeds = dls.layout.kind == 'pets' and label == 'breed'   # only PETS names say cat or dog
     species = [species_label(f'{v}_1.jpg') for v in vocab] if pets_breeds else None
     model, rec = fit_probe(fit_files, y, vocab, lambda fs: dls.test_dl(fs, bs=bs), backbones, size, folds, seed,
-                           train_idx=train_idx, cache_dir=cache_dir, species=species)
+                           train_idx=train_idx, cache_dir=cache_dir, species=species, scale=scale)
     unseen = [files[i] for i in held]   # predicted by the exported model; the validation split by the head it holds
     valid_preds = [(fit_files[j], int(np.argmax(p)), float(np.max(p)))
                    for j, p in zip(rec.pop('held_index'), rec.pop('held_probs'))]
     learn = Learner(dls, model)
     learn.arch_name, learn.pretrained, learn.mode = '+'.join(rec['backbones']), True, 'probe'
     rel = lambda f: str(Path(f).relative_to(dls.path)) if Path(f).is_relative_to(dls.path) else str(f)
-    export_model(learn, out/'model', extra={'backbones': rec['backbones'], 'vocab': vocab, 'n_out': len(vocab),
+    export_model(learn, out/'model', extra={'backbones': rec['backbones'], 'backbone_scale': scale,
+                                            'vocab': vocab, 'n_out': len(vocab),
                                             'valid_files': [rel(f) for f in unseen + [v[0] for v in valid_preds]]})
     cm = np.zeros((len(vocab), len(vocab)), dtype=int)
     for i, p in zip(rec['oof_index'], rec.pop('oof_pred')): cm[y[i], p] += 1
@@ -328,7 +351,7 @@ def probe_gflop(n_images:int,   # photos in the folder
     """The candidates' features on the photos they are compared on and the costliest's on the rest, and the heads'
     cross-validation, which many classes make the larger part of a small run."""
     sample = min(n_images, SELECT_PER_CLASS * n_classes)
-    each = [per_image(b) for b in PROBE_BACKBONES]
+    each = [per_image(b) * PROBE_SCALE ** 2 for b in PROBE_BACKBONES]   # the inputs' area, against the training size's
     dims = [PROBE_FEATURES * len(c) for c in candidate_sets(list(PROBE_BACKBONES))]
     rest = n_images - sample   # past the sample: the chosen backbones' features, and a cross-validation on every photo
     fits = (PROBE_FOLDS + 1) * (sample * sum(dims) + (n_images * max(dims) if rest else 0))
@@ -347,8 +370,8 @@ def run_probe(folder, out, opts:dict) -> dict:
                       folds=opts['folds'], refit=opts['refit'], holdout=holdout, num_workers=opts.get('num_workers'),
                       cache_dir=opts.get('cache_dir'), size=opts.get('size'), layout=opts.get('layout'))
     dls = run.pop('dls')
-    settings = dict(mode='probe', backbones=run['backbones'], size=run['size'], C=run['C'], folds=opts['folds'],
-                    refit=run['refit'], holdout=holdout, label=opts['label'], seed=opts['seed'],
+    settings = dict(mode='probe', backbones=run['backbones'], size=run['size'], scale=run['scale'], C=run['C'],
+                    folds=opts['folds'], refit=run['refit'], holdout=holdout, label=opts['label'], seed=opts['seed'],
                     valid_pct=opts['valid_pct'], bs=opts['bs'])
     return {**run, 'weights': weights_note(run['backbones']), 'epochs': [], 'lr_find': None,
             'data_report': dls.report.to_dict(dls.path), 'settings': settings}

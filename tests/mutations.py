@@ -650,6 +650,16 @@ MUTATIONS += [
     Mutation("a photo replaced after the scan reads its stale copy", 'data.py',
              [("        if copy is not None and _stamp(o) == self.stamps[Path(o)]:", "        if copy is not None:")],
              ['nbs/13_data.ipynb', 'tests/test_features.py::test_changed_image_content_is_recomputed_and_only_it']),
+    Mutation("an exported probe is rebuilt at its backbones' training size", 'probe.py',
+             [("scale=meta.get('backbone_scale', 1.0))", "scale=1.0)")],
+             ['nbs/43_modes.probe.ipynb', 'tests/test_probe.py::test_the_exported_probe_is_the_fitted_one_in_pytorch_and_onnx']),
+    Mutation("the probe's features are taken at the training size", 'probe.py',
+             [("    branches = [BackboneFeatures(b, pretrained=True, scale=scale) for b in backbones]",
+               "    branches = [BackboneFeatures(b, pretrained=True) for b in backbones]")],
+             ['nbs/43_modes.probe.ipynb']),
+    Mutation("the probe's export leaves out its scale", 'probe.py',
+             [("extra={'backbones': rec['backbones'], 'backbone_scale': scale,", "extra={'backbones': rec['backbones'],")],
+             ['nbs/43_modes.probe.ipynb', 'tests/test_probe.py::test_the_exported_probe_is_the_fitted_one_in_pytorch_and_onnx']),
 ]
 
 # --- running ------------------------------------------------------------------------------------------

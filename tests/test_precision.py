@@ -186,7 +186,7 @@ def test_predict_command_prints_its_compile_choice(tmp_path, monkeypatch, sample
 # ---- bf16 prediction agrees with fp32: a real pets model on real photos ------------------------------------------
 
 BF16_TOP1 = 0.99        # the issue's rule: bf16's top-1 is fp32's on at least 99% of real photos ...
-BF16_PROB_TOL = 0.1     # ... and no probability moves more than this (measured here: 0.065 at 128 px, 0.061 at 224 px)
+BF16_PROB_TOL = 0.1     # ... and no probability moves more than this (measured: 0.084 on the probe at 1.15 x 224 px)
 
 @pytest.fixture(scope='module')
 def pets_probe(tmp_path_factory):
@@ -199,19 +199,20 @@ def pets_probe(tmp_path_factory):
     return out/'model'
 
 def test_bf16_prediction_agrees_with_fp32_on_real_photos(pets_probe, sample_dir):
-    """bf16 forced, against fp32, on the 81 committed photos and one photo of each of the sample's 37 breeds: the same
-    top-1 on at least 99% (118 photos: at most one differs), probabilities within 0.1. Measured on the Xeon over all
-    451 photos: 451 the same, 0.065. Not all 451 here: bf16 is emulated without native bf16, and all 451 took 23 min
-    on the AVX2 stand-in (shared cores). There, one photo in four of the 118 (30, cats and dogs): the same arithmetic,
-    the same rule (on 30 photos, no flip at all), a quarter of the emulated work."""
+    """bf16 forced, against fp32: the same top-1 on at least 99% of real photos, probabilities within 0.1. With native
+    bf16, on all 451 photos (the 81 committed and the sample's 370): measured on the Xeon, 2 differ (99.6%), both
+    where fp32's top two were within 0.01 of each other; worst probability 0.084. Without it bf16 is emulated, and all
+    451 took 23 min on the AVX2 stand-in (shared cores): there, one photo in four of the 81 and one of each of the
+    sample's 37 breeds (30, cats and dogs), under the same rule (on 30 photos, no flip at all)."""
     from fastai.vision.all import get_image_files
     from pet_breeds.core import breed_label, open_image
     from pet_breeds.data import sample_path
     from pet_breeds.inference import load_model
-    sample = sorted(get_image_files(sample_path()))
-    photos = sorted(get_image_files(sample_dir)) + [next(f for f in sample if breed_label(f.name) == b) for b in sorted({breed_label(f.name) for f in sample})]
-    assert len(photos) == 81 + 37
-    if not T.native_bf16_cpu(): photos = photos[::4]
+    sample, committed = sorted(get_image_files(sample_path())), sorted(get_image_files(sample_dir))
+    assert (len(committed), len(sample)) == (81, 370)
+    if T.native_bf16_cpu(): photos = committed + sample
+    else: photos = (committed + [next(f for f in sample if breed_label(f.name) == b)
+                                 for b in sorted({breed_label(f.name) for f in sample})])[::4]
     ims = [open_image(f) for f in photos]
     m32, m16 = (load_model(pets_probe, device='cpu', precision=p) for p in ('fp32', 'bf16'))
     assert (m32.policy.name, m16.policy.name) == ('fp32', 'bf16')

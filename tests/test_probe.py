@@ -86,6 +86,8 @@ def test_the_exported_probe_is_the_fitted_one_in_pytorch_and_onnx(probe_run, sma
     meta = read_meta(out/'model')
     assert (meta['mode'], meta['backbones'], meta['normalize'], meta['size']) == ('probe', ['efficientnet_lite0'], None, 96)
     model = load_model(out/'model', precision='fp32')   # compared with onnxruntime, which runs fp32
+    # the backbone is fed the larger input it was fitted at (PROBE_SCALE), not its training size
+    assert (meta['backbone_scale'], [b.size for b in model.model.branches]) == (probe.PROBE_SCALE, [258])
     files = sorted(small.iterdir())[:6]
     p = model.probs([model_open(f) for f in files])
     assert torch.allclose(p.sum(1), torch.ones(len(files)), atol=1e-5)
