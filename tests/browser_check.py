@@ -38,8 +38,11 @@ CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networki
 START_TIMEOUT = 240  # Voila imports torch, then its kernel does again, on a busy 2-core machine
 
 def predicted(model:Path, files) -> list:
-    "`pet_breeds_predict --json --k 3` on `files`: a list of `[[label, probability], ...]`, best first."
-    r = subprocess.run([str(APP_BIN/'pet_breeds_predict'), str(model), *map(str, files), '--json', '--k', '3'],
+    """`pet_breeds_predict --json --k 3 --precision fp32` on `files`: a list of `[[label, probability], ...]`, best
+    first. fp32, as the pages compute (onnxruntime): under `auto`, a CPU with native bf16 predicts in bf16, which moves
+    probabilities by a few hundredths and can swap two close runners-up."""
+    r = subprocess.run([str(APP_BIN/'pet_breeds_predict'), str(model), *map(str, files), '--json', '--k', '3',
+                        '--precision', 'fp32'],
                        capture_output=True, text=True, timeout=600)
     check(r.returncode == 0, f"pet_breeds_predict: exit {r.returncode}\n{r.stderr[-2000:]}")
     return [json.loads(l)['top'] for l in r.stdout.splitlines()]
