@@ -22,8 +22,8 @@ from .runtime import (FORMAT, FORMAT_VERSION, MODEL_JSON, WEIGHTS_FILE, ONNX_FIL
 from .cli import Option
 
 # %% auto #0
-__all__ = ['PICKLE_FILE', 'export_model', 'read_meta', 'load_weights', 'PetModel', 'UnpicklingWarning', 'fastai_export',
-           'learner_meta', 'load_model', 'tta_option', 'trust_pickle_option', 'precision_option']
+__all__ = ['PICKLE_FILE', 'export_model', 'read_meta', 'load_weights', 'predict_path', 'PetModel', 'UnpicklingWarning',
+           'fastai_export', 'learner_meta', 'load_model', 'tta_option', 'trust_pickle_option', 'precision_option']
 
 # %% ../nbs/32_predict.inference.ipynb #9d64413f
 def _versions() -> dict:
@@ -107,6 +107,11 @@ def _build(meta:dict, fn) -> nn.Module:
                              f"network") from None
     except PetBreedsError as e: raise type(e)(f"{fn}: {e}") from None
 
+# %% ../nbs/32_predict.inference.ipynb #dad1dacd
+def predict_path(meta:dict) -> str:   # a model's `model.json`
+    "The row of `AUTO` (`23_train.precision`) that `'auto'` follows for the model `meta` describes."
+    return 'probe' if meta.get('mode') == 'probe' else 'predict'
+
 # %% ../nbs/32_predict.inference.ipynb #fec487ee
 class PetModel:
     """An exported model, ready to predict: the network, the vocab, the validation-time transforms and the `precision`
@@ -114,10 +119,10 @@ class PetModel:
     def __init__(self, model:nn.Module, # the network
                  meta:dict,                 # its `model.json` (vocab, sizes, normalisation)
                  device=None,               # PyTorch's device (`None`: fastai's default)
-                 precision:str='auto'):     # 'auto': `AUTO['predict']`; 'fp32': the ONNX model's figures
+                 precision:str='auto'):     # 'auto': the `AUTO` row `predict_path(meta)` names; 'fp32': ONNX's figures
         self.meta, self.vocab = meta, list(meta['vocab'])
         self.device = ifnone(device, default_device())
-        self.policy = choose_policy(precision, self.device, 'predict')
+        self.policy = choose_policy(precision, self.device, predict_path(meta))
         self.model = model.to(self.device).eval()
         item_tfms, batch_tfms = pets_transforms(meta['item_size'], meta['size'], meta['min_scale'])
         self.after_item = [*item_tfms, ToTensor()]
@@ -209,7 +214,7 @@ def load_model(path,                 # an exported model folder, its model.json 
                device=None,          # PyTorch's device (`None`: fastai's default)
                onnx:bool=False,      # run model.onnx with onnxruntime even where PyTorch could
                trust_pickle:bool=False,  # allow unpickling a fastai export (it can run any code it holds)
-               precision:str='auto'  # PyTorch's policy ('auto': `AUTO['predict']`); onnxruntime runs fp32
+               precision:str='auto'  # PyTorch's policy ('auto': see `predict_path`); onnxruntime runs fp32
               ) -> PetModel|OnnxModel:
     """Load an exported pet_breeds model folder (see `export_model`); its `model.onnx` with onnxruntime when
     `runtime.model_kind` says so; a fastai export only with `trust_pickle` (see `fastai_export`). `precision`: PyTorch's

@@ -18,7 +18,7 @@ MAX_ITEM_SIZE = 2048      # the side images are cropped to before the batch tran
 MAX_HEAD_WIDTH = 8192     # one hidden layer of the head (fastai's default: 512)
 MAX_HEAD_LAYERS = 8       # hidden layers of the head (fastai's default: 1)
 MAX_BACKBONES = 8         # backbones a probe ensemble concatenates
-MAX_BACKBONE_SCALE = 4    # a probe's input side over its backbones' training size (the probe: 1.15)
+MAX_BACKBONE_SCALE = 4    # a probe's input side over its backbones' training size, and its inverse (the probe: 1.15)
 MAX_NAME = 200            # characters of an architecture, mode or layer name
 
 # %% ../nbs/30_predict.model_json.ipynb #97afccf3
@@ -88,8 +88,8 @@ REQUIRED = (('vocab', _vocab_ok, f"a list of 1 to {MAX_CLASSES} labels"), ('n_ou
 OPTIONAL = (('mode', _name, 'a name'), ('arch', _name, 'a name'), ('cut_layer', _name, 'a layer name'),
             ('backbones', lambda v: isinstance(v, list) and 0 < len(v) <= MAX_BACKBONES and all(map(_name, v)),
              f"a list of 1 to {MAX_BACKBONES} architecture names"),
-            ('backbone_scale', Range(above=0, hi=MAX_BACKBONE_SCALE, whole=False),
-             f"a multiple of the backbones' training size, above 0 and at most {MAX_BACKBONE_SCALE}"))
+            ('backbone_scale', Range(1 / MAX_BACKBONE_SCALE, MAX_BACKBONE_SCALE, whole=False),
+             f"a multiple of the backbones' training size from {1 / MAX_BACKBONE_SCALE} to {MAX_BACKBONE_SCALE}"))
 
 def meta_problem(meta:dict) -> str|None:
     """What is wrong with the entries of `meta` (a `model.json`'s content), or `None` if every one is of its type and in

@@ -24,7 +24,7 @@ class BadModel(PetBreedsError):
 
 # %% ../nbs/31_predict.runtime.ipynb #12088722
 FORMAT = 'pet_breeds-model'
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: a probe records `backbone_scale`, which a reader of version 1 would ignore
 MODEL_JSON, WEIGHTS_FILE, ONNX_FILE = 'model.json', 'model.safetensors', 'model.onnx'
 
 # %% ../nbs/31_predict.runtime.ipynb #fc4329d7
@@ -201,9 +201,9 @@ TTA_HELP = ("average each image's probabilities with its mirror image's (test-ti
 TRUST_PICKLE_HELP = ("load MODEL even if it is a fastai export (export.pkl): unpickling it runs any code it holds, "
                      "so only for files you trust")
 PRECISION_HELP = ("PyTorch's precision (onnxruntime runs fp32): auto, the default, bf16 where the CPU or GPU computes "
-                  "it "
-                  "natively (faster; the same top-1 as fp32 on real photos, probabilities within 0.1), else fp32; "
-                  "fp32, the same figures as the ONNX model on any machine; bf16; fp16")
+                  "it natively (faster), else fp32, and fp32 for the small-data probe's models everywhere (bf16 "
+                  "changes the top-1 of 1 to 2.5% of their photos); fp32, the same figures as the ONNX model on any "
+                  "machine; bf16; fp16")
 
 # %% ../nbs/31_predict.runtime.ipynb #61931d94
 TTA_DEFAULT = False                 # whether predictions average each image with its mirror image when `tta=None`

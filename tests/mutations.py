@@ -457,10 +457,12 @@ MUTATIONS = [
              ['tests/test_clean.py::test_one_apply_or_undo_at_a_time']),
     # --- issue 22 part 1: prediction under the predict row, torch.compile for a large folder -----------------
     Mutation("PetModel reads the training row of AUTO", 'inference.py',
-             [("self.policy = choose_policy(precision, self.device, 'predict')", "self.policy = choose_policy(precision, self.device)")],
+             [("self.policy = choose_policy(precision, self.device, predict_path(meta))",
+               "self.policy = choose_policy(precision, self.device)")],
              ['tests/test_precision.py::test_petmodel_and_load_model_default_to_the_predict_row']),
     Mutation("PetModel defaults to fp32", 'inference.py',
-             [("                 precision:str='auto'):     # 'auto': `AUTO['predict']`", "                 precision:str='fp32'):     # 'auto': `AUTO['predict']`")],
+             [("                 precision:str='auto'):     # 'auto': the `AUTO` row",
+               "                 precision:str='fp32'):     # 'auto': the `AUTO` row")],
              ['tests/test_precision.py::test_petmodel_and_load_model_default_to_the_predict_row']),
     Mutation("load_model defaults to fp32", 'inference.py',
              [("               precision:str='auto'  # PyTorch's policy ('auto'", "               precision:str='fp32'  # PyTorch's policy ('auto'")],
@@ -660,6 +662,13 @@ MUTATIONS += [
     Mutation("the probe's export leaves out its scale", 'probe.py',
              [("extra={'backbones': rec['backbones'], 'backbone_scale': scale,", "extra={'backbones': rec['backbones'],")],
              ['nbs/43_modes.probe.ipynb', 'tests/test_probe.py::test_the_exported_probe_is_the_fitted_one_in_pytorch_and_onnx']),
+    Mutation("the probe's export leaves out its scale (end to end)", 'probe.py',
+             [("extra={'backbones': rec['backbones'], 'backbone_scale': scale,", "extra={'backbones': rec['backbones'],")],
+             ['tests/test_probe.py::test_no_refit_keeps_the_validation_split']),
+    Mutation("a probe predicts in bf16 where bf16 is native", 'inference.py',
+             [("    return 'probe' if meta.get('mode') == 'probe' else 'predict'", "    return 'predict'")],
+             ['nbs/32_predict.inference.ipynb',
+              'tests/test_precision.py::test_auto_predicts_a_probe_in_fp32_even_with_native_bf16']),
 ]
 
 # --- running ------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ evaluated under bf16 autocast + channels_last reaches the validation error of pl
 computes in bf16 (a run that silently fell back to fp32 would pass an accuracy check alone). Every
 figure below says which policy it expects; emulated bf16 is slow on CPUs without it, so the data is
 the 81 committed photos at 96 px."""
-import math
+import math, shutil
 from unittest import mock
 import numpy as np, pytest, torch
 from fastai.vision.all import Callback, set_seed
@@ -183,41 +183,61 @@ def test_predict_command_prints_its_compile_choice(tmp_path, monkeypatch, sample
         'pet_breeds_predict: compiling: 2 images >= threshold 2 (fp32 on a CPU)']
     assert seen == [False, True]
 
-# ---- bf16 prediction agrees with fp32: a real pets model on real photos ------------------------------------------
+# ---- bf16 and a real pets model's prediction, on real photos it never saw ------------------------------------
 
-BF16_TOP1 = 0.99        # the issue's rule: bf16's top-1 is fp32's on at least 99% of real photos ...
-BF16_PROB_TOL = 0.1     # ... and no probability moves more than this (measured: 0.084 on the probe at 1.15 x 224 px)
+BF16_TOP1 = 0.95        # bf16 forced on a probe: its top-1 is fp32's on 95% of unseen photos at least (measured
+                        # 97.6-98.1%: under the 99% that `auto` asks of bf16, so `auto` predicts a probe in fp32) ...
+BF16_PROB_TOL = 0.1     # ... and no probability moves more than this (measured: 0.05-0.06)
 
 @pytest.fixture(scope='module')
-def pets_probe(tmp_path_factory):
-    "A real pets model: the probe (EfficientNet-Lite0's ImageNet weights from PyPI, and a logistic regression) fitted on the bundled sample's 370 photos of 37 breeds, at 128 px."
+def pets_probe(tmp_path_factory, sample_dir):
+    """A real pets model and the real photos it never saw: the probe (EfficientNet-Lite0's ImageNet weights from PyPI,
+    and a logistic regression) fitted on half the bundled sample (5 photos of each of the 37 breeds) at 128 px; the
+    other 185, and the 77 committed photos that are not in the sample, are unseen."""
+    from fastai.vision.all import get_image_files
+    from pet_breeds.core import breed_label
     from pet_breeds.train_cli import train_pets
     from pet_breeds.data import sample_path
-    out = tmp_path_factory.mktemp('probe')/'run'
-    train_pets(str(sample_path()), str(out), arch='efficientnet_lite0', mode='probe', size=128, item_size=160, holdout=0,
+    train, unseen, by_breed = tmp_path_factory.mktemp('probe')/'train', [], {}
+    train.mkdir()
+    for f in sorted(get_image_files(sample_path())): by_breed.setdefault(breed_label(f.name), []).append(f)
+    for photos in by_breed.values():
+        for i, f in enumerate(photos):
+            if i % 2: unseen.append(f)
+            else: shutil.copy(f, train/f.name)
+    sample_names = {f.name for fs in by_breed.values() for f in fs}
+    unseen += [f for f in sorted(get_image_files(sample_dir)) if f.name not in sample_names]
+    out = train.parent/'run'
+    train_pets(str(train), str(out), arch='efficientnet_lite0', mode='probe', size=128, item_size=160, holdout=0,
                bs=32, num_workers=0, cache_dir=str(out.parent/'cache'))
-    return out/'model'
+    return out/'model', unseen
 
-def test_bf16_prediction_agrees_with_fp32_on_real_photos(pets_probe, sample_dir):
-    """bf16 forced, against fp32: the same top-1 on at least 99% of real photos, probabilities within 0.1. With native
-    bf16, on all 451 photos (the 81 committed and the sample's 370): measured on the Xeon, 2 differ (99.6%), both
-    where fp32's top two were within 0.01 of each other; worst probability 0.084. Without it bf16 is emulated, and all
-    451 took 23 min on the AVX2 stand-in (shared cores): there, one photo in four of the 81 and one of each of the
-    sample's 37 breeds (30, cats and dogs), under the same rule (on 30 photos, no flip at all)."""
-    from fastai.vision.all import get_image_files
-    from pet_breeds.core import breed_label, open_image
-    from pet_breeds.data import sample_path
+def test_auto_predicts_a_probe_in_fp32_even_with_native_bf16(pets_probe):
+    "The probe's head was fitted on fp32 features, and bf16 fails the 99% rule for it: `auto` is fp32 on every CPU."
+    from pet_breeds.core import open_image
     from pet_breeds.inference import load_model
-    sample, committed = sorted(get_image_files(sample_path())), sorted(get_image_files(sample_dir))
-    assert (len(committed), len(sample)) == (81, 370)
-    if T.native_bf16_cpu(): photos = committed + sample
-    else: photos = (committed + [next(f for f in sample if breed_label(f.name) == b)
-                                 for b in sorted({breed_label(f.name) for f in sample})])[::4]
+    model, unseen = pets_probe
+    ims = [open_image(f) for f in unseen[:8]]
+    with mock.patch.object(T, 'native_bf16_cpu', lambda: True):
+        auto = load_model(model, device='cpu')
+    assert auto.policy.name == 'fp32'
+    fp32 = load_model(model, device='cpu', precision='fp32')
+    assert torch.equal(auto.probs(ims, tta=False), fp32.probs(ims, tta=False))
+
+def test_bf16_forced_on_a_probe_stays_close_to_fp32_on_real_photos(pets_probe):
+    """bf16 forced, against fp32, on real photos the model never saw: the same top-1 on at least 95%, probabilities
+    within 0.1. With native bf16, on all 262; without it bf16 is emulated (all 451 photos took 23 min on the AVX2
+    stand-in, shared cores), and one in nine (30) is checked: at most one flip."""
+    from pet_breeds.core import breed_label, open_image
+    from pet_breeds.inference import load_model
+    model, unseen = pets_probe
+    assert len(unseen) == 185 + 77
+    photos = unseen if T.native_bf16_cpu() else unseen[::9]
     ims = [open_image(f) for f in photos]
-    m32, m16 = (load_model(pets_probe, device='cpu', precision=p) for p in ('fp32', 'bf16'))
+    m32, m16 = (load_model(model, device='cpu', precision=p) for p in ('fp32', 'bf16'))
     assert (m32.policy.name, m16.policy.name) == ('fp32', 'bf16')
     p32, p16 = (m.probs(ims, bs=64, tta=False).as_subclass(torch.Tensor) for m in (m32, m16))
     agree, worst = float((p32.argmax(1) == p16.argmax(1)).float().mean()), float((p32 - p16).abs().max())
     assert agree >= BF16_TOP1 and 0 < worst <= BF16_PROB_TOL, (agree, worst)   # 0 <: bf16 really ran
     right = np.mean([m32.vocab[int(i)] == breed_label(f.name) for i, f in zip(p32.argmax(1), photos)])
-    assert right > 0.8, right   # a real model: a degenerate one would agree with itself in any precision
+    assert right > 0.5, right   # a real model (chance: 1/37); a degenerate one would agree with itself in any precision

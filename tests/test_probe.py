@@ -80,6 +80,12 @@ def test_no_refit_keeps_the_validation_split(small, tmp_path):
     assert m['trained_on'] + len(meta['valid_files']) == 30 and len(meta['valid_files']) == 6   # the 20% split
     assert m['cv']['images'] == m['trained_on']                       # the estimate never sees the validation photos
     assert m['unseen']['images'] == 6
+    # the validation photos' rows are the fitted head's, on the features taken while fitting: the exported model,
+    # loaded from its folder, must compute them again (the same inputs, backbone_scale included)
+    model = load_model(tmp_path/'r'/'model', precision='fp32')
+    for r in csv.DictReader(open(tmp_path/'r'/'predictions.csv')):
+        (label, p), = model.predict(small/r['file'], k=1)
+        assert label == r['predicted'] and p == pytest.approx(float(r['probability']), abs=0.01), (r, label, p)
 
 def test_the_exported_probe_is_the_fitted_one_in_pytorch_and_onnx(probe_run, small):
     out, m = probe_run
