@@ -311,7 +311,8 @@ class Mode:
     stale: Callable = None                      # `stale(metrics) -> file names` an earlier run in the folder may have
                                                 # left that this run does not write (a whole run's: it removes them)
     gflop: Callable = None                      # `gflop(n_images, n_classes, per_image, arch)`: the run's cost, from
-                                                # `per_image(arch)`, one forward pass (None: a fine-tune's steps)
+                                                # `per_image(arch, side=None)`, one forward pass at `side` (default:
+                                                # the run's size) (None: a fine-tune's steps)
     own_weights: str = None                     # the plan's weights line, for a mode that chooses its own backbones
 
     def check(self, pretrained:bool):

@@ -231,8 +231,10 @@ def run_gflop(mode:str,                              # the mode chosen
              ) -> float:
     """The GFLOP a run costs, as ResNet reaches them on a CPU: forward passes for validation and features, about three
     per image for a training step; a family slower per GFLOP (`ArchFamily.cpu_speed`) counts for more."""
-    f = lambda a: (ifnone(get_arch(a).gflops, get_arch(RECIPE.arch).gflops)
-                   * (ifnone(size, get_arch(a).size) / get_arch(a).size) ** 2 / get_arch(a).family.cpu_speed)
+    # at `side` when a mode feeds a network its own size (the probe), else at the run's
+    f = lambda a, side=None: (ifnone(get_arch(a).gflops, get_arch(RECIPE.arch).gflops)
+                              * (ifnone(side, ifnone(size, get_arch(a).size)) / get_arch(a).size) ** 2
+                              / get_arch(a).family.cpu_speed)
     cost = get_mode(mode).gflop   # a mode that does not fine-tune counts its own (the body once per image, ...)
     if cost: return cost(n_images, n_classes, f, arch)
     n_train = n_images * (1 - valid_pct)

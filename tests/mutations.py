@@ -669,6 +669,10 @@ MUTATIONS += [
              [("    return 'probe' if meta.get('mode') == 'probe' else 'predict'", "    return 'predict'")],
              ['nbs/32_predict.inference.ipynb',
               'tests/test_precision.py::test_auto_predicts_a_probe_in_fp32_even_with_native_bf16']),
+    Mutation("the probe's estimate follows --size, not its backbones' own sizes", 'train_cli.py',
+             [("* (ifnone(side, ifnone(size, get_arch(a).size)) / get_arch(a).size) ** 2",
+               "* (ifnone(size, get_arch(a).size) / get_arch(a).size) ** 2")],
+             ['nbs/44_modes.train_cli.ipynb']),
 ]
 
 # --- running ------------------------------------------------------------------------------------------
