@@ -351,8 +351,7 @@ def probe_gflop(n_images:int,   # photos in the folder
     """The candidates' features on the photos they are compared on and the costliest's on the rest, and the heads'
     cross-validation, which many classes make the larger part of a small run."""
     sample = min(n_images, SELECT_PER_CLASS * n_classes)
-    each = [per_image(b, fed_size(b, PROBE_SCALE)) for b in PROBE_BACKBONES]   # each at the size it is fed, whatever
-                                                                               # the run's --size
+    each = [per_image(b, fed_size(b, PROBE_SCALE)) for b in PROBE_BACKBONES]   # at its fed size, whatever --size says
     dims = [PROBE_FEATURES * len(c) for c in candidate_sets(list(PROBE_BACKBONES))]
     rest = n_images - sample   # past the sample: the chosen backbones' features, and a cross-validation on every photo
     fits = (PROBE_FOLDS + 1) * (sample * sum(dims) + (n_images * max(dims) if rest else 0))

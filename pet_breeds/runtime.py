@@ -202,7 +202,7 @@ TRUST_PICKLE_HELP = ("load MODEL even if it is a fastai export (export.pkl): unp
                      "so only for files you trust")
 PRECISION_HELP = ("PyTorch's precision (onnxruntime runs fp32): auto, the default, bf16 where the CPU or GPU computes "
                   "it natively (faster), else fp32, and fp32 for the small-data probe's models everywhere (bf16 "
-                  "changes the top-1 of 1 to 2.5% of their photos); fp32, the same figures as the ONNX model on any "
+                  "changed the top-1 of about 2% of their unseen photos); fp32, the same figures as the ONNX model on any "
                   "machine; bf16; fp16")
 
 # %% ../nbs/31_predict.runtime.ipynb #61931d94
